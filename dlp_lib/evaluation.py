@@ -1,0 +1,62 @@
+"""Perplexity on non-overlapping windows, achieved sparsity, and the LOD of Table 2."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .calibration import CalibrationEngine
+from .models import decoder_blocks, linear_sublayers
+from .scores import wanda_scores
+
+
+@torch.no_grad()
+def perplexity(model, windows: torch.Tensor, *, device=None, batch_size: int = 1, progress: bool = True,
+               desc: str = "perplexity") -> float:
+    """exp(mean next-token NLL) over non-overlapping windows (paper: T=2048, batch 1)."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    total_nll, total_tokens = 0.0, 0
+    for batch in tqdm(windows.split(batch_size), desc=desc, disable=not progress, leave=False):
+        batch = batch.to(device)
+        logits = model(batch, use_cache=False).logits[:, :-1].float()
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="sum")
+        total_nll += float(nll)
+        total_tokens += batch[:, 1:].numel()
+    return math.exp(total_nll / total_tokens)
+
+
+@torch.no_grad()
+def achieved_sparsity(model) -> dict:
+    """Fraction of exact zeros: overall (over pruned sublayers), per block, per sublayer."""
+    per_block, per_sublayer = [], []
+    zeros_total = numel_total = 0
+    for block in decoder_blocks(model):
+        z = n = 0
+        subs = {}
+        for name, layer in linear_sublayers(block).items():
+            lz, ln = int((layer.weight == 0).sum()), layer.weight.numel()
+            subs[name] = lz / ln
+            z, n = z + lz, n + ln
+        per_block.append(z / n)
+        per_sublayer.append(subs)
+        zeros_total, numel_total = zeros_total + z, numel_total + n
+    return {"overall": zeros_total / numel_total, "mean_over_blocks": sum(per_block) / len(per_block),
+            "per_block": per_block, "per_sublayer": per_sublayer}
+
+
+@torch.no_grad()
+def layer_outlier_distribution(model, calib_ids: torch.Tensor, m: float = 7.0, *, device=None,
+                               progress: bool = True) -> dict:
+    """LOD (Table 2): per block, % of weights with Wanda score > m * mean score, zeros included."""
+    per_block = []
+
+    def visit(v):
+        pool = torch.cat([wanda_scores(l.weight, v.stats["wanda"][n]).flatten() for n, l in v.sublayers.items()])
+        per_block.append(float((pool > m * pool.mean()).sum()) * 100.0 / pool.numel())
+        return False
+
+    CalibrationEngine(model, calib_ids, device=device, progress=progress).run(
+        visit, statistics=("wanda",), desc=f"LOD (M={m})")
+    return {"mean": sum(per_block) / len(per_block), "per_block": per_block, "m": m}
