@@ -64,6 +64,7 @@ class ExperimentConfig:
     dtype: str = "float32"
     strict_ratios: bool = False
     lod_m: float | None = None      # also measure the LOD (Table 2) after pruning
+    granularity: str = "block"      # dlp/owl: one ratio per block (paper) or per sublayer (Appendix C)
 
     def __post_init__(self):
         check_ratio(self.sparsity)
@@ -73,6 +74,10 @@ class ExperimentConfig:
         allowed = alloc.ALLOCATIONS + tuple(WEIGHT_ALLOCATORS)
         if self.allocation not in allowed:
             raise ValueError(f"Unknown allocation {self.allocation!r}; allowed: {', '.join(allowed)}")
+        if self.granularity not in ("block", "sublayer"):
+            raise ValueError(f"Unknown granularity {self.granularity!r}; allowed: block, sublayer")
+        if self.granularity == "sublayer" and self.allocation not in ("dlp", "owl"):
+            raise ValueError(f"granularity='sublayer' applies to dlp and owl, not {self.allocation!r}")
         if self.statistic not in LAYER_STATISTICS:
             raise ValueError(f"Unknown statistic {self.statistic!r}; allowed: {', '.join(LAYER_STATISTICS)}")
         if self.group not in GROUPS:
@@ -107,6 +112,8 @@ class ExperimentConfig:
         d = dataclasses.asdict(self)
         d["eval"] = list(self.eval)
         d["alpha"] = self.resolved_alpha()
+        if self.granularity == "block":  # the default is left out so cache keys of earlier results stay valid
+            del d["granularity"]
         return d
 
 
@@ -167,8 +174,14 @@ class Lab:
         stats = self.dense_statistics(cfg) if needs_stats else None
         if cfg.allocation not in alloc.ALLOCATIONS:
             self.restore_dense()
+        from .plan import WEIGHT_ALLOCATORS
+        extra = {}
+        if cfg.allocation in WEIGHT_ALLOCATORS:  # e.g. Global with Wanda scores needs dense calibration norms
+            extra = dict(method=cfg.method, calib_ids=self.calibration(cfg), device=self.device,
+                         cache_config=self._data_key(cfg), progress=self.progress)
         plan = build_plan(cfg.allocation, cfg.sparsity, stats=stats, model=self.model, alpha=cfg.resolved_alpha(),
-                          statistic=cfg.statistic, lamda=cfg.lamda, owl_m=cfg.owl_m, strict=cfg.strict_ratios)
+                          statistic=cfg.statistic, lamda=cfg.lamda, owl_m=cfg.owl_m, strict=cfg.strict_ratios,
+                          granularity=cfg.granularity, **extra)
         plan.config.update(model=self.model_name, method=cfg.method)
         return plan
 

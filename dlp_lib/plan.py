@@ -50,8 +50,12 @@ WEIGHT_ALLOCATORS: dict = {}
 
 def build_plan(allocation: str, sparsity: float, *, stats: DenseStatistics | None = None, model=None,
                alpha: float | None = None, statistic: str = "median", lamda: float = 0.08,
-               owl_m: float = 5.0, strict: bool = False, **extra) -> SparsityPlan:
-    """Allocate per-block sparsity with the named allocator."""
+               owl_m: float = 5.0, strict: bool = False, granularity: str = "block", **extra) -> SparsityPlan:
+    """Allocate per-block sparsity with the named allocator.
+
+    granularity="sublayer" (dlp, owl; paper Appendix C, Table 12): one ratio per sublayer from the
+    same formula applied to all sublayers ranked across the model.
+    """
     from .scores import check_ratio
 
     check_ratio(sparsity)
@@ -59,6 +63,15 @@ def build_plan(allocation: str, sparsity: float, *, stats: DenseStatistics | Non
     if allocation not in known:
         raise ValueError(f"Unknown allocation {allocation!r}; allowed: {', '.join(known)}")
     cfg = {"allocation": allocation, "sparsity": sparsity, **(stats.config if stats else {})}
+    if granularity == "sublayer":
+        from .allocation_baselines import sublayer_granularity_plan
+        alpha = alloc.paper_alpha(sparsity) if alpha is None else float(alpha)
+        cfg.update(granularity=granularity, **(dict(alpha=alpha, statistic=statistic) if allocation == "dlp"
+                                               else dict(lamda=lamda, owl_m=owl_m)))
+        return sublayer_granularity_plan(allocation, sparsity, stats, cfg, alpha=alpha, statistic=statistic,
+                                         lamda=lamda, owl_m=owl_m, strict=strict)
+    if granularity != "block":
+        raise ValueError(f"Unknown granularity {granularity!r}; allowed: block, sublayer")
     if allocation == "uniform":
         if stats is None and model is None:
             raise ValueError("uniform allocation needs stats or model to know the number of blocks")
@@ -83,3 +96,6 @@ def build_plan(allocation: str, sparsity: float, *, stats: DenseStatistics | Non
 def _n_blocks(model) -> int:
     from .models import decoder_blocks
     return len(decoder_blocks(model))
+
+
+from . import allocation_baselines as _baselines  # noqa: E402,F401  registers global, er, er_plus, lamp, alphapruning

@@ -25,23 +25,39 @@ def _check(method: str, plan: SparsityPlan, group: str, nm: NMPattern | None, n_
         raise ValueError("N:M pruning applies one pattern everywhere; use allocation 'uniform' with --nm")
 
 
+_SCORE_CHUNK = 1 << 24  # scores materialised at once (64 MB fp32) when the comparison group allows it
+
+
 def _prune_sublayers(v: BlockVisit, plan: SparsityPlan, method: str, group: str, nm: NMPattern | None) -> None:
+    """Prune the block's sublayers where they are (on the GPU during an engine run). Per-output and
+    N:M groups are row-local, so scores and masks are made a slice of rows at a time."""
     for name, layer in v.sublayers.items():
         ratio = plan.ratio(v.index, name)
         if method == "sparsegpt":
             sparsegpt_prune_(layer.weight, v.stats["hessian"][name], ratio, nm=nm)
             continue
-        scores = (magnitude_scores(layer.weight) if method == "magnitude"
-                  else wanda_scores(layer.weight, v.stats["wanda"][name]))
-        layer.weight.data[prune_mask(scores, ratio, group, nm)] = 0
+        W = layer.weight.data
+        norms = v.stats["wanda"][name] if method == "wanda" else None
+
+        def scores(rows):
+            return magnitude_scores(W[rows]) if norms is None else wanda_scores(W[rows], norms)
+
+        if group == "per_layer" and nm is None:
+            W.masked_fill_(prune_mask(scores(slice(None)), ratio, group, nm), 0)
+            continue
+        step = max(1, _SCORE_CHUNK // max(W.shape[1], 1))
+        for r0 in range(0, W.shape[0], step):
+            rows = slice(r0, r0 + step)
+            W[rows].masked_fill_(prune_mask(scores(rows), ratio, group, nm), 0)
 
 
 @torch.no_grad()
 def prune_model(model, plan: SparsityPlan, method: str, calib_ids: torch.Tensor | None = None, *,
                 group: str = "per_output", nm: NMPattern | None = None, device=None, act_dtype=None,
-                progress: bool = True, stream_activations: bool = False) -> None:
+                progress: bool = True, stream_activations: bool = False, **engine_options) -> None:
     """Prune `model` in place. Wanda/SparseGPT run sequentially: block l is calibrated on the
-    outputs of the already pruned blocks < l. Magnitude needs no data."""
+    outputs of the already pruned blocks < l. Magnitude needs no data. engine_options go to
+    CalibrationEngine (batch_size, offload, prefetch, pin_memory)."""
     blocks = decoder_blocks(model)
     _check(method, plan, group, nm, len(blocks))
     if method == "magnitude":
@@ -57,5 +73,5 @@ def prune_model(model, plan: SparsityPlan, method: str, calib_ids: torch.Tensor 
         return True
 
     engine = CalibrationEngine(model, calib_ids, device=device, act_dtype=act_dtype, progress=progress,
-                               stream_activations=stream_activations)
+                               stream_activations=stream_activations, **engine_options)
     engine.run(visit, statistics=(stat,), sequential=True, desc=f"{method} pruning (pass 2)")

@@ -45,3 +45,152 @@ def side_by_side(ours: dict, paper: dict, *, ours_label: str = "ours", paper_lab
 
 def fmt_ppl(x: float) -> str:
     return f"{x:.3g}" if x >= 1e4 else f"{x:.2f}"
+
+
+# ---------------------------------------------------------------- study notebooks 01/03/04/05/08
+# Per-profile grids. `smoke` runs everything the notebook shows on the tiny model in about a
+# minute; `default` is reduced to stay within ~15-20 minutes on 2 CPU cores (the reduction is
+# printed by the notebook); `paper` is the paper's full grid. A profile missing here gets the
+# paper's grid. Notebook parameters left as None are filled from here (`study_grid`).
+_ALL_STATS = ("sum", "mean", "median", "max", "var", "sd")
+_ALL_METHODS = ("magnitude", "sparsegpt", "wanda")
+_PAPER_SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+_ALPHA_GRID = (0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2)  # paper Appendix G (= paper_results.ALPHA_GRID)
+
+STUDY_GRIDS: dict[str, dict[str, dict]] = {
+    "01_statistics": {
+        "smoke": dict(sparsity=0.7, runs={"magnitude": _ALL_STATS, "sparsegpt": ("median", "mean"),
+                                          "wanda": _ALL_STATS},
+                      note="smoke: all six statistics for Magnitude and Wanda, median/mean for SparseGPT."),
+        "default": dict(sparsity=0.7, runs={"magnitude": ("median", "mean"), "sparsegpt": ("median", "mean"),
+                                            "wanda": _ALL_STATS},
+                        note="default (reduced): all six statistics with Wanda; only median (paper) and mean "
+                             "(released code) with Magnitude and SparseGPT."),
+        "paper": dict(sparsity=0.7, runs={m: _ALL_STATS for m in _ALL_METHODS}, note="paper: full Table 1 grid."),
+    },
+    "03_owl_vs_dlp": {
+        "smoke": dict(sparsity=0.7, methods=_ALL_METHODS, owl_m=7.0, lod_m=7.0, m_grid=(1, 3, 5, 7, 10, 15, 20),
+                      figure_method="wanda", note="smoke: full Table 2; Figure 2 with M in 1..20 (7 values)."),
+        "default": dict(sparsity=0.7, methods=_ALL_METHODS, owl_m=7.0, lod_m=7.0, m_grid=(5, 7, 10),
+                        figure_method="wanda",
+                        note="default (reduced): full Table 2 (3 methods x 3 allocations); Figure 2 with Wanda "
+                             "only and M in {5, 7, 10} (M=7 is Table 2's OWL run)."),
+        "paper": dict(sparsity=0.7, methods=_ALL_METHODS, owl_m=7.0, lod_m=7.0, m_grid=(1, 3, 5, 7, 10, 15, 20),
+                      figure_method="wanda", note="paper: full Table 2; Figure 2 with M in 1..20 (7 values)."),
+    },
+    "04_main_results": {
+        "smoke": dict(sparsity=0.7, methods=_ALL_METHODS, note="smoke: 3 methods x 3 allocations x every text."),
+        "default": dict(sparsity=0.7, methods=("sparsegpt", "wanda"),
+                        note="default (reduced): SparseGPT and Wanda only (Magnitude at 70% is in notebook 03's "
+                             "Table 2 on the main text), x 3 allocations x every evaluation text."),
+        "paper": dict(sparsity=0.7, methods=_ALL_METHODS, note="paper: 3 methods x 3 allocations x 3 texts."),
+    },
+    "05_sweep": {
+        "smoke": dict(sparsities=(0.5, 0.6, 0.7, 0.8), methods=("sparsegpt", "wanda"),
+                      note="smoke: 50-80% with SparseGPT and Wanda."),
+        "default": dict(sparsities=(0.5, 0.6, 0.7, 0.8), methods=("wanda",),
+                        note="default (reduced): Wanda only, at 50, 60, 70 and 80% (the high-sparsity half of "
+                             "Table 10, Figure 4's Wanda panel)."),
+        "paper": dict(sparsities=_PAPER_SPARSITIES, methods=_ALL_METHODS, note="paper: full Table 10 grid."),
+    },
+    "08_alpha": {
+        "smoke": dict(method="wanda", alphas={0.5: _ALPHA_GRID, 0.7: _ALPHA_GRID},
+                      note="smoke: the full alpha grid at 50% and 70% with Wanda."),
+        "default": dict(method="wanda", alphas={0.5: (0.02, 0.04, 0.08, 0.15),
+                                                0.7: (0.02, 0.04, 0.08, 0.12, 0.15, 0.2)},
+                        note="default (reduced): Wanda; alpha in {0.02, 0.04, 0.08, 0.12, 0.15, 0.2} at 70% and "
+                             "{0.02, 0.04, 0.08, 0.15} at 50% (both include Table 19's value)."),
+        "paper": dict(method="wanda", alphas={s: _ALPHA_GRID for s in _PAPER_SPARSITIES},
+                      note="paper: the full Appendix G grid at every sparsity of Table 19, with Wanda."),
+    },
+}
+
+
+def study_grid(notebook: str, profile: str, **params) -> dict:
+    """The notebook's grid for `profile`, with every parameter given (not None) overriding it."""
+    grids = STUDY_GRIDS[notebook]
+    grid = dict(grids.get(profile, grids["paper"]))
+    changed = {k: v for k, v in params.items() if v is not None}
+    grid.update(changed)
+    if changed:
+        grid["note"] = grid["note"] + " Overridden by the notebook parameters: " + \
+            ", ".join(f"{k}={v}" for k, v in changed.items()) + "."
+    return grid
+
+
+def run_configs(lab, configs, *, share_identical_plans: bool = False, atol: float = 1e-6) -> dict:
+    """`lab.run` for every configuration of a {key: ExperimentConfig} mapping, in order.
+
+    With share_identical_plans, a configuration that prunes exactly like an earlier one (same
+    everything except the DLP statistic, and per-block ratios equal to `atol`) reuses that result
+    instead of pruning again; the copy says so in "same_plan_as" and "max_ratio_difference".
+    """
+    import numpy as np
+
+    out, seen = {}, []
+    for key, cfg in configs.items():
+        if share_identical_plans:
+            ratios = np.asarray(lab.plan(cfg).ratios)
+            for other_key, other_cfg, other_ratios in seen:
+                if other_cfg.replace(statistic=cfg.statistic) == cfg and np.allclose(ratios, other_ratios,
+                                                                                     rtol=0, atol=atol):
+                    out[key] = {**out[other_key], "same_plan_as": other_key,
+                                "max_ratio_difference": float(np.abs(ratios - other_ratios).max())}
+                    break
+            else:
+                seen.append((key, cfg, ratios))
+        if key not in out:
+            out[key] = lab.run(cfg)
+    return out
+
+
+def tidy(results, names) -> pd.DataFrame:
+    """Long table from {key tuple: lab.run result}: one row per (key, evaluation text).
+
+    Columns: the key fields (`names`), text, ppl (pruned), dense (dense ppl), achieved (overall
+    sparsity), lod (mean LOD when measured), alpha (DLP), shared (key whose result was reused).
+    """
+    rows = []
+    for key, r in results.items():
+        key = key if isinstance(key, tuple) else (key,)
+        for text, ppl in r["perplexity"]["pruned"].items():
+            rows.append({**dict(zip(names, key)), "text": text, "ppl": ppl,
+                         "dense": r["perplexity"]["dense"][text], "achieved": r["achieved_sparsity"]["overall"],
+                         "lod": r.get("lod", {}).get("mean"), "alpha": r["config"].get("alpha"),
+                         "shared": r.get("same_plan_as")})
+    return pd.DataFrame(rows)
+
+
+def flatten(nested, depth: int) -> dict:
+    """{a: {b: v}} -> {(a, b): v} for `depth` levels of a paper_results table."""
+    if depth == 1:
+        return {(k,): v for k, v in nested.items()}
+    return {(k, *rest): v for k, sub in nested.items() for rest, v in flatten(sub, depth - 1).items()}
+
+
+def paper_vs_ours(ours: dict, paper: dict, names, *, ours_label: str = "ours", paper_label: str = "paper",
+                  keep_paper_only: bool = True) -> pd.DataFrame:
+    """Two columns (paper, ours) indexed by tuple keys (MultiIndex `names`); missing cells are NaN."""
+    ours = {k if isinstance(k, tuple) else (k,): v for k, v in ours.items()}
+    paper = {k if isinstance(k, tuple) else (k,): v for k, v in paper.items()}
+    keys = list(dict.fromkeys((list(paper) if keep_paper_only else []) + list(ours)))
+    index = pd.MultiIndex.from_tuples(keys, names=list(names))
+    return pd.DataFrame({paper_label: [paper.get(k) for k in keys], ours_label: [ours.get(k) for k in keys]},
+                        index=index)
+
+
+def fmt_frame(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """Perplexity-style formatting for display: 3 significant digits above 1e4, '-' for missing."""
+    def f(x):
+        if x is None or (isinstance(x, float) and x != x):
+            return "-"
+        if isinstance(x, (int, float)):
+            return fmt_ppl(float(x)) if digits == 2 else f"{x:.{digits}f}"
+        return x
+    return df.map(f)
+
+
+def smoke_caveat(profile: str) -> str:
+    """The sentence every verdict ends with under the smoke profile."""
+    return (" (smoke profile: a random tiny model on a few short windows; the numbers only show that the "
+            "pipeline runs and say nothing about the claim.)") if profile == "smoke" else ""

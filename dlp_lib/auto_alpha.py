@@ -1,0 +1,111 @@
+"""Automatic choice of DLP's alpha from calibration data only (beyond the paper).
+
+The paper tunes alpha per sparsity on the evaluation text (Appendix G, Table 19). Here alpha is
+chosen without touching any evaluation text: for every alpha of a small grid the model is pruned
+exactly as `Lab.run` would prune it, and scored by the next-token NLL of the pruned model on
+*held-out calibration windows*: windows of the calibration source's TRAIN split drawn with a
+different seed (`cfg.seed + HELDOUT_SEED_OFFSET`). The lowest score wins (ties: smallest alpha).
+
+Costs: the dense statistics (pass 1) are shared with every other run of the Lab; each alpha costs
+one pass-2 pruning plus one forward over the held-out windows. A pruning is skipped when the
+Lab's model is already pruned with that configuration (e.g. right after `lab.run(cfg)` computed
+it), so a notebook that evaluates an alpha grid pays the pruning once per alpha. Per-alpha scores
+and the whole selection are cached on disk (`dlp_lib.cache.cached`), keyed by the configuration,
+the grid, the criterion and the held-out set.
+"""
+from __future__ import annotations
+
+import math
+
+from .cache import cached
+from .data import TextSource, calibration_windows
+from .evaluation import perplexity
+from .paper_results import ALPHA_GRID
+
+CRITERIA = ("calib_nll",)
+HELDOUT_SEED_OFFSET = 10_007   # held-out windows: a seed no calibration default uses
+MAX_HELDOUT = 16               # default held-out windows: min(cfg.nsamples, MAX_HELDOUT)
+
+# Fields that change what is evaluated, not how the model is pruned.
+_EVAL_ONLY = ("eval", "neval", "lod_m")
+
+
+def _pruning_config(cfg):
+    """cfg with the evaluation-only fields reset: two configs prune identically iff these are equal."""
+    from .experiment import ExperimentConfig
+
+    defaults = ExperimentConfig()
+    return cfg.replace(**{f: getattr(defaults, f) for f in _EVAL_ONLY})
+
+
+def heldout_windows(lab, cfg, nheldout: int | None = None):
+    """(n, seqlen) windows of the calibration source's train split, seed cfg.seed + HELDOUT_SEED_OFFSET."""
+    n = min(cfg.nsamples, MAX_HELDOUT) if nheldout is None else int(nheldout)
+    if n < 1:
+        raise ValueError(f"nheldout must be >= 1, got {n}")
+    key = ("heldout", cfg.calib, n, cfg.seqlen, cfg.seed + HELDOUT_SEED_OFFSET)
+    if key not in lab._calib:
+        lab._calib[key] = calibration_windows(cfg.calib, lab.tokenizer, n, cfg.seqlen,
+                                              cfg.seed + HELDOUT_SEED_OFFSET)
+    return lab._calib[key]
+
+
+def _heldout_spec(cfg, nheldout: int | None) -> dict:
+    n = min(cfg.nsamples, MAX_HELDOUT) if nheldout is None else int(nheldout)
+    return {"source": TextSource(cfg.calib).identity(), "split": "train", "n": n, "seqlen": cfg.seqlen,
+            "seed": cfg.seed + HELDOUT_SEED_OFFSET}
+
+
+def alpha_score(lab, cfg, alpha: float, *, criterion: str = "calib_nll", nheldout: int | None = None,
+                use_cache: bool = True) -> float:
+    """Calibration-only score of DLP with `alpha` (lower is better): mean next-token NLL (nats/token)
+    of the pruned model on held-out calibration windows. Cached per configuration."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"Unknown criterion {criterion!r}; allowed: {', '.join(CRITERIA)}")
+    if cfg.allocation != "dlp":
+        raise ValueError(f"alpha is a DLP hyperparameter; allocation is {cfg.allocation!r}")
+    cfg_a = cfg.replace(alpha=float(alpha))
+
+    def compute():
+        if lab._pruned_key is None or _pruning_config(lab._pruned_key) != _pruning_config(cfg_a):
+            lab.prune(cfg_a)
+        ppl = perplexity(lab.model, heldout_windows(lab, cfg_a, nheldout), device=lab.device,
+                         progress=lab.progress, desc=f"held-out calibration NLL (alpha={alpha})")
+        return math.log(ppl)
+
+    key = {**_pruning_config(cfg_a).to_dict(), "fingerprint": lab.fingerprint,
+           "calib_id": TextSource(cfg.calib).identity(), "criterion": criterion,
+           "heldout": _heldout_spec(cfg, nheldout)}
+    return cached("alpha_score", key, compute, enabled=use_cache)
+
+
+def select_alpha(lab, cfg, grid=ALPHA_GRID, *, criterion: str = "calib_nll", nheldout: int | None = None,
+                 use_cache: bool = True) -> dict:
+    """Choose DLP's alpha for `cfg` (its own alpha is ignored) from calibration data only.
+
+    Returns {"alpha", "criterion", "scores" {alpha: score}, "grid", "heldout"}; `heldout` describes
+    the held-out calibration windows. Alphas whose ratios fall outside [0, 1) are clamped and
+    re-balanced by the allocator exactly as in any DLP run.
+    """
+    if cfg.allocation != "dlp":
+        raise ValueError(f"--alpha auto needs allocation 'dlp', got {cfg.allocation!r}")
+    grid = tuple(sorted(float(a) for a in grid))
+    if not grid:
+        raise ValueError("empty alpha grid")
+    lab.dense_statistics(cfg)  # pass 1 once (cached), shared by every alpha
+
+    def compute():
+        scores = {a: alpha_score(lab, cfg, a, criterion=criterion, nheldout=nheldout, use_cache=use_cache)
+                  for a in grid}
+        best = min(grid, key=lambda a: (scores[a], a))
+        return {"alpha": best, "criterion": criterion, "scores": scores, "grid": list(grid),
+                "heldout": _heldout_spec(cfg, nheldout)}
+
+    key = {**cfg.replace(alpha=None).to_dict(), "alpha": None, "fingerprint": lab.fingerprint,
+           "calib_id": TextSource(cfg.calib).identity(), "grid": list(grid), "criterion": criterion,
+           "heldout": _heldout_spec(cfg, nheldout)}
+    out = cached("alpha_selection", key, compute, enabled=use_cache)
+    out = dict(out)
+    out["alpha"] = float(out["alpha"])
+    out["scores"] = {float(a): float(v) for a, v in out["scores"].items()}  # JSON keys come back as str
+    return out

@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from dlp_lib.calibration import replay_logits
+from dlp_lib.models import UnsupportedModelError, decoder_blocks, linear_sublayers, load_model
+
+
+def _tiny(config_cls, model_cls, **extra):
+    cfg = config_cls(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                     num_attention_heads=4, num_key_value_heads=2, **extra)
+    torch.manual_seed(0)
+    return model_cls(cfg).eval()
+
+
+@pytest.mark.parametrize("family", ["mistral", "qwen2", "gemma"])
+def test_families_found_and_replayed(family):
+    import transformers as tf
+    classes = {"mistral": (tf.MistralConfig, tf.MistralForCausalLM, {}),
+               "qwen2": (tf.Qwen2Config, tf.Qwen2ForCausalLM, {}),
+               "gemma": (tf.GemmaConfig, tf.GemmaForCausalLM, {"head_dim": 8})}
+    cfg_cls, model_cls, extra = classes[family]
+    model = _tiny(cfg_cls, model_cls, **extra)
+    blocks = decoder_blocks(model)
+    assert len(blocks) == 2
+    names = set(linear_sublayers(blocks[0]))
+    assert {"self_attn.q_proj", "mlp.down_proj"} <= names
+    ids = torch.randint(0, 128, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(replay_logits(model, ids), model(ids).logits, rtol=0, atol=1e-5)
+
+
+def test_model_without_decoder_blocks_is_rejected():
+    import transformers as tf
+    model = tf.GPT2LMHeadModel(tf.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64))
+    with pytest.raises(UnsupportedModelError, match="No recognisable decoder blocks.*GPT2Block"):
+        decoder_blocks(model)
+
+
+def test_tiny_llama_is_deterministic():
+    a, _ = load_model("tiny-llama")
+    b, _ = load_model("tiny-llama")
+    for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(p, q), n
+
+
+def test_unknown_hub_model_fails_clearly():
+    with pytest.raises(RuntimeError, match="smollm2-135m"):
+        load_model("no-such-org/no-such-model-xyz")
