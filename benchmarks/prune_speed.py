@@ -200,6 +200,15 @@ def gpu_checks(device, hidden: int, inter: int) -> dict:
     gpu_block, gpu_subs = grouped_pool_statistics(parts)
     sync(device)
     out["pool_stats_gpu_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    grouped_pool_statistics(parts)
+    sync(device)
+    out["pool_stats_gpu_seconds_warm"] = time.perf_counter() - t0
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        grouped_pool_statistics(parts)
+        sync(device)
+    log(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=40))
     cpu_block, _ = grouped_pool_statistics({k: (v[0].cpu(), v[1].cpu()) for k, v in parts.items()})
     out["pool_stats_numel"] = gpu_block["numel"]
     out["pool_median_equal_cpu"] = gpu_block["median"] == cpu_block["median"]
@@ -268,14 +277,24 @@ def reference_pooling(model, ids, device, act_dtype) -> dict:
 
 
 # ---------------------------------------------------------------- numerics (16-bit vs fp32)
-def numerics(model_name: str, device: torch.device, nsamples: int, seqlen: int, neval: int, sparsity: float,
-             calib: str = "bbc", eval_source: str = "brown") -> dict:
-    """DLP plan and DLP+Wanda perplexity with fp16/bf16 (activations only, and whole model) vs fp32."""
-    from dlp_lib.data import evaluation_windows
-    from dlp_lib.evaluation import perplexity
+def numerics(model_name: str, device: torch.device, nsamples: int, seqlen: int, neval: int, sparsities,
+             calib: str = "bbc", eval_source: str = "brown", windows_file: str | None = None) -> dict:
+    """DLP plan and DLP+Wanda perplexity with fp16/bf16 (activations only, and whole model) vs fp32.
 
-    model, tok, ids = real_model(model_name, torch.float32, nsamples, seqlen, calib)
-    windows = evaluation_windows(eval_source, tok, seqlen, neval)
+    windows_file: a torch file {"calib": (N, T) ids, "eval": (M, T) ids} tokenised elsewhere (the
+    GPU machine has neither the corpora nor their tokenizer cache)."""
+    from dlp_lib.evaluation import perplexity
+    from dlp_lib.models import load_model
+
+    if windows_file:
+        model, _ = load_model(model_name, dtype=torch.float32, device="cpu")
+        data = torch.load(windows_file)
+        ids, windows = data["calib"], data["eval"]
+        nsamples, seqlen, neval = ids.shape[0], ids.shape[1], windows.shape[0]
+    else:
+        from dlp_lib.data import evaluation_windows
+        model, tok, ids = real_model(model_name, torch.float32, nsamples, seqlen, calib)
+        windows = evaluation_windows(eval_source, tok, seqlen, neval)
     model.to(device)
     dense = {k: v.detach().clone() for k, v in model.state_dict().items()}
     variants = [("float32", torch.float32, None)]
@@ -284,29 +303,40 @@ def numerics(model_name: str, device: torch.device, nsamples: int, seqlen: int, 
     else:  # CPU: 16-bit activation storage with fp32 compute, and a bf16 model (fp16 matmuls are slow here)
         variants += [("act_float16", torch.float32, torch.float16), ("act_bfloat16", torch.float32, torch.bfloat16),
                      ("bfloat16", torch.bfloat16, None)]
-    out, ref_plan, ref_stats = {}, None, None
+    out, ref = {}, {}
     for label, wdtype, act in variants:
         model.to(torch.float32)
         model.load_state_dict(dense)
         model.to(wdtype)
         t0 = time.perf_counter()
+        rec = {"dense_ppl": perplexity(model, windows, device=device, progress=False)}
         stats = compute_dense_statistics(model, ids, device=device, act_dtype=act, progress=False)
-        plan = build_plan("dlp", sparsity, stats=stats)
-        prune_model(model, plan, "wanda", ids, device=device, act_dtype=act, progress=False)
-        ppl = perplexity(model, windows, device=device, progress=False)
-        rec = {"ppl": ppl, "seconds": time.perf_counter() - t0, "ratios": plan.ratios}
         s = stats.layer_statistic("median")
-        if ref_plan is None:
-            ref_plan, ref_stats, ref_ppl = plan.ratios, s, ppl
+        for sp in sparsities:
+            model.to(torch.float32)
+            model.load_state_dict(dense)
+            model.to(wdtype)
+            plan = build_plan("dlp", sp, stats=stats)
+            prune_model(model, plan, "wanda", ids, device=device, act_dtype=act, progress=False)
+            rec[str(sp)] = {"ppl": perplexity(model, windows, device=device, progress=False), "ratios": plan.ratios}
+        rec["seconds"] = time.perf_counter() - t0
+        if not ref:
+            ref = {"rec": rec, "median": s}
         else:
-            rec["max_ratio_diff"] = max(abs(a - b) for a, b in zip(plan.ratios, ref_plan))
-            rec["max_median_rel_diff"] = max(abs(a - b) / abs(b) for a, b in zip(s, ref_stats))
-            rec["ppl_rel_diff"] = ppl / ref_ppl - 1
+            rec["dense_ppl_rel_diff"] = rec["dense_ppl"] / ref["rec"]["dense_ppl"] - 1
+            rec["max_median_rel_diff"] = max(abs(a - b) / abs(b) for a, b in zip(s, ref["median"]))
+            for sp in sparsities:
+                r, r0 = rec[str(sp)], ref["rec"][str(sp)]
+                r["max_ratio_diff"] = max(abs(a - b) for a, b in zip(r["ratios"], r0["ratios"]))
+                r["ppl_rel_diff"] = r["ppl"] / r0["ppl"] - 1
         out[label] = rec
-        log(f"  numerics {label:14s} ppl {ppl:9.3f}" + (f"  max |dR| {rec['max_ratio_diff']:.2e}  "
-                                                     f"ppl {100 * rec['ppl_rel_diff']:+.2f}%" if "ppl_rel_diff" in rec else ""))
-    return {"model": model_name, "nsamples": nsamples, "seqlen": seqlen, "neval": neval, "sparsity": sparsity,
-            "variants": out}
+        log(f"  numerics {label:14s} dense ppl {rec['dense_ppl']:8.3f} " + " ".join(
+            f"| {sp}: ppl {rec[str(sp)]['ppl']:8.3f}" + (f" ({100 * rec[str(sp)]['ppl_rel_diff']:+.2f}%, max |dR| "
+                                                        f"{rec[str(sp)]['max_ratio_diff']:.1e})"
+                                                        if "ppl_rel_diff" in rec[str(sp)] else "")
+            for sp in sparsities) + f"  [{rec['seconds']:.1f} s]")
+    return {"model": model_name, "calib": calib, "eval": eval_source, "nsamples": nsamples, "seqlen": seqlen,
+            "neval": neval, "eval_seqlen": windows.shape[1], "sparsities": list(sparsities), "variants": out}
 
 
 # ---------------------------------------------------------------- main
@@ -322,8 +352,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: float16 on GPU, float32 on CPU")
     ap.add_argument("--sparsity", type=float, default=0.7)
-    ap.add_argument("--skip", nargs="*", default=[], choices=["sparsegpt", "stream", "checks", "reference"])
+    ap.add_argument("--skip", nargs="*", default=[],
+                    choices=["floor", "resident", "sparsegpt", "stream", "checks", "reference", "all"],
+                    help="phases to leave out ('resident': pass 1 and Wanda with activations on the GPU; "
+                         "'all': everything but --numerics)")
     ap.add_argument("--numerics", action="store_true", help="also fp16/bf16 vs fp32 (needs --model)")
+    ap.add_argument("--numerics-sparsities", type=float, nargs="*", default=None, help="default: --sparsity")
+    ap.add_argument("--numerics-windows", default=None, nargs="*",
+                    help="torch files {'calib', 'eval'} of token windows for --numerics (instead of the corpora)")
     ap.add_argument("--numerics-nsamples", type=int, default=32)
     ap.add_argument("--numerics-seqlen", type=int, default=512)
     ap.add_argument("--numerics-neval", type=int, default=32)
@@ -342,6 +378,14 @@ def main(argv=None) -> dict:
     info["transformers"] = transformers.__version__
     results: dict = {"info": info}
     log(json.dumps(info))
+
+    skip = set(args.skip)
+    if "all" in skip:
+        skip |= {"floor", "resident", "sparsegpt", "stream", "checks", "reference"}
+    if skip >= {"floor", "resident", "sparsegpt", "stream", "checks", "reference"}:
+        if args.numerics:
+            run_numerics(args, device, results)
+        return finish(args, results)
 
     t0 = time.perf_counter()
     if args.model:
@@ -362,53 +406,84 @@ def main(argv=None) -> dict:
         info["pinned_bytes"] = pin_block_weights(model)
         results["pin_seconds"] = time.perf_counter() - t0
     cfg = model.config
-    if device.type == "cuda" and "checks" not in args.skip:
+    if device.type == "cuda" and "checks" not in skip:
         log("checks")
         results["checks"] = gpu_checks(device, cfg.hidden_size, cfg.intermediate_size)
         log("  " + json.dumps(results["checks"]))
     opts = dict(device=device, act_dtype=dtype, progress=False, batch_size=args.batch_size)
 
     log("phases")
-    floor = measure("floor", device, lambda: floor_passes(model, ids, device, dtype, args.batch_size), results)
-    results["floor"].update(floor)
-    F = results["floor"]["seconds"]
-    results["floor"]["one_dense_pass_seconds"] = F / 3
+    F = None
+    if "floor" not in skip:
+        floor = measure("floor", device, lambda: floor_passes(model, ids, device, dtype, args.batch_size), results)
+        results["floor"].update(floor)
+        F = results["floor"]["seconds"]
+        results["floor"]["one_dense_pass_seconds"] = F / 3
+        # the first pass also pays one-time costs (kernel selection, caches): 3 x the fastest pass
+        results["floor"]["warm_seconds"] = 3 * min(results["floor"]["one_pass_seconds"])
+
+    def total(name, a, b):
+        results[name] = {"seconds": results[a]["seconds"] + results[b]["seconds"]}
+        if F:
+            results[name]["x_floor"] = results[name]["seconds"] / F
+            results[name]["x_warm_floor"] = results[name]["seconds"] / results["floor"]["warm_seconds"]
 
     dense = snapshot(model)
-    stats = measure("pass1", device, lambda: compute_dense_statistics(model, ids, **opts), results, F)
-    plan = build_plan("dlp", args.sparsity, stats=stats)
-    measure("wanda", device, lambda: prune_model(model, plan, "wanda", ids, **opts), results, F)
-    results["dlp_wanda"] = {"seconds": results["pass1"]["seconds"] + results["wanda"]["seconds"]}
-    results["dlp_wanda"]["x_floor"] = results["dlp_wanda"]["seconds"] / F
-    results["plan_ratios"] = plan.ratios
-    if "sparsegpt" not in args.skip:
+    plan = None
+    if "resident" not in skip:
+        stats = measure("pass1", device, lambda: compute_dense_statistics(model, ids, **opts), results, F)
+        plan = build_plan("dlp", args.sparsity, stats=stats)
+        measure("wanda", device, lambda: prune_model(model, plan, "wanda", ids, **opts), results, F)
+        total("dlp_wanda", "pass1", "wanda")
+        results["plan_ratios"] = plan.ratios
+    if "sparsegpt" not in skip:
         restore(model, dense)
+        if plan is None:
+            plan = build_plan("dlp", args.sparsity, stats=compute_dense_statistics(model, ids, **opts))
         measure("sparsegpt", device, lambda: prune_model(model, plan, "sparsegpt", ids, **opts), results, F)
-        results["dlp_sparsegpt"] = {"seconds": results["pass1"]["seconds"] + results["sparsegpt"]["seconds"]}
-        results["dlp_sparsegpt"]["x_floor"] = results["dlp_sparsegpt"]["seconds"] / F
-    if "stream" not in args.skip:
+        total("dlp_sparsegpt", "pass1", "sparsegpt") if "pass1" in results else None
+    if "stream" not in skip:
         restore(model, dense)
+        if device.type == "cuda":  # the one-time cost of pinning the activation buffers (reused after)
+            t0 = time.perf_counter()
+            shape = (args.batch_size, args.seqlen, cfg.hidden_size)
+            bufs = [torch.empty(shape, dtype=dtype, pin_memory=True) for _ in range(-(-args.nsamples // args.batch_size))]
+            del bufs
+            results["pin_activations_seconds"] = time.perf_counter() - t0
         sopts = dict(opts, stream_activations=True)
         stats_s = measure("pass1_stream", device, lambda: compute_dense_statistics(model, ids, **sopts), results, F)
         plan_s = build_plan("dlp", args.sparsity, stats=stats_s)
         measure("wanda_stream", device, lambda: prune_model(model, plan_s, "wanda", ids, **sopts), results, F)
-        results["dlp_wanda_stream"] = {"seconds": results["pass1_stream"]["seconds"] + results["wanda_stream"]["seconds"]}
-        results["dlp_wanda_stream"]["x_floor"] = results["dlp_wanda_stream"]["seconds"] / F
-        results["stream_vs_resident_max_ratio_diff"] = max(abs(a - b) for a, b in zip(plan.ratios, plan_s.ratios))
-        results["stream_vs_resident_median_equal"] = stats.layer_statistic("median") == stats_s.layer_statistic("median")
-    if device.type == "cuda" and "reference" not in args.skip:
+        total("dlp_wanda_stream", "pass1_stream", "wanda_stream")
+        if plan is not None and "pass1" in results:
+            results["stream_vs_resident_max_ratio_diff"] = max(abs(a - b) for a, b in zip(plan.ratios, plan_s.ratios))
+            results["stream_vs_resident_median_equal"] = (stats.layer_statistic("median")
+                                                          == stats_s.layer_statistic("median"))
+    if device.type == "cuda" and "reference" not in skip:
         restore(model, dense)
         results["reference_pooling_block0"] = reference_pooling(model, ids, device, dtype)
         log("  reference pooling (block 0): " + json.dumps(results["reference_pooling_block0"]))
-    del dense
+    del dense, model
+    gc.collect()
     if args.numerics:
-        if not args.model:
-            raise SystemExit("--numerics needs --model (a trained model)")
-        del model
-        gc.collect()
-        results["numerics"] = numerics(args.model, device, args.numerics_nsamples, args.numerics_seqlen,
-                                       args.numerics_neval, args.sparsity)
+        run_numerics(args, device, results)
+    return finish(args, results)
+
+
+def run_numerics(args, device, results) -> None:
+    if not args.model:
+        raise SystemExit("--numerics needs --model (a trained model)")
+    runs = []
+    for wf in (args.numerics_windows or [None]):
+        runs.append(numerics(args.model, device, args.numerics_nsamples, args.numerics_seqlen,
+                             args.numerics_neval, args.numerics_sparsities or [args.sparsity], windows_file=wf))
+    results["numerics"] = runs
+
+
+def finish(args, results) -> dict:
     results["max_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    if device_is_cuda():
+        results["info"]["allocator_conf"] = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
     print_table(results)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -416,8 +491,26 @@ def main(argv=None) -> dict:
     return results
 
 
+def device_is_cuda() -> bool:
+    return torch.cuda.is_available()
+
+
 def print_table(r: dict) -> None:
     info = r["info"]
+    for run in r.get("numerics", []):
+        log(f"\nnumerics: {run['model']}, DLP+Wanda, calibration {run['nsamples']} x {run['seqlen']}, "
+            f"perplexity on {run['neval']} x {run['eval_seqlen']}")
+        log("| variant | dense ppl | " + " | ".join(f"ppl at {sp} (vs fp32) | max abs ratio diff"
+                                                 for sp in run["sparsities"]) + " | max rel median diff |")
+        log("| --- | ---: | " + " | ".join("---: | ---:" for _ in run["sparsities"]) + " | ---: |")
+        for label, v in run["variants"].items():
+            cells = [f"{v['dense_ppl']:.3f} ({100 * v.get('dense_ppl_rel_diff', 0):+.2f}%)"]
+            for sp in run["sparsities"]:
+                x = v[str(sp)]
+                cells += [f"{x['ppl']:.3f} ({100 * x.get('ppl_rel_diff', 0):+.2f}%)", f"{x.get('max_ratio_diff', 0):.1e}"]
+            log(f"| {label} | " + " | ".join(cells) + f" | {v.get('max_median_rel_diff', 0):.1e} |")
+    if "model" not in info:
+        return
     log(f"\n{info['model']} on {info['device']}, {info['dtype']}, {info['nsamples']} x {info['seqlen']} tokens, "
         f"batch {info['batch_size']}")
     log("| phase | seconds | x floor | peak GPU GiB (allocated / reserved) |")
@@ -428,7 +521,8 @@ def print_table(r: dict) -> None:
             rec = r[key]
             mem = (f"{rec['peak_allocated_gib']:.2f} / {rec['peak_reserved_gib']:.2f}"
                    if "peak_allocated_gib" in rec else "-")
-            log(f"| {key} | {rec['seconds']:.2f} | {rec.get('x_floor', 1.0):.3f} | {mem} |")
+            xf = "1.000" if key == "floor" else (f"{rec['x_floor']:.3f}" if "x_floor" in rec else "-")
+            log(f"| {key} | {rec['seconds']:.2f} | {xf} | {mem} |")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,11 @@ LAYER_STATISTICS = ("sum", "mean", "median", "max", "var", "sd")
 OWL_M_GRID = tuple(float(m) for m in range(1, 21))
 
 
-_BIN_SHIFT = 16                      # histogram of the top 16 bits of an order-preserving key
+_CHUNK = 1 << 23            # scores materialised at once (32 MB in fp32)
+_SAMPLE_EVERY = 64          # chunked mode: one sampled score in 64 brackets the median
+_WINDOW_SIGMAS = 8.0        # half-width of the bracket, in standard deviations of the sample quantile
+_BIN_SHIFT = 16             # fallback: histogram of the top 16 bits of an order-preserving key
 _NBINS = 1 << (32 - _BIN_SHIFT)
-_CHUNK = 1 << 23                     # scores materialised at once (32 MB in fp32)
 
 
 def _bins(s: torch.Tensor) -> torch.Tensor:
@@ -32,69 +34,118 @@ def _bins(s: torch.Tensor) -> torch.Tensor:
     return (key >> _BIN_SHIFT) + (_NBINS // 2)
 
 
-class _Pool:
-    """Exact statistics of a pool of scores seen in parts, in two passes, where the parts live.
+def _bucket_counts(s: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """Histogram of the number of thresholds (ascending) strictly below each value: one bucketize
+    and a bincount of its few bins. (A broadcast comparison measured slower on an H200.)"""
+    idx = torch.bucketize(s, thresholds, out_int32=True)
+    return torch.bincount(idx, minlength=thresholds.numel() + 1)
 
-    Pass 1: n, float64 sum, max (and, in histogram mode, a histogram of bins). Between: mean and
-    the OWL thresholds M * mean. Pass 2: float64 sum of squared deviations and the counts above
-    every threshold (one bucketize). The lower median (as torch.median) is the k-th value, k =
-    (n-1)//2: in histogram mode found without concatenating the pool: the bin holding it is read
-    off the histogram and only that bin's values are kept in pass 2 for a kthvalue (used on GPUs,
-    where a 7B block's 200M scores would need 800 MB more); otherwise kthvalue of the pool.
+
+def _above_from_buckets(hist: torch.Tensor) -> torch.Tensor:
+    """#(s > threshold_j) for every j, from `_bucket_counts`."""
+    return hist.flip(0).cumsum(0).flip(0)[1:]
+
+
+def _kth(values: torch.Tensor, k: int) -> torch.Tensor:
+    """k-th smallest (0-based). On CUDA a sort (device-wide radix sort): torch.kthvalue of one long
+    slice runs in a single thread block there."""
+    if values.is_cuda:
+        return torch.sort(values).values[k]
+    return torch.kthvalue(values, k + 1).values
+
+
+def _kth_by_histogram(chunks, k: int) -> torch.Tensor:
+    """k-th smallest (0-based) of the values yielded by chunks() (called twice), exactly, with
+    bounded memory: a histogram of bins, then a kthvalue over the values of the bin holding it."""
+    hist = None
+    for s in chunks():
+        h = torch.bincount(_bins(s), minlength=_NBINS)
+        hist = h if hist is None else hist + h
+    cum = hist.cumsum(0)
+    b = int(torch.searchsorted(cum, torch.tensor([k], device=cum.device), right=True)[0])
+    rank = k - (int(cum[b - 1]) if b > 0 else 0)
+    return _kth(torch.cat([s[_bins(s) == b] for s in chunks()]), rank)
+
+
+class _Pool:
+    """Exact statistics of a pool of scores seen in parts, where the parts live.
+
+    Pass 1: n, float64 sums of s and s^2 (mean, population variance), max; in chunked mode also
+    a fixed pseudo-random sample. Between: the OWL thresholds M * mean and, in chunked mode, a
+    bracket [lo, hi] of the lower median (as torch.median: the k-th value, k = (n-1)//2) read off
+    the sorted sample. Pass 2: the counts above every threshold (one bucketize) and, in chunked
+    mode, the count below lo and the values inside the bracket. The median is the kthvalue of the
+    bracket if it holds rank k (checked; otherwise an exact histogram selection runs): the pool is
+    never concatenated (a 7B block holds 200M scores). Otherwise it is the kthvalue of the pool.
     """
 
-    def __init__(self, owl_m, device, histogram: bool):
+    def __init__(self, owl_m, device, chunked: bool):
         self.owl_m = tuple(float(m) for m in owl_m)
         self.order = sorted(range(len(self.owl_m)), key=lambda i: self.owl_m[i])
-        self.device, self.histogram = device, histogram
+        self.device, self.chunked = device, chunked
         self.n = 0
         self.sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.sumsq = torch.zeros((), dtype=torch.float64, device=device)
         self.max = None
-        self.hist = torch.zeros(_NBINS, dtype=torch.int64, device=device) if histogram else None
+        self.sample: list[torch.Tensor] = []
 
-    def pass1(self, s: torch.Tensor, bins: torch.Tensor | None) -> None:
+    def pass1(self, s: torch.Tensor, sample: torch.Tensor | None) -> None:
         self.n += s.numel()
         self.sum += s.sum(dtype=torch.float64)
+        self.sumsq += s.square().sum(dtype=torch.float64)
         m = s.max()
         self.max = m if self.max is None else torch.maximum(self.max, m)
-        if self.histogram:
-            self.hist += torch.bincount(bins, minlength=_NBINS)
+        if sample is not None:
+            self.sample.append(sample)
 
     def between(self) -> None:
         if self.n == 0:
             raise ValueError("statistics of an empty pool")
         self.mean = (self.sum / self.n).float()
         self.k = (self.n - 1) // 2                 # lower median, as torch.median
-        if self.histogram:
-            cum = self.hist.cumsum(0)
-            b = int(torch.searchsorted(cum, torch.tensor([self.k], device=cum.device), right=True)[0])
-            self.median_bin, self.median_rank = b, self.k - (int(cum[b - 1]) if b > 0 else 0)
-            self.candidates = []
         ms = torch.tensor([self.owl_m[i] for i in self.order], dtype=torch.float32, device=self.device)
         self.thresholds = ms * self.mean           # M * mean(A), fp32, ascending
-        self.sq = torch.zeros((), dtype=torch.float64, device=self.device)
-        self.above = torch.zeros(len(self.owl_m) + 1, dtype=torch.int64, device=self.device)
+        self.buckets = torch.zeros(len(self.owl_m) + 1, dtype=torch.int64, device=self.device)
+        if self.chunked:
+            sample = torch.sort(torch.cat(self.sample)).values
+            self.sample = []
+            m = sample.numel()
+            p = (self.k + 0.5) / self.n
+            half = _WINDOW_SIGMAS * (p * (1 - p) / max(m, 1)) ** 0.5 + 2.0 / max(m, 1)
+            lo_i, hi_i = int((p - half) * m), int((p + half) * m) + 1
+            inf = torch.tensor(float("inf"), device=self.device)
+            self.lo = sample[lo_i] if 0 <= lo_i < m else -inf
+            self.hi = sample[hi_i] if 0 <= hi_i < m else inf
+            self.below = torch.zeros((), dtype=torch.int64, device=self.device)
+            self.inside: list[torch.Tensor] = []
 
-    def pass2(self, s: torch.Tensor, bins: torch.Tensor | None) -> None:
-        self.sq += (s - self.mean).square_().sum(dtype=torch.float64)
-        idx = torch.bucketize(s, self.thresholds, out_int32=True)   # number of thresholds below s
-        self.above += torch.bincount(idx, minlength=len(self.owl_m) + 1)
-        if self.histogram:
-            self.candidates.append(s[bins == self.median_bin])
+    def pass2(self, s: torch.Tensor) -> None:
+        self.buckets += _bucket_counts(s, self.thresholds)
+        if self.chunked:
+            self.below += (s < self.lo).sum()
+            self.inside.append(s[(s >= self.lo) & (s <= self.hi)])
 
-    def result(self, pool: torch.Tensor | None = None) -> dict:
-        if self.histogram:
-            median = torch.kthvalue(torch.cat(self.candidates), self.median_rank + 1).values
-        else:
-            median = torch.kthvalue(pool, self.k + 1).values
-        above = self.above.flip(0).cumsum(0).flip(0)[1:].tolist()    # count(A > threshold_j)
-        total, var, mx, med = torch.stack([self.sum, self.sq / self.n, self.max.double(),
-                                           median.double()]).tolist()  # one device sync
+    def median(self, pool: torch.Tensor | None = None, chunks=None) -> torch.Tensor:
+        if not self.chunked:
+            return torch.kthvalue(pool, self.k + 1).values
+        inside = torch.cat(self.inside)
+        self.inside = []
+        below = int(self.below)
+        if below <= self.k < below + inside.numel():
+            return _kth(inside, self.k - below)
+        return _kth_by_histogram(chunks, self.k)   # the sample missed (never seen): exact fallback
+
+    def result(self, median: torch.Tensor) -> dict:
+        above = _above_from_buckets(self.buckets).tolist()    # count(A > threshold_j)
+        total, sumsq, mx, med = torch.stack([self.sum, self.sumsq, self.max.double(),
+                                             median.double()]).tolist()  # one device sync
+        mean = total / self.n
+        var = max(sumsq / self.n - mean * mean, 0.0)
         ratio = [0.0] * len(self.owl_m)
         for j, i in enumerate(self.order):
             ratio[i] = above[j] * 100.0 / self.n
         return {
-            "sum": total, "mean": total / self.n, "median": med, "max": mx, "var": var, "sd": var ** 0.5,
+            "sum": total, "mean": mean, "median": med, "max": mx, "var": var, "sd": var ** 0.5,
             "numel": int(self.n),
             "outlier_ratio": {str(m): r for m, r in zip(self.owl_m, ratio)},
         }
@@ -115,59 +166,72 @@ def _chunks(part, chunk: int = _CHUNK):
 
 
 def grouped_pool_statistics(parts: dict, owl_m: tuple[float, ...] = OWL_M_GRID, *,
-                            histogram: bool | None = None) -> tuple[dict, dict[str, dict]]:
+                            chunked: bool | None = None) -> tuple[dict, dict[str, dict]]:
     """Statistics of the union of `parts` (the block pool) and of every part (sublayer).
 
     parts: name -> scores tensor, or (weight, column_norms) for Wanda scores. Computed on the
-    device where the parts live. `histogram` (default: on CUDA) never concatenates the pool: two
+    device where the parts live. `chunked` (default: on CUDA) never concatenates the pool: two
     passes over the parts, chunk by chunk, scores recomputed in each (a 7B block holds 200M
-    scores; peak extra memory is a few chunks). Otherwise the scores are materialised once and
-    the medians are kthvalues of the concatenations (faster on CPUs). Both give the same values.
+    scores; the extra memory is a few chunks). Otherwise the scores are materialised once and the
+    medians are kthvalues of the concatenations (faster on CPUs). Both give the same values.
     """
     if not parts:
         raise ValueError("no parts to pool")
     first = next(iter(parts.values()))
     device = (first[0] if isinstance(first, tuple) else first).device
-    if histogram is None:
-        histogram = device.type == "cuda"
-    block = _Pool(owl_m, device, histogram)
-    subs = {name: _Pool(owl_m, device, histogram) for name in parts}
-    if histogram:
+    if chunked is None:
+        chunked = device.type == "cuda"
+    block = _Pool(owl_m, device, chunked)
+    subs = {name: _Pool(owl_m, device, chunked) for name in parts}
+    if chunked:
+        gen = torch.Generator(device=device)
+        gen.manual_seed(0)
+
         def chunks(name):
-            for s in _chunks(parts[name]):
-                yield s, _bins(s)
+            return _chunks(parts[name])
+
+        for name in parts:
+            for s in chunks(name):
+                n_sample = -(-s.numel() // _SAMPLE_EVERY)
+                sample = s[torch.randint(0, s.numel(), (n_sample,), generator=gen, device=device)]
+                subs[name].pass1(s, sample)
+                block.pass1(s, sample)
     else:
         scores = {name: torch.cat(list(_chunks(part))) for name, part in parts.items()}
 
         def chunks(name):
-            yield scores[name], None
-    for name in parts:
-        for s, bins in chunks(name):
-            subs[name].pass1(s, bins)
-            block.pass1(s, bins)
+            yield scores[name]
+
+        for name in parts:
+            subs[name].pass1(scores[name], None)
+            block.pass1(scores[name], None)
     block.between()
     for acc in subs.values():
         acc.between()
     for name in parts:
-        for s, bins in chunks(name):
-            subs[name].pass2(s, bins)
-            block.pass2(s, bins)
-    if histogram:
-        return block.result(), {name: acc.result() for name, acc in subs.items()}
-    out = {name: acc.result(scores[name]) for name, acc in subs.items()}
+        for s in chunks(name):
+            subs[name].pass2(s)
+            block.pass2(s)
+    if chunked:
+        def all_chunks():
+            for name in parts:
+                yield from chunks(name)
+        out = {name: acc.result(acc.median(chunks=lambda name=name: chunks(name))) for name, acc in subs.items()}
+        return block.result(block.median(chunks=all_chunks)), out
+    out = {name: acc.result(acc.median(scores[name])) for name, acc in subs.items()}
     pool = torch.cat(list(scores.values())) if len(scores) > 1 else next(iter(scores.values()))
-    return block.result(pool), out
+    return block.result(block.median(pool)), out
 
 
 def pool_statistics(pool: torch.Tensor, owl_m: tuple[float, ...] = OWL_M_GRID, *,
-                    histogram: bool | None = None) -> dict:
+                    chunked: bool | None = None) -> dict:
     """All layer statistics F of one flat pool of scores, computed where the pool lives.
 
-    median is the lower median (as torch.median; kthvalue, or histogram + kthvalue on CUDA, so
-    pools above 2^24 values, which torch.quantile refuses, are fine). var/sd are population moments (float64
-    accumulation). Outlier ratio (OWL): 100 * #(A > M * mean(A)) / numel.
+    median is the lower median (as torch.median; kthvalue of the pool, or of a bracket of it on
+    CUDA, so pools above 2^24 values, which torch.quantile refuses, are fine). var/sd are
+    population moments (float64 sums of s and s^2). Outlier ratio (OWL): 100 * #(A > M * mean(A)) / numel.
     """
-    return grouped_pool_statistics({"pool": pool}, owl_m, histogram=histogram)[0]
+    return grouped_pool_statistics({"pool": pool}, owl_m, chunked=chunked)[0]
 
 
 @dataclass

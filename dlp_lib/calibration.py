@@ -234,8 +234,18 @@ class _BlockMover:
                 if t.device.type == "cpu" and not t.is_pinned():
                     homes[i] = t.pin_memory()
                     self._set(slot, homes[i])
-        with torch.cuda.stream(self.copy_stream):  # allocated on, and copied by, the side stream
-            devs = [t.to(self.device, non_blocking=True, copy=True) for t in homes]
+        # Allocated on the compute stream (a freed block's memory is reused without waiting on the
+        # side stream), written by the side stream once the work already queued on the compute
+        # stream (the previous block, whose memory may be reused here) is done; the current
+        # block's forwards are queued after this point and overlap the copy.
+        current = torch.cuda.current_stream(self.device)
+        queued = torch.cuda.Event()
+        queued.record(current)
+        devs = [torch.empty_like(t, device=self.device) for t in homes]
+        with torch.cuda.stream(self.copy_stream):
+            self.copy_stream.wait_event(queued)
+            for dev, t in zip(devs, homes):
+                dev.copy_(t, non_blocking=True)
             event = torch.cuda.Event()
             event.record(self.copy_stream)
         return _Staged(slots, homes, devs, event)
@@ -244,10 +254,7 @@ class _BlockMover:
         if staged is None:
             return
         if self.cuda:
-            current = torch.cuda.current_stream(self.device)
-            current.wait_event(staged.event)
-            for t in staged.devs:
-                t.record_stream(current)
+            torch.cuda.current_stream(self.device).wait_event(staged.event)
         for slot, t in zip(staged.slots, staged.devs):
             self._set(slot, t)
 
@@ -262,6 +269,7 @@ class _BlockMover:
                     self.copy_stream.wait_event(done)
                     for home, dev in zip(staged.homes, staged.devs):
                         home.copy_(dev, non_blocking=True)
+                        dev.record_stream(self.copy_stream)  # not reused before this copy is done
             else:
                 for home, dev in zip(staged.homes, staged.devs):
                     home.copy_(dev)

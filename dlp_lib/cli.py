@@ -97,11 +97,14 @@ def _config_from_args(a) -> ExperimentConfig:
 
 def cmd_prune(a) -> int:
     cfg = _config_from_args(a)
+    if a.alpha_grid and a.alpha != "auto":
+        raise ValueError("--alpha-grid is only used with --alpha auto")
     lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=not a.quiet)
     extra = {}
     if a.alpha == "auto":
         from .auto_alpha import select_alpha  # issue: automatic alpha from calibration data only
-        choice = select_alpha(lab, cfg, **({"grid": a.alpha_grid} if a.alpha_grid else {}))
+        choice = select_alpha(lab, cfg, **({"grid": a.alpha_grid} if a.alpha_grid else {}),
+                              use_cache=not a.no_cache)
         cfg = cfg.replace(alpha=choice["alpha"])
         extra["alpha_selection"] = choice
     result = lab.run(cfg, use_cache=not a.no_cache)

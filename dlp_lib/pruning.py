@@ -25,7 +25,7 @@ def _check(method: str, plan: SparsityPlan, group: str, nm: NMPattern | None, n_
         raise ValueError("N:M pruning applies one pattern everywhere; use allocation 'uniform' with --nm")
 
 
-_SCORE_CHUNK = 1 << 24  # scores materialised at once (64 MB fp32) when the comparison group allows it
+_SCORE_CHUNK = 1 << 22  # scores materialised at once (16 MB fp32) when the comparison group allows it
 
 
 def _prune_sublayers(v: BlockVisit, plan: SparsityPlan, method: str, group: str, nm: NMPattern | None) -> None:

@@ -26,6 +26,9 @@ def save_figure(fig, name: str) -> Path:
 def setup(profile: str, **overrides):
     """(base ExperimentConfig, Lab, profile dict) for a notebook's `profile` parameter."""
     base = ExperimentConfig.from_profile(profile, **overrides)
+    if profile == "smoke":  # tiny matrices: extra threads only add synchronisation (seconds per op on a busy CPU)
+        import torch
+        torch.set_num_threads(1)
     lab = get_lab(base.model, base.device, base.dtype)
     return base, lab, PROFILES[profile]
 
@@ -69,8 +72,8 @@ STUDY_GRIDS: dict[str, dict[str, dict]] = {
         "paper": dict(sparsity=0.7, runs={m: _ALL_STATS for m in _ALL_METHODS}, note="paper: full Table 1 grid."),
     },
     "03_owl_vs_dlp": {
-        "smoke": dict(sparsity=0.7, methods=_ALL_METHODS, owl_m=7.0, lod_m=7.0, m_grid=(1, 3, 5, 7, 10, 15, 20),
-                      figure_method="wanda", note="smoke: full Table 2; Figure 2 with M in 1..20 (7 values)."),
+        "smoke": dict(sparsity=0.7, methods=_ALL_METHODS, owl_m=7.0, lod_m=7.0, m_grid=(3, 5, 7, 10),
+                      figure_method="wanda", note="smoke: full Table 2; Figure 2 with M in {3, 5, 7, 10}."),
         "default": dict(sparsity=0.7, methods=_ALL_METHODS, owl_m=7.0, lod_m=7.0, m_grid=(5, 7, 10),
                         figure_method="wanda",
                         note="default (reduced): full Table 2 (3 methods x 3 allocations); Figure 2 with Wanda "
@@ -102,6 +105,20 @@ STUDY_GRIDS: dict[str, dict[str, dict]] = {
                              "{0.02, 0.04, 0.08, 0.15} at 50% (both include Table 19's value)."),
         "paper": dict(method="wanda", alphas={s: _ALPHA_GRID for s in _PAPER_SPARSITIES},
                       note="paper: the full Appendix G grid at every sparsity of Table 19, with Wanda."),
+    },
+    "06_layerwise_baselines": {
+        "smoke": dict(sparsities=(0.5, 0.7), note="smoke: the 8 allocators of Table 9 at 50% and 70%."),
+        "default": dict(sparsities=(0.5, 0.7),
+                        note="default (reduced): the 8 allocators of Table 9 at 50% and 70% only (16 runs)."),
+        "paper": dict(sparsities=_PAPER_SPARSITIES, note="paper: full Table 9 grid (8 allocators x 10-80%)."),
+    },
+    "07_granularity": {
+        "smoke": dict(sparsity=0.7, group_sparsities=(0.5, 0.7),
+                      note="smoke: Appendix C at 70%; Appendix D (per-output vs per-layer) at 50% and 70%."),
+        "default": dict(sparsity=0.7, group_sparsities=(0.5, 0.6, 0.7),
+                        note="default (reduced): Appendix C at 70%; Appendix D at 50, 60 and 70% only."),
+        "paper": dict(sparsity=0.7, group_sparsities=_PAPER_SPARSITIES,
+                      note="paper: Appendix C at 70%; Appendix D over the full Table 13 grid (10-80%)."),
     },
 }
 

@@ -93,7 +93,7 @@ def _quiet_lm_eval(progress: bool):
     saved = {k: getattr(ev, k) for k in ("add_env_info", "get_git_commit_hash") if hasattr(ev, k)}
     try:
         for lg in loggers:
-            lg.setLevel(logging.INFO if progress else logging.ERROR)
+            lg.setLevel(logging.ERROR)
         if "add_env_info" in saved:
             ev.add_env_info = lambda storage: None
         if "get_git_commit_hash" in saved:
@@ -105,6 +105,20 @@ def _quiet_lm_eval(progress: bool):
             lg.setLevel(level)
         for k, v in saved.items():
             setattr(ev, k, v)
+
+
+@contextlib.contextmanager
+def _threads_for(model):
+    """Tiny models (tests, smoke profile) run single-threaded: intra-op threads only add overhead there."""
+    import torch
+    saved = torch.get_num_threads()
+    small = sum(p.numel() for p in model.parameters()) < 5_000_000
+    try:
+        if small:
+            torch.set_num_threads(1)
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 @contextlib.contextmanager
@@ -150,7 +164,7 @@ def evaluate_zero_shot(model, tokenizer, tasks, *, limit: int | float | None = N
         if missing:
             raise ZeroShotTaskError(f"lm-eval {lm_eval.__version__} has no task(s) {', '.join(missing)}. "
                                     + _offline_hint())
-        with _on_device(model, device):
+        with _on_device(model, device), _threads_for(model):
             lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, add_bos_token=add_bos_token)
             try:
                 out = simple_evaluate(model=lm, tasks=names, num_fewshot=0, limit=limit, task_manager=tm,
@@ -161,12 +175,15 @@ def evaluate_zero_shot(model, tokenizer, tasks, *, limit: int | float | None = N
     res, per_task = out["results"], {}
     for n in names:
         r = res[n]
+        if "acc,none" not in r:
+            raise ZeroShotTaskError(f"lm-eval task {n!r} reports no 'acc' metric (got {sorted(r)}).")
         row = {"acc": r["acc,none"], "acc_stderr": r.get("acc_stderr,none")}
         if "acc_norm,none" in r:
             row.update(acc_norm=r["acc_norm,none"], acc_norm_stderr=r.get("acc_norm_stderr,none"))
         row.update(n=out["n-samples"][n]["effective"], chance=CHANCE.get(n))
         per_task[n] = {k: (None if v == "N/A" else v) for k, v in row.items()}
     meta = {"lm_eval_version": lm_eval.__version__, "num_fewshot": 0, "metric": "acc", "limit": limit,
+            "model_dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
             "add_bos_token": add_bos_token if add_bos_token is not None else _bos_prepended(tok),
             "add_bos_token_arg": add_bos_token, "batch_size": batch_size,
             "task_versions": {n: out["versions"].get(n) for n in names},
@@ -185,6 +202,8 @@ def zero_shot_for(lab, cfg=None, tasks=("offline",), *, limit: int | float | Non
     from .data import TextSource
     names = resolve_tasks(tasks)
     pruning = None
+    if cfg is not None and cfg.model != lab.model_name:
+        raise ValueError(f"This Lab holds {lab.model_name!r}, not {cfg.model!r}")
     if cfg is not None:
         pruning = {k: v for k, v in cfg.to_dict().items() if k not in ("eval", "neval", "lod_m")}
         pruning["calib_id"] = TextSource(cfg.calib).identity()
@@ -198,7 +217,8 @@ def zero_shot_for(lab, cfg=None, tasks=("offline",), *, limit: int | float | Non
         elif lab._pruned_key != cfg:
             lab.prune(cfg)
         return evaluate_zero_shot(lab.model, lab.tokenizer, names, limit=limit, batch_size=batch_size,
-                                  device=lab.device, suite_examples=suite_examples, suite_seed=suite_seed)
+                                  device=lab.device, suite_examples=suite_examples, suite_seed=suite_seed,
+                                  progress=getattr(lab, "progress", False))
     return cached("zeroshot", key, compute, enabled=use_cache)
 
 

@@ -16,6 +16,7 @@ Chance is 25% on both (four choices).
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -25,7 +26,7 @@ import shutil
 from pathlib import Path
 
 from .cache import cache_root, config_key
-from .data import OFFLINE_SOURCES, offline_documents
+from .data import OFFLINE_SOURCES, fetch_corpus, offline_documents
 
 SUITE_VERSION = 2
 EVAL_SPLITS = ("validation", "test")     # never "train": calibration windows come from train
@@ -60,6 +61,11 @@ def sentences(text: str) -> list[str]:
 
 
 def _corpus_sentences(corpus: str) -> list[tuple[str, list[str | None]]]:
+    return _split_corpus(corpus, str(fetch_corpus(corpus).resolve()))
+
+
+@functools.lru_cache(maxsize=8)
+def _split_corpus(corpus: str, folder: str) -> list[tuple[str, list[str | None]]]:
     """Sentences of the validation/test documents; a sentence also found in the train split is None.
 
     The split is by document, but corpora repeat text across documents (BBC has duplicate

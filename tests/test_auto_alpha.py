@@ -12,6 +12,16 @@ from dlp_lib.cache import cache_root
 GRID = (0.02, 0.2)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The tiny model's matrices are too small for threads; on a busy CPU they cost seconds per op."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture()
 def tmp_cache(tmp_path, monkeypatch):
     """A fresh result cache that still sees the downloaded corpora and token streams."""
@@ -109,3 +119,9 @@ def test_cli_alpha_auto_smoke(tmp_cache, tmp_path, capsys):
     assert [float(a) for a in choice["grid"]] == list(GRID)
     assert result["config"]["alpha"] == choice["alpha"]
     assert "achieved" in capsys.readouterr().out
+
+
+def test_cli_alpha_grid_needs_auto(capsys):
+    from dlp_lib.cli import main
+    assert main(["prune", "--profile", "smoke", "--alpha", "0.1", "--alpha-grid", "0.02", "0.2", "--quiet"]) == 2
+    assert "--alpha auto" in capsys.readouterr().err

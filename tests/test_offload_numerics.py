@@ -116,13 +116,22 @@ def test_replay_equals_full_forward_after_offloaded_run(tiny):
     torch.testing.assert_close(replay_logits(model, ids), full, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("histogram", [False, True])
-def test_pool_statistics_exact_without_pooling(histogram):
+@pytest.mark.parametrize("mode", ["concatenated", "chunked", "chunked-fallback"])
+def test_pool_statistics_exact_without_pooling(mode, monkeypatch):
+    """Block and sublayer statistics equal the brute-force ones on the concatenated pool, also when
+    computed chunk by chunk without concatenating (the GPU path), and when its median bracket
+    misses (forced here) and the exact histogram selection takes over."""
+    from dlp_lib import block_stats
+    chunked = mode != "concatenated"
+    monkeypatch.setattr(block_stats, "_CHUNK", 300)  # many chunks per part
+    monkeypatch.setattr(block_stats, "_SAMPLE_EVERY", 4)
+    if mode == "chunked-fallback":
+        monkeypatch.setattr(block_stats, "_WINDOW_SIGMAS", -5.0)  # an empty bracket
     g = torch.Generator().manual_seed(0)
     weights = {"a": torch.randn(40, 24, generator=g), "b": torch.randn(33, 24, generator=g),
                "c": torch.randn(8, 50, generator=g)}
     norms = {n: torch.rand(w.shape[1], generator=g) for n, w in weights.items()}
-    block, subs = grouped_pool_statistics({n: (weights[n], norms[n]) for n in weights}, histogram=histogram)
+    block, subs = grouped_pool_statistics({n: (weights[n], norms[n]) for n in weights}, chunked=chunked)
     scores = {n: wanda_scores(weights[n], norms[n]).flatten() for n in weights}
     for got, pool in [(block, torch.cat(list(scores.values())))] + [(subs[n], scores[n]) for n in weights]:
         assert got["median"] == float(pool.median()) and got["max"] == float(pool.max())
@@ -134,13 +143,21 @@ def test_pool_statistics_exact_without_pooling(histogram):
             expected = float((pool > m * mean.float()).sum()) * 100.0 / pool.numel()
             assert got["outlier_ratio"][str(m)] == expected
     ties = torch.randint(-4, 4, (1001,), generator=g).float()  # negatives and many ties
-    assert pool_statistics(ties, histogram=histogram)["median"] == float(ties.median())
+    assert pool_statistics(ties, chunked=chunked)["median"] == float(ties.median())
+
+
+def test_outlier_counts_equal_brute_force():
+    from dlp_lib.block_stats import _above_from_buckets, _bucket_counts
+    g = torch.Generator().manual_seed(2)
+    s = torch.rand(200_001, generator=g) ** 2
+    t = torch.tensor([0.0, 0.1, 0.1, 0.5, 0.999, 2.0]) * s.mean()  # ties between thresholds too
+    assert torch.equal(_above_from_buckets(_bucket_counts(s, t)), torch.stack([(s > x).sum() for x in t]))
 
 
 def test_pool_statistics_modes_agree():
     g = torch.Generator().manual_seed(1)
-    pool = torch.rand(50_001, generator=g) ** 3
-    a, b = pool_statistics(pool, histogram=False), pool_statistics(pool, histogram=True)
+    pool = torch.rand(300_001, generator=g) ** 3
+    a, b = pool_statistics(pool, chunked=False), pool_statistics(pool, chunked=True)
     assert a["median"] == b["median"] and a["max"] == b["max"] and a["outlier_ratio"] == b["outlier_ratio"]
     assert a["var"] == pytest.approx(b["var"], rel=1e-12)
 

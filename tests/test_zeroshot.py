@@ -61,7 +61,7 @@ def test_wrapper_on_tiny_llama(suite, tiny):
     assert tok.pad_token == pad_before  # the caller's tokenizer is not modified
 
 
-def test_lab_result_is_cached_and_pruned(tiny, monkeypatch):
+def test_zero_shot_for_evaluates_the_pruned_model():
     from dlp_lib.experiment import ExperimentConfig, get_lab
     lab = get_lab("tiny-llama", progress=False)
     cfg = ExperimentConfig.from_profile("smoke", sparsity=0.5, allocation="uniform", method="magnitude")
@@ -88,3 +88,13 @@ def test_cli_zero_shot_bad_task(capsys, monkeypatch):
     monkeypatch.setattr(zeroshot, "hub_available", lambda: False)
     assert main(["zero-shot", "--model", "tiny-llama", "--tasks", "arc_easy"]) == 2
     assert "offline suite" in capsys.readouterr().err
+
+
+def test_cli_zero_shot_dense(tmp_path, capsys):
+    from dlp_lib.cli import main
+    out = tmp_path / "zs.json"
+    assert main(["zero-shot", "--model", "tiny-llama", "--tasks", "dlp_lastword", "--limit", "2",
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["model"] == "tiny-llama" and res["tasks"]["dlp_lastword"]["n"] == 2
+    assert "dlp_lastword" in capsys.readouterr().out
