@@ -35,7 +35,7 @@ def _pruning_config(cfg):
     from .experiment import ExperimentConfig
 
     defaults = ExperimentConfig()
-    return cfg.replace(**{f: getattr(defaults, f) for f in _EVAL_ONLY})
+    return cfg.replace(alpha=cfg.resolved_alpha(), **{f: getattr(defaults, f) for f in _EVAL_ONLY})
 
 
 def heldout_windows(lab, cfg, nheldout: int | None = None):

@@ -125,3 +125,13 @@ def test_cli_alpha_grid_needs_auto(capsys):
     from dlp_lib.cli import main
     assert main(["prune", "--profile", "smoke", "--alpha", "0.1", "--alpha-grid", "0.02", "0.2", "--quiet"]) == 2
     assert "--alpha auto" in capsys.readouterr().err
+
+
+def test_score_reuses_the_model_lab_run_just_pruned(tmp_cache, lab, monkeypatch):
+    from dlp_lib.auto_alpha import alpha_score
+    cfg = _smoke()
+    lab.run(cfg.replace(alpha=0.1, eval=("sotu",)))  # eval fields do not change the pruning
+    calls = []
+    monkeypatch.setattr(lab, "prune", lambda *a, **k: calls.append(a))
+    score = alpha_score(lab, cfg, 0.1)
+    assert calls == [] and score > 0
