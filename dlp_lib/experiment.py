@@ -202,9 +202,21 @@ class Lab:
         return plan
 
     def perplexities(self, sources, seqlen: int, neval: int | None) -> dict[str, float]:
-        return {TextSource(s).label: perplexity(self.model, self.eval_windows(s, seqlen, neval), device=self.device,
-                                                progress=self.progress, desc=f"perplexity {TextSource(s).label}")
-                for s in sources}
+        # Pruning keeps the blocks on the CPU and streams them; evaluation runs the whole model,
+        # so on a GPU the blocks move there for the evaluation only (a 7B fp16 model: ~13.5 GB).
+        offloaded = torch.device(self.device).type == "cuda"
+        if offloaded:
+            self.model.to(self.device)
+        try:
+            return {TextSource(s).label: perplexity(self.model, self.eval_windows(s, seqlen, neval),
+                                                    device=self.device, progress=self.progress,
+                                                    desc=f"perplexity {TextSource(s).label}")
+                    for s in sources}
+        finally:
+            if offloaded:
+                from .models import decoder_blocks
+                decoder_blocks(self.model).to("cpu")
+                torch.cuda.empty_cache()
 
     def dense_perplexity(self, cfg: ExperimentConfig) -> dict[str, float]:
         def compute():
