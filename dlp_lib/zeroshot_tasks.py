@@ -107,13 +107,22 @@ def _continuation_items(corpus: str, docs, n: int, rng: random.Random) -> list[d
         for i, s in enumerate(sents):
             if s and 6 <= len(s.split()) <= 24 and (ctx := _context_before(sents, i, 20, 50)):
                 cands.append((d, ctx, s))
+
+    def acceptable(s, true, wrong):
+        k = len(true.split())
+        return s != true and s not in wrong and 0.67 * k <= len(s.split()) <= 1.5 * k
+
+    return _with_distractors(corpus, docs, cands, endings, n, rng, 400, acceptable)
+
+
+def _with_distractors(corpus, docs, cands, pool, n, rng, sample_size, acceptable) -> list[dict]:
+    """Items whose N_CHOICES - 1 wrong choices come from OTHER documents (seeded)."""
     items = []
     for d, ctx, true in _spread(cands, n, len(docs), rng):
-        k = len(true.split())
         wrong = []
-        for e, s in rng.sample(endings, min(len(endings), 400)):
-            if e != d and s != true and s not in wrong and 0.67 * k <= len(s.split()) <= 1.5 * k:
-                wrong.append(s)
+        for e, x in rng.sample(pool, min(len(pool), sample_size)):
+            if e != d and acceptable(x, true, wrong):
+                wrong.append(x)
                 if len(wrong) == N_CHOICES - 1:
                     break
         if len(wrong) < N_CHOICES - 1:
@@ -141,20 +150,10 @@ def _lastword_items(corpus: str, docs, n: int, rng: random.Random) -> list[dict]
             ctx = _context_before(sents, i, 15, 45)
             if ctx is not None and 6 <= len(s.split()) <= 40:
                 cands.append((d, f"{ctx} {split[0]}", split[1]))
-    items = []
-    for d, ctx, true in _spread(cands, n, len(docs), rng):
-        wrong = []
-        for e, w in rng.sample(finals, min(len(finals), 200)):
-            if e != d and w.lower() != true.lower() and w.lower() not in {x.lower() for x in wrong}:
-                wrong.append(w)
-                if len(wrong) == N_CHOICES - 1:
-                    break
-        if len(wrong) < N_CHOICES - 1:
-            continue
-        label = rng.randrange(N_CHOICES)
-        choices = wrong[:label] + [true] + wrong[label:]
-        items.append({"corpus": corpus, "doc": docs[d][0], "context": ctx, "choices": choices, "label": label})
-    return items
+    def acceptable(w, true, wrong):
+        return w.lower() != true.lower() and w.lower() not in {x.lower() for x in wrong}
+
+    return _with_distractors(corpus, docs, cands, finals, n, rng, 200, acceptable)
 
 
 _BUILDERS = {"dlp_continuation": _continuation_items, "dlp_lastword": _lastword_items}
