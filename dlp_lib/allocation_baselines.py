@@ -24,7 +24,7 @@ import torch
 from . import allocation as alloc
 from .models import decoder_blocks, linear_sublayers
 from .plan import WEIGHT_ALLOCATORS, SparsityPlan
-from .scores import check_ratio, magnitude_scores, wanda_scores
+from .scores import check_ratio, magnitude_scores
 
 ALPHAPRUNING_EPSILON = {"magnitude": 0.3, "wanda": 0.2, "sparsegpt": 0.2}  # released scripts (LLaMA-7B, 70%)
 
@@ -242,27 +242,6 @@ def alphapruning_ratios(block_alpha: Sequence[float], block_numel: Sequence[floa
     return _budgeted(r, n, sparsity, strict, "AlphaPruning ratio")
 
 
-# --------------------------------------------------------------------- Wanda norms for Global
-def dense_wanda_norms(model, calib_ids: torch.Tensor, *, device=None, progress: bool = False,
-                      cache_config: dict | None = None) -> list[dict[str, torch.Tensor]]:
-    """||X_j||_2 of every sublayer from one DENSE pass (each block sees dense inputs, as DLP's pass 1)."""
-    from .cache import cached
-    from .calibration import BlockVisit, CalibrationEngine
-
-    def compute():
-        norms = []
-
-        def visit(v: BlockVisit):
-            norms.append({n: t.detach().cpu() for n, t in v.stats["wanda"].items()})
-            return False
-
-        CalibrationEngine(model, calib_ids, device=device, progress=progress).run(
-            visit, statistics=("wanda",), sequential=False, desc="dense Wanda norms (Global)")
-        return norms
-
-    return cached("wanda_norms", cache_config or {}, compute, fmt="torch", enabled=cache_config is not None)
-
-
 # ------------------------------------------------------------------------ registered allocators
 def plan_er(*, sparsity, model, config, strict=False, plus: bool = False, **_) -> SparsityPlan:
     """ER / ER-Plus over all sublayers (SPEC 'Other allocators'); parameter-count budget."""
@@ -294,12 +273,12 @@ def plan_lamp(*, sparsity, model, config, strict=False, **_) -> SparsityPlan:
     return sublayer_plan("lamp", sparsity, keys, r, numels, config)
 
 
-def plan_global(*, sparsity, model, config, strict=False, method: str = "wanda", calib_ids=None, device=None,
-                cache_config: dict | None = None, progress: bool = False, **_) -> SparsityPlan:
+def plan_global(*, sparsity, model, config, strict=False, method: str = "wanda", stats=None, **_) -> SparsityPlan:
     """Global: one threshold over the scores of all blocks at once (Frankle & Carbin, 2019; SPEC).
 
-    Scores are |W| for magnitude and Wanda's |W| ||X_j|| (dense-pass norms) otherwise (also the
-    proxy for SparseGPT). Returns the per-sublayer ratio implied by the global threshold.
+    Scores are |W| for magnitude and Wanda's |W| ||X_j|| otherwise (also the proxy for SparseGPT),
+    with the dense-input norms that pass 1 (`block_stats`) stored in `stats`. Returns the
+    per-sublayer ratio implied by the global threshold.
     """
     layout = _layout(model)
     keys, layers = _flatten(layout)
@@ -307,10 +286,10 @@ def plan_global(*, sparsity, model, config, strict=False, method: str = "wanda",
         scores = [magnitude_scores(layer.weight) for layer in layers]
         score_name = "magnitude"
     else:
-        if calib_ids is None:
-            raise ValueError("Global with Wanda scores needs calibration data (calib_ids)")
-        norms = dense_wanda_norms(model, calib_ids, device=device, progress=progress, cache_config=cache_config)
-        scores = [wanda_scores(layer.weight, norms[b][n]) for (b, n), layer in zip(keys, layers)]
+        if stats is None or not stats.column_norms:
+            raise ValueError(f"Global with {method} needs the dense statistics of pass 1 (their column norms "
+                             "give the Wanda scores); pass stats=...")
+        scores = [s for block in stats.wanda_scores(model) for s in block]
         score_name = "wanda"
     numels = [s.numel() for s in scores]
     r = _budgeted(threshold_ratios(scores, sparsity), numels, sparsity, strict, "Global ratio")

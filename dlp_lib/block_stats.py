@@ -2,8 +2,9 @@
 
 One dense pass collects, for every block, the pool of all Wanda scores of its sublayers and
 reduces it to every layer statistic F of Table 1 (sum, mean, median, max, var, sd) and to OWL's
-outlier ratios for a grid of M. Per-sublayer statistics are kept too (granularity study).
-Changing alpha, lambda, M (within the grid) or the allocator never redoes this pass.
+outlier ratios for a grid of M. Per-sublayer statistics are kept too (granularity study), and so
+are the dense input-column norms ||X_j||_2 of every sublayer (the Wanda scores of the Global
+allocator). Changing alpha, lambda, M (within the grid) or the allocator never redoes this pass.
 """
 from __future__ import annotations
 
@@ -240,6 +241,8 @@ class DenseStatistics:
     blocks: list[dict] = field(default_factory=list)          # one pool_statistics dict per block
     sublayers: list[dict[str, dict]] = field(default_factory=list)  # block -> sublayer -> stats
     config: dict = field(default_factory=dict)
+    # block -> sublayer -> ||X_j||_2 of the dense inputs (fp32, CPU): Wanda scores without another pass
+    column_norms: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
 
     def layer_statistic(self, name: str) -> list[float]:
         if name not in LAYER_STATISTICS:
@@ -251,6 +254,14 @@ class DenseStatistics:
         if key not in self.blocks[0]["outlier_ratio"]:
             raise ValueError(f"OWL M={m} is not in the computed grid {list(self.blocks[0]['outlier_ratio'])}")
         return [b["outlier_ratio"][key] for b in self.blocks]
+
+    def wanda_scores(self, model) -> list[list[torch.Tensor]]:
+        """Dense Wanda scores |W| * ||X_j|| of every block's sublayers (block -> list, sublayer order)."""
+        from .models import decoder_blocks, linear_sublayers
+        if not self.column_norms:
+            raise ValueError("these dense statistics were computed without column norms")
+        return [[wanda_scores(layer.weight, norms[name]) for name, layer in linear_sublayers(block).items()]
+                for block, norms in zip(decoder_blocks(model), self.column_norms)]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -269,6 +280,7 @@ def compute_dense_statistics(model, calib_ids: torch.Tensor, *, device=None, act
         block, sublayers = grouped_pool_statistics(parts, owl_m)
         result.blocks.append(block)
         result.sublayers.append(sublayers)
+        result.column_norms.append({n: t.detach().float().cpu() for n, t in v.stats["wanda"].items()})
         return False
 
     engine = CalibrationEngine(model, calib_ids, device=device, act_dtype=act_dtype, progress=progress,
@@ -285,5 +297,6 @@ def dense_statistics(model, calib_ids: torch.Tensor, cache_config: dict | None, 
         return compute_dense_statistics(model, calib_ids, **kwargs).to_dict()
 
     cfg = {**(cache_config or {}), "owl_m": list(owl_m)}
-    d = cached("dense_statistics", cfg, compute, enabled=cache_config is not None)
-    return DenseStatistics(blocks=d["blocks"], sublayers=d["sublayers"], config=cfg)
+    # a torch file: the column norms are tensors (format 2; format 1 was JSON without them)
+    d = cached("dense_statistics", {**cfg, "format": 2}, compute, fmt="torch", enabled=cache_config is not None)
+    return DenseStatistics(blocks=d["blocks"], sublayers=d["sublayers"], config=cfg, column_norms=d["column_norms"])

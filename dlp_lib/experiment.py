@@ -176,9 +176,8 @@ class Lab:
             self.restore_dense()
         from .plan import WEIGHT_ALLOCATORS
         extra = {}
-        if cfg.allocation in WEIGHT_ALLOCATORS:  # e.g. Global with Wanda scores needs dense calibration norms
-            extra = dict(method=cfg.method, calib_ids=self.calibration(cfg), device=self.device,
-                         cache_config=self._data_key(cfg), progress=self.progress)
+        if cfg.allocation in WEIGHT_ALLOCATORS:  # Global scores with the method; AlphaPruning caches by fingerprint
+            extra = dict(method=cfg.method, cache_config=self._data_key(cfg))
         plan = build_plan(cfg.allocation, cfg.sparsity, stats=stats, model=self.model, alpha=cfg.resolved_alpha(),
                           statistic=cfg.statistic, lamda=cfg.lamda, owl_m=cfg.owl_m, strict=cfg.strict_ratios,
                           granularity=cfg.granularity, **extra)

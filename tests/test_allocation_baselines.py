@@ -50,7 +50,7 @@ def test_parameter_budget_and_range(tiny, name, sparsity):
     model, ids, stats = tiny
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", alloc.RatioRangeWarning)
-        plan = build_plan(name, sparsity, stats=stats, model=model, calib_ids=ids)
+        plan = build_plan(name, sparsity, stats=stats, model=model)
     numels = _numels(model)
     kept, total = _kept_fraction(plan, numels)
     assert abs(kept - (1 - sparsity)) <= max(1e-6, 1.0 / total)
@@ -114,10 +114,46 @@ def test_lamp_ratios_match_brute_force_global_prune():
     np.testing.assert_allclose(ab.lamp_ratios(weights, p), expected)
 
 
-def test_global_threshold_is_exact_kth_score(tiny):
+def test_pass1_column_norms_are_dense_input_norms(tiny):
+    """Global's Wanda scores come from pass 1's stored norms: ||X_j||_2 of the DENSE model's inputs."""
+    model, ids, stats = tiny
+    inputs = {}
+    hooks = [layer.register_forward_hook(lambda m, a, o, key=(b, n): inputs.setdefault(key, []).append(a[0].detach()))
+             for b, block in enumerate(decoder_blocks(model)) for n, layer in linear_sublayers(block).items()]
+    with torch.no_grad():
+        model(ids)
+    for h in hooks:
+        h.remove()
+    assert len(stats.column_norms) == len(decoder_blocks(model))
+    for (b, n), xs in inputs.items():
+        X = torch.cat(xs).reshape(-1, xs[0].shape[-1])
+        expected = (X.pow(2).sum(0) / ids.shape[0]).sqrt()   # as Wanda: per-sequence sums averaged
+        torch.testing.assert_close(stats.column_norms[b][n], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_dense_statistics_cache_keeps_column_norms(tiny, tmp_path, monkeypatch):
+    from dlp_lib.block_stats import dense_statistics
+    model, ids, stats = tiny
+    monkeypatch.setenv("DLP_CACHE_DIR", str(tmp_path))
+    key = {"model": "tiny-llama", "test": "column-norms"}
+    first = dense_statistics(model, ids, key, progress=False)
+    assert list((tmp_path / "dense_statistics").glob("*.pt"))
+    again = dense_statistics(model, ids, key, progress=False)   # read back from disk
+    for a, b in zip(again.column_norms, stats.column_norms):
+        for n in b:
+            torch.testing.assert_close(a[n], b[n], rtol=0, atol=0)
+    assert again.blocks == first.blocks
+
+
+def test_global_needs_pass1_statistics(tiny):
     model, ids, _ = tiny
-    norms = ab.dense_wanda_norms(model, ids)
-    scores = [wanda_scores(layer.weight, norms[b][n]) for b, block in enumerate(decoder_blocks(model))
+    with pytest.raises(ValueError, match="dense statistics"):
+        build_plan("global", 0.5, model=model)
+
+
+def test_global_threshold_is_exact_kth_score(tiny):
+    model, ids, stats = tiny
+    scores = [wanda_scores(layer.weight, stats.column_norms[b][n]) for b, block in enumerate(decoder_blocks(model))
               for n, layer in linear_sublayers(block).items()]
     flat = torch.cat([s.flatten() for s in scores])
     for p in (0.1, 0.5, 0.7):
