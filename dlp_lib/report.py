@@ -120,6 +120,14 @@ STUDY_GRIDS: dict[str, dict[str, dict]] = {
         "paper": dict(sparsity=0.7, group_sparsities=_PAPER_SPARSITIES,
                       note="paper: Appendix C at 70%; Appendix D over the full Table 13 grid (10-80%)."),
     },
+    "09_zero_shot": {
+        "smoke": dict(limit=4, methods=_ALL_METHODS, note="smoke: 3 methods x 3 allocations, 4 examples per task."),
+        "default": dict(limit=200, methods=("wanda",),
+                        note="default (reduced): Wanda only (3 allocations), 200 examples per task; one pruned "
+                             "configuration costs ~5 minutes on 2 CPU cores."),
+        "paper": dict(limit=None, methods=_ALL_METHODS,
+                      note="paper: 3 methods x 3 allocations on every example of the seven tasks (Table 4)."),
+    },
 }
 
 

@@ -222,9 +222,6 @@ def zero_shot_for(lab, cfg=None, tasks=("offline",), *, limit: int | float | Non
     return cached("zeroshot", key, compute, enabled=use_cache)
 
 
-PROFILE_LIMITS = {"smoke": 4, "default": 200, "paper": None}   # examples per task in the notebook
-
-
 def sweep(lab, base, tasks=("offline",), *, limit=None, methods=("magnitude", "wanda", "sparsegpt"),
           allocations=("uniform", "owl", "dlp"), batch_size: int = 16) -> dict:
     """Table 4 grid: {("dense", "dense"): result, (method, allocation): result} at base.sparsity (cached)."""
