@@ -59,3 +59,25 @@ def test_text_file_sources(tmp_path):
     _cli("prune", "--profile", "smoke", "--calib", str(p), "--eval", str(p), "brown", "--json", str(out), "--quiet")
     r = json.loads(out.read_text())
     assert set(r["perplexity"]["pruned"]) == {"notes.txt", "brown"}
+
+
+@pytest.mark.parametrize("allocation,extra", [("dlp", {"statistic": "mean"}), ("owl", {"owl_m": 7.0, "lod_m": 7.0})])
+def test_cli_recomputes_the_notebook_numbers(tmp_path, allocation, extra):
+    """What a notebook shows (report.run_configs on a profile's Lab, possibly from the cache) equals a
+    fresh CLI run of the same configuration (--no-cache)."""
+    from dlp_lib.report import run_configs, setup
+    base, lab, _ = setup("smoke", method="wanda", allocation=allocation, sparsity=0.6, **extra)
+    notebook = run_configs(lab, {"k": base})["k"]
+    out = tmp_path / "r.json"
+    args = ["prune", "--profile", "smoke", "--method", "wanda", "--allocation", allocation, "--sparsity", "0.6",
+            "--no-cache", "--json", str(out), "--quiet"]
+    if "statistic" in extra:
+        args += ["--statistic", extra["statistic"]]
+    if "owl_m" in extra:
+        args += ["--owl-m", str(extra["owl_m"])]
+    _cli(*args)
+    cli = json.loads(out.read_text())
+    assert cli["ratios"] == pytest.approx(notebook["ratios"], abs=1e-12)
+    for text, ppl in notebook["perplexity"]["pruned"].items():
+        assert cli["perplexity"]["pruned"][text] == pytest.approx(ppl, rel=1e-5)
+    assert cli["achieved_sparsity"]["overall"] == pytest.approx(notebook["achieved_sparsity"]["overall"], abs=1e-9)
