@@ -157,10 +157,12 @@ def linear_sublayers(block: nn.Module) -> dict[str, nn.Linear]:
 
 
 def model_fingerprint(model: nn.Module) -> str:
-    """Cheap identity of the weights (name, shapes and a few checksums) for cache keys."""
+    """Identity of the weights for cache keys: names, shapes, dtypes and the exact bytes of every
+    7th tensor. Bytes, not a float checksum: a parallel float sum depends on the thread count, and
+    a key that changes with OMP_NUM_THREADS silently misses the cache."""
     h = hashlib.sha256(str(getattr(model.config, "_name_or_path", "")).encode())
     for i, (name, p) in enumerate(model.state_dict().items()):
         h.update(f"{name}{tuple(p.shape)}{p.dtype}".encode())
         if i % 7 == 0:
-            h.update(f"{p.float().abs().sum().item():.6e}".encode())
+            h.update(p.detach().cpu().contiguous().flatten().view(torch.uint8).numpy())
     return h.hexdigest()[:16]

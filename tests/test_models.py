@@ -46,3 +46,23 @@ def test_tiny_llama_is_deterministic():
 def test_unknown_hub_model_fails_clearly():
     with pytest.raises(RuntimeError, match="smollm2-135m"):
         load_model("no-such-org/no-such-model-xyz")
+
+
+def test_fingerprint_is_exact_and_thread_independent():
+    """The cache key's weight identity sees a one-ulp change and does not depend on the thread count."""
+    from dlp_lib.models import load_model, model_fingerprint
+    model, _ = load_model("tiny-llama")
+    n = torch.get_num_threads()
+    try:
+        prints = set()
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            prints.add(model_fingerprint(model))
+    finally:
+        torch.set_num_threads(n)
+    assert len(prints) == 1
+    before = prints.pop()
+    first = next(iter(model.state_dict().values()))     # tensor 0 is always hashed
+    with torch.no_grad():
+        first.view(-1)[123] = torch.nextafter(first.view(-1)[123], torch.tensor(float("inf")))
+    assert model_fingerprint(model) != before
