@@ -170,7 +170,8 @@ class Lab:
         return self._stats[key]
 
     def plan(self, cfg: ExperimentConfig) -> SparsityPlan:
-        needs_stats = cfg.allocation in ("dlp", "owl") or cfg.allocation not in alloc.ALLOCATIONS
+        # pass 1 feeds DLP/OWL, and Global's calibration-aware scores; ER, LAMP, AlphaPruning read only the weights
+        needs_stats = cfg.allocation in ("dlp", "owl") or (cfg.allocation == "global" and cfg.method != "magnitude")
         stats = self.dense_statistics(cfg) if needs_stats else None
         if cfg.allocation not in alloc.ALLOCATIONS:
             self.restore_dense()
