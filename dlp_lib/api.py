@@ -144,14 +144,16 @@ def dense_statistics(model, tokenizer=None, calib="bbc", nsamples: int | None = 
 # ---------------------------------------------------------------- budgets
 def plan(stats: DenseStatistics | None, allocation: str = "dlp", sparsity: float = 0.7, alpha: float | None = None,
          model=None, *, method: str = "wanda", granularity: str = "block", strict: bool = False,
-         **allocator_params) -> SparsityPlan:
+         cache_config: dict | None = None, **allocator_params) -> SparsityPlan:
     """Per-block sparsity budgets from the named allocator (a pure function of its inputs).
 
     allocation: a name of `dlp_lib.allocation.allocator_names()`. `alpha` is DLP's (None: paper
     Table 19 for the sparsity); other allocator parameters go by keyword (DLP: statistic; OWL:
     lamda, owl_m; AlphaPruning: epsilon, scale). Allocators that read the weights (global, er,
     er_plus, lamp, alphapruning) need `model=` (dense); those that read pass 1 need `stats`.
-    `method` is the pruning method the budget is for (Global scores by it).
+    `method` is the pruning method the budget is for (Global scores by it). `cache_config`: identity
+    of the dense weights (e.g. {"fingerprint": models.model_fingerprint(model)}) for allocators that
+    cache what they read off the weights (AlphaPruning's spectra); None computes it every time.
     """
     if not isinstance(allocation, str) or allocation not in allocator_names():
         raise ValueError(f"allocation = {allocation!r} is not allowed; allowed: {', '.join(allocator_names())}")
@@ -175,7 +177,7 @@ def plan(stats: DenseStatistics | None, allocation: str = "dlp", sparsity: float
             raise ValueError(f"stats has {len(stats.blocks)} blocks but the model has {n_blocks}; compute the "
                              "statistics on this model")
     p = build_plan(allocation, float(sparsity), stats=stats, model=model, strict=strict, granularity=granularity,
-                   method=method, **allocator_params)
+                   method=method, cache_config=cache_config, **allocator_params)
     p.config.setdefault("method", method)
     return p
 
