@@ -130,6 +130,8 @@ def explorer_figure(state: dict, *, ax=None, title: str | None = None):
     ax.set_ylim(lo - pad, hi + pad)
     ax.set_xlabel("block (layer) index")
     ax.set_ylabel("relative importance I_l")
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2 = ax.twinx()
     for name in state["ratios"].columns:
         ax2.plot(x, state["ratios"][name].to_numpy(), marker="o", ms=3, lw=1.8, label=name,

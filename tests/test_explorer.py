@@ -116,3 +116,23 @@ def test_widget_layer_replans_and_prunes_headless():
     x.calib_path.value = ""
     x.load()
     assert "needs a .txt path" in x.status.value                     # shown, not raised
+
+
+def test_static_settings_verdict():
+    from dlp_studies.rid_explorer import STATIC_SETTINGS, explorer_verdict, settings_table
+    states = [explorer_state(_stats(), **s) for s in STATIC_SETTINGS]
+    t = settings_table(states)
+    assert t["DLP mean"].to_numpy() == pytest.approx(t["p"].to_numpy())
+    exact = t[~t["DLP clamped"]]
+    assert exact["DLP span"].to_numpy() == pytest.approx(exact["2 alpha (Algorithm 1)"].to_numpy())
+    assert t["Spearman(depth, DLP)"].to_numpy() == pytest.approx([0.9] * 4)      # ranks of S: 1 2 3 5 4
+    assert t["Spearman(depth, OWL)"].to_numpy() == pytest.approx([1.0] * 4)      # D falls with depth
+    v = explorer_verdict(states)
+    assert "rises with depth (Spearman > 0.5) in 4 of 4" in v and "harder' holds" in v and "alike" in v
+    assert "equals p exactly" in v and "by construction" in v
+    flipped = DenseStatistics(blocks=[{"median": s, "outlier_ratio": {"5.0": d, "7.0": d}}
+                                      for s, d in zip(S[::-1], D[::-1])])
+    v2 = explorer_verdict([explorer_state(flipped, **s) for s in STATIC_SETTINGS], "smoke")
+    assert "does not reproduce" in v2 and "random tiny model" in v2
+    with pytest.raises(ValueError, match="include both"):
+        explorer_verdict([explorer_state(_stats(), 0.7, 0.1, ["dlp"])])
