@@ -25,7 +25,13 @@ from .api import plan as make_plan
 from .block_stats import LAYER_STATISTICS, OWL_M_GRID, DenseStatistics
 from .pruning import METHODS
 
-DEFAULT_ALLOCATIONS = ("uniform", "owl", "dlp")
+
+def instant_allocations() -> tuple[str, ...]:
+    """The registry's allocators that read no weights: re-planned from pass 1 alone, instantly
+    (the explorer's default selection; uniform, OWL and DLP with the built-in registry)."""
+    return tuple(n for n in allocator_names() if not get_allocator(n).needs_weights)
+
+
 COLORS = {"uniform": "#7f7f7f", "owl": "#ff7f0e", "dlp": "#d62728", "global": "#2ca02c", "er": "#8c564b",
           "er_plus": "#e377c2", "lamp": "#17becf", "alphapruning": "#1f77b4"}
 
@@ -44,7 +50,7 @@ def _check_allocations(allocations) -> tuple[str, ...]:
 
 
 def explorer_state(stats: DenseStatistics, sparsity: float, alpha: float | None = None,
-                   allocations: Sequence[str] = DEFAULT_ALLOCATIONS, *, statistic: str = "median",
+                   allocations: Sequence[str] | None = None, *, statistic: str = "median",
                    lamda: float = 0.08, owl_m: float = 5.0, method: str = "wanda", model=None,
                    cache_config: dict | None = None, memo: dict | None = None) -> dict:
     """RID and per-block ratios of each allocation for one setting of the sliders.
@@ -57,11 +63,11 @@ def explorer_state(stats: DenseStatistics, sparsity: float, alpha: float | None 
 
     Returns {"sparsity", "alpha" (resolved), "statistic", "lamda", "owl_m", "method", "allocations",
     "block_statistic" (S_l), "rid" (I_l), "ratios" (DataFrame: block x allocation), "plans",
-    "warnings" (allocation -> clamp messages)}.
+    "warnings" (allocation -> clamp messages)}. allocations=None: `instant_allocations()`.
     """
     if not isinstance(stats, DenseStatistics):
         raise ValueError(f"stats = {type(stats).__name__} is not allowed; pass pass-1 DenseStatistics")
-    names = _check_allocations(allocations)
+    names = _check_allocations(instant_allocations() if allocations is None else allocations)
     if statistic not in LAYER_STATISTICS:
         raise ValueError(f"statistic = {statistic!r} is not allowed; allowed: {', '.join(LAYER_STATISTICS)}")
     if float(owl_m) not in OWL_M_GRID and "owl" in names:
@@ -148,7 +154,7 @@ def explorer_figure(state: dict, *, ax=None, title: str | None = None):
 
 
 def explorer_grid(stats: DenseStatistics, settings: Sequence[dict], *, ncols: int = 2, model=None,
-                  allocations: Sequence[str] = DEFAULT_ALLOCATIONS, **common):
+                  allocations: Sequence[str] | None = None, **common):
     """Static fallback: one `explorer_figure` panel per slider setting (dicts of explorer_state keywords)."""
     import matplotlib.pyplot as plt
 
@@ -173,7 +179,7 @@ class RIDExplorer:
     widgets do not set (evaluation texts, device, dtype). Display it in JupyterLab (`display(x)` or
     as a cell's last value); `refresh()`/`prune_and_evaluate()` are what the controls call."""
 
-    def __init__(self, cfg, *, allocations: Sequence[str] = DEFAULT_ALLOCATIONS, progress: bool = True):
+    def __init__(self, cfg, *, allocations: Sequence[str] | None = None, progress: bool = True):
         import ipywidgets as W
 
         from .data import HUB_SOURCES, OFFLINE_SOURCES
@@ -209,7 +215,8 @@ class RIDExplorer:
                                    readout_format=".3f", layout=lay, style=style)
         self.owl_m = W.SelectionSlider(options=[int(m) for m in OWL_M_GRID], value=int(cfg.owl_m),
                                        description="OWL M", layout=lay, style=style)
-        self.allocations = W.SelectMultiple(options=list(allocator_names()), value=tuple(_check_allocations(allocations)),
+        self.allocations = W.SelectMultiple(options=list(allocator_names()), value=_check_allocations(instant_allocations() if allocations is None
+                                                                           else allocations),
                                             rows=min(8, len(allocator_names())), description="allocators", style=style)
         self.method = W.Dropdown(options=list(METHODS), value=cfg.method, description="method", style=style)
         self.prune_with = W.Dropdown(options=list(allocator_names()), value="dlp", description="prune with",

@@ -31,6 +31,15 @@ def test_state_matches_independent_formulas():
     assert state["alpha"] == a and not state["alpha_from_paper"]
 
 
+def test_default_allocations_are_the_instant_ones():
+    from dlp_lib.allocation import get_allocator
+    from dlp_lib.explorer import instant_allocations
+    names = instant_allocations()
+    assert {"uniform", "owl", "dlp"} <= set(names)
+    assert not any(get_allocator(n).needs_weights for n in names)
+    assert tuple(explorer_state(_stats(), 0.7, 0.1)["ratios"].columns) == names     # no model needed
+
+
 def test_state_is_pure_and_sliders_move_only_their_allocator():
     st = _stats()
     a = explorer_state(st, 0.7, 0.05, ["uniform", "owl", "dlp"])
