@@ -38,6 +38,16 @@ def blocks_prefix(model) -> str:
     raise ValueError("the decoder blocks are not a named submodule of the model")  # pragma: no cover
 
 
+def allocator_parameters(plan: SparsityPlan) -> dict:
+    """The plan's allocator parameters (those its allocator declares; plan.config also holds pass-1 keys)."""
+    from .allocation import allocator_names, get_allocator
+    names = get_allocator(plan.allocation).params if plan.allocation in allocator_names() else ()
+    out = {k: plan.config[k] for k in names if k in plan.config}
+    if "granularity" in plan.config:
+        out["granularity"] = plan.config["granularity"]
+    return out
+
+
 def _check_plan(model, plan: SparsityPlan) -> None:
     if not isinstance(plan, SparsityPlan):
         raise ValueError(f"plan = {type(plan).__name__} is not allowed; pass a SparsityPlan")
@@ -88,12 +98,11 @@ def llm_compressor_recipe(model, plan: SparsityPlan, method: str, *, nm: str | N
         targets, ratios = list(modules), list(modules.values())
         unit = "linear sublayer"
     mask = "0:0" if pattern is None else f"{pattern.m - pattern.n_kept}:{pattern.m}"
-    params = plan.config
+    params = allocator_parameters(plan)
     lines = [
         f"# llm-compressor recipe written by dlp_lib {_library_version()}: {plan.allocation} allocation, target "
         f"sparsity {plan.target:g}",
-        f"# ({', '.join(f'{k}={v}' for k, v in params.items() if k in ('alpha', 'statistic', 'lamda', 'owl_m'))})."
-        if any(k in params for k in ('alpha', 'statistic', 'lamda', 'owl_m')) else "# (no allocator parameters).",
+        f"# ({', '.join(f'{k}={v}' for k, v in params.items()) or 'no allocator parameters'}).",
         f"# One target per {unit} (exact module names, model order); sparsity[i] is the fraction of the weights",
         "# of every Linear inside targets[i] to remove. mask_structure N:M prunes N of every M (llm-compressor's",
         "# convention); 0:0 is unstructured.",
@@ -139,8 +148,7 @@ def write_model_card(directory: str | Path, result: dict, plan: SparsityPlan, cf
     directory.mkdir(parents=True, exist_ok=True)
     method = cfg.get("method", plan.config.get("method", "?"))
     model_name = cfg.get("model", plan.config.get("model", "?"))
-    params = {k: plan.config[k] for k in ("alpha", "statistic", "lamda", "owl_m", "epsilon", "scale", "granularity")
-              if k in plan.config}
+    params = allocator_parameters(plan)
     out = [
         "---",
         "library_name: transformers",

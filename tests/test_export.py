@@ -98,7 +98,9 @@ def test_recipe_nm_convention_and_errors(tiny):
 
 def test_model_card_contains_the_numbers(tmp_path):
     model, _ = tiny_llama(n_layers=4, hidden=64)
-    p = plan(_fake_stats([1.0, 2.0, 3.0, 5.0]), "dlp", 0.6, alpha=0.1)
+    stats = _fake_stats([1.0, 2.0, 3.0, 5.0])
+    stats.config["owl_m"] = [1.0, 5.0]                   # pass-1 keys in plan.config are not allocator parameters
+    p = plan(stats, "dlp", 0.6, alpha=0.1)
     achieved = prune(model, p, method="magnitude", progress=False)
     result = {"achieved_sparsity": achieved,
               "perplexity": {"dense": {"brown": 123.456}, "pruned": {"brown": 678.912}}}
@@ -107,7 +109,7 @@ def test_model_card_contains_the_numbers(tmp_path):
     text = path.read_text()
     import dlp_lib
     assert path.name == "README.md"
-    assert "magnitude" in text and "dlp" in text and "alpha=0.1" in text
+    assert "magnitude" in text and "| layerwise allocation | dlp (alpha=0.1, statistic=median) |" in text
     assert "| target sparsity | 0.6000 |" in text
     assert f"| achieved sparsity (pruned linears) | {achieved['overall']:.4f} |" in text
     assert "| brown | 123.46 | 678.91 |" in text
