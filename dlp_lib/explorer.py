@@ -186,6 +186,7 @@ class RIDExplorer:
 
         self.base, self.progress = cfg, progress
         self._memo: dict = {}
+        self._syncing = False
         self.stats = None
         self.state = None
         self.results: list[dict] = []
@@ -279,10 +280,16 @@ class RIDExplorer:
             self._say(f"error: {exc}", error=True)
 
     def _on_change(self, change) -> None:
+        if self._syncing:
+            return
         if change["owner"] is self.alpha_paper:
             self.alpha.disabled = bool(self.alpha_paper.value)
-        if change["owner"] is self.sparsity and self.alpha_paper.value:
-            self.alpha.value = paper_alpha(float(self.sparsity.value))
+        if self.alpha_paper.value:      # show Table 19's alpha on the (disabled) slider, one redraw only
+            self._syncing = True
+            try:
+                self.alpha.value = paper_alpha(float(self.sparsity.value))
+            finally:
+                self._syncing = False
         self.refresh()
 
     def refresh(self) -> None:

@@ -121,6 +121,10 @@ def test_widget_layer_replans_and_prunes_headless():
     assert result is not None, x.status.value
     assert result["achieved_sparsity"]["overall"] == pytest.approx(0.5, abs=0.03)
     assert result["config"]["alpha"] == pytest.approx(0.2) and "achieved" in x.status.value
+    x.alpha_paper.value = True
+    x.sparsity.value = 0.6
+    assert x.alpha.disabled and x.alpha.value == pytest.approx(0.10) and x.state["alpha"] == pytest.approx(0.10)
+    assert x.state["alpha_from_paper"]                                  # Table 19 at 60%
     x.calib.value = "file"
     x.calib_path.value = ""
     x.load()
