@@ -142,7 +142,7 @@ def test_static_settings_verdict():
     assert t["Spearman(depth, OWL)"].to_numpy() == pytest.approx([1.0] * 4)      # D falls with depth
     v = explorer_verdict(states)
     assert "rises with depth (Spearman > 0.5) in 4 of 4" in v and "harder' holds" in v and "alike" in v
-    assert "equals p exactly" in v and "by construction" in v
+    assert "equals p exactly" in v and "by construction" in v and "OWL's rises with depth in 4 of 4" in v
     flipped = DenseStatistics(blocks=[{"median": s, "outlier_ratio": {"5.0": d, "7.0": d}}
                                       for s, d in zip(S[::-1], D[::-1])])
     v2 = explorer_verdict([explorer_state(flipped, **s) for s in STATIC_SETTINGS], "smoke")
