@@ -82,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--strict-ratios", action="store_true", help="error instead of clamp+rebalance of ratios")
     pr.add_argument("--no-cache", action="store_true", help="recompute every stage (tokens, pass 1, dense and "
                     "pruned evaluation) and overwrite the cache")
-    pr.add_argument("--save", type=Path, help="directory for the pruned checkpoint and plan.json")
+    pr.add_argument("--save", type=Path, help="directory for the pruned checkpoint, plan.json, plan_modules.json "
+                    "(full module name -> sparsity) and a README.md model card")
+    pr.add_argument("--export-recipe", type=Path, metavar="FILE",
+                    help="write an llm-compressor recipe (YAML) carrying the plan's per-layer sparsities "
+                         "(WandaPruningModifier or SparseGPTModifier; --method wanda or sparsegpt)")
     pr.add_argument("--json", type=Path, help="write the result JSON here")
     pr.add_argument("--quiet", action="store_true", help="no progress bars")
     pr.add_argument("--zero-shot", metavar="TASK[,TASK...]",
@@ -153,6 +157,12 @@ def _preflight(a, cfg: ExperimentConfig):
             TextSource(source).documents(split)
     check_output_file(a.json, "--json")
     check_output_dir(a.save, "--save")
+    check_output_file(a.export_recipe, "--export-recipe")
+    if a.export_recipe is not None:
+        from .export import RECIPE_MODIFIERS
+        if cfg.method not in RECIPE_MODIFIERS:
+            raise ValueError(f"--export-recipe: llm-compressor has no one-shot {cfg.method} modifier with per-layer "
+                             f"sparsity; use --method {' or '.join(RECIPE_MODIFIERS)}")
     check_writable()
     tasks = None
     if a.zero_shot:
@@ -193,7 +203,15 @@ def cmd_prune(a) -> int:
         lab.model.save_pretrained(a.save)
         lab.tokenizer.save_pretrained(a.save)
         plan.save(a.save / "plan.json")
+        from .export import save_plan_modules, write_model_card
+        save_plan_modules(a.save, lab.model, plan)
+        write_model_card(a.save, result, plan, cfg.to_dict())
         result["saved_to"] = str(a.save)
+    if a.export_recipe:
+        from .export import llm_compressor_recipe
+        a.export_recipe.parent.mkdir(parents=True, exist_ok=True)
+        a.export_recipe.write_text(llm_compressor_recipe(lab.model, lab.plan(cfg), cfg.method, nm=cfg.nm))
+        result["recipe"] = str(a.export_recipe)
     if tasks:
         from .zeroshot import zero_shot_for
         result["zero_shot"] = zero_shot_for(lab, cfg, tasks, limit=a.zero_shot_limit, use_cache=not a.no_cache)
