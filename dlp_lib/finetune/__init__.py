@@ -282,7 +282,8 @@ def add_arguments(p) -> None:
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step")
     p.add_argument("--train-seqlen", type=int, default=256, help="tokens per training window / example")
     p.add_argument("--lr", type=float, help="peak learning rate (default: 1e-4 for lora, 3e-5 for block sampling)")
-    p.add_argument("--warmup-steps", type=int, default=10, help="linear warm-up steps, then linear decay to 0")
+    p.add_argument("--warmup-steps", type=int, help="linear warm-up steps, then linear decay to 0 (default: 10%% of "
+                   "--steps)")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0: none)")
     p.add_argument("--seed", type=int, default=0, help="training seed (data order, adapter init, dropout, sampling)")
@@ -316,7 +317,8 @@ def spec_from_args(args) -> tuple:
                                         eval=tuple(args.eval) if args.eval else None, device=args.device,
                                         **({"neval": args.neval} if args.neval is not None else {}))
     train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
-                            seqlen=args.train_seqlen, lr=lr, warmup_steps=args.warmup_steps,
+                            seqlen=args.train_seqlen, lr=lr,
+                            warmup_steps=args.warmup_steps if args.warmup_steps is not None else args.steps // 10,
                             weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm or None, seed=args.seed)
     spec = FinetuneSpec(method=args.method, data=data, prune=prune_method != "none", train=train_cfg,
                         lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
