@@ -392,3 +392,81 @@ def test_finetune_end_to_end_on_the_lab_is_cached_and_restores_the_model(tmp_pat
     shutil.rmtree(tmp_path / "finetune", ignore_errors=True)
     with pytest.raises(ValueError, match="gamma=9 exceeds"):
         ft.finetune(lab, cfg, FinetuneSpec(method="lisa", gamma=9), progress=False)
+
+
+# ------------------------------------------------------------------------------ study verdicts (notebook 13)
+def test_compare_says_within_noise_ahead_behind_from_the_seeds():
+    from dlp_studies.finetuning import compare
+    c = compare([10.0, 10.2, 9.8], [12.0, 12.2, 11.8], higher_is_better=False)
+    se = math.sqrt(2 * (np.std([10.0, 10.2, 9.8], ddof=1) ** 2 / 3))      # Welch, by hand
+    assert c["lead"] == pytest.approx(2.0) and c["se"] == pytest.approx(se) and c["word"] == "ahead"
+    assert compare([10.0, 14.0, 6.0], [11.0, 12.0, 10.0], higher_is_better=False)["word"] == "within noise"
+    assert compare([50.0, 51.0, 50.5], [40.0, 41.0, 40.5], higher_is_better=False)["word"] == "behind"
+    one = compare([10.0], [12.0], higher_is_better=False, fallback_noise=3.0)
+    assert one["word"] == "within noise" and "single seed" in one["basis"]
+    assert compare([10.0], [12.0], higher_is_better=False)["word"] == "ahead (noise unknown)"
+    floored = compare([1.0, 1.0, 1.0], [0.0, 0.0, 0.0], higher_is_better=True, fallback_noise=2.0)
+    assert floored["word"] == "within noise" and floored["noise"] == 2.0  # zero seed spread, item-noise floor
+
+
+def _t7_frame(dlp_after, uni_after, identical=True):
+    import pandas as pd
+    rows = []
+    for a, afters in (("dlp", dlp_after), ("uniform", uni_after)):
+        for s, after in enumerate(afters):
+            rows.append({"method": "wanda", "allocation": a, "seed": s, "text": "brown", "before": 100.0,
+                         "after LoRA": after, "merged (dense)": after, "merged + re-masked": after + 5,
+                         "zeros unmerged": 0.7, "zeros merged": 0.0, "base weights identical": identical})
+    return pd.DataFrame(rows)
+
+
+def test_table7_and_mask_verdicts():
+    from dlp_studies.finetuning import masks_verdict, table7_verdict
+    lines = table7_verdict(_t7_frame([60.0, 61.0, 59.0], [80.0, 81.0, 79.0]), text="brown", method="wanda")
+    assert "LoRA recovers DLP's perplexity on brown: 100.00 -> 60.00" in lines[0]
+    assert lines[-1].endswith("ahead.") and "after LoRA" in lines[-1]
+    lines = table7_verdict(_t7_frame([80.5, 79.0, 80.5], [80.0, 81.0, 79.0]), text="brown", method="wanda")
+    assert lines[-1].endswith("within noise.")
+    lines = table7_verdict(_t7_frame([99.5], [99.9]), text="brown", method="wanda")
+    assert "does not recover" in lines[0]
+    assert masks_verdict(_t7_frame([60.0], [80.0]))[0].startswith("Masks fixed")
+    assert masks_verdict(_t7_frame([60.0], [80.0], identical=False))[0].startswith("Masks NOT fixed")
+    with pytest.raises(ValueError, match="no Table 7 rows"):
+        table7_verdict(_t7_frame([60.0], [80.0]), text="sotu", method="wanda")
+
+
+def test_table18_frame_and_verdict():
+    from dlp_studies.finetuning import table18_frame, table18_verdict
+
+    def res(accs, se=0.01):
+        tasks = {"dlp_continuation": {"acc": accs[0], "acc_stderr": se}, "dlp_lastword": {"acc": accs[1], "acc_stderr": se}}
+        return {"before": {"zero_shot": {"tasks": {k: {"acc": 0.3, "acc_stderr": se} for k in tasks}}},
+                "after": {"zero_shot": {"tasks": tasks}}}
+    results = {}
+    for s, d in enumerate((0.0, 0.01, -0.01)):
+        results[("lisa", s)] = res((0.40 + d, 0.50 + d))
+        results[("dlp", s)] = res((0.50 + d, 0.60 + d))
+    f = table18_frame(results)
+    mean = f[f.task == "mean"]
+    assert mean[(mean.method == "dlp") & (mean.seed == 0)]["acc"].item() == pytest.approx(55.0)
+    assert mean[(mean.method == "dlp") & (mean.seed == 0)]["acc_stderr"].item() == pytest.approx(100 * math.sqrt(2) * 0.01 / 2)
+    assert set(f[f.method == "none"].seed) == {-1}
+    (line,) = table18_verdict(f)
+    assert line.startswith("DLP vs LISA: +10.00") and line.endswith("ahead (paper: +4.88).")
+
+
+def test_cli_run_end_to_end(tmp_path, capsys):
+    import json
+    from dlp_lib.finetune import run
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(["--profile", "smoke", "--method", "dlp", "--data", "lm", "--prune-method", "wanda",
+                         "--steps", "3", "--batch-size", "2", "--train-seqlen", "32", "--max-windows", "8",
+                         "--gamma", "1", "--interval", "2", "--no-cache", "--quiet", "--json", str(tmp_path / "r.json")])
+    assert run(args) == 0
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert len(out["curve"]["loss"]) == 3 and out["zeros_kept"] and len(out["active_blocks"]) == 2
+    assert "perplexity brown" in capsys.readouterr().out
+    bad = p.parse_args(["--profile", "smoke", "--method", "lisa", "--gamma", "9", "--data", "lm", "--quiet"])
+    with pytest.raises(ValueError, match="gamma=9 exceeds"):
+        run(bad)
