@@ -205,7 +205,7 @@ def test_single_draws_follow_the_probabilities_chi_square():
     from scipy.stats import chisquare
     p = probabilities([1.0, 2.0, 3.0, 4.0, 0.5, 1.5])
     rng = np.random.default_rng(0)
-    n = 20000
+    n = 8000
     counts = np.bincount([draw_without_replacement(p, 1, rng)[0] for _ in range(n)], minlength=len(p))
     assert chisquare(counts, n * p).pvalue > 1e-3
 
@@ -217,7 +217,7 @@ def test_pairs_without_replacement_follow_sequential_sampling_chi_square():
     expected = {(i, j): p[i] * p[j] / (1 - p[i]) for i, j in itertools.permutations(range(len(p)), 2)}
     assert sum(expected.values()) == pytest.approx(1.0)
     rng = np.random.default_rng(1)
-    n = 20000
+    n = 8000
     seen = {k: 0 for k in expected}
     for _ in range(n):
         seen[tuple(draw_without_replacement(p, 2, rng))] += 1

@@ -94,24 +94,14 @@ class FinetuneSpec:
         return dataclasses.replace(self, **changes)
 
 
-# ------------------------------------------------------------------------------------ Lab compatibility
+# ------------------------------------------------------------------------------------ the Lab's model state
 def _ensure(lab, cfg) -> None:
-    """Put the Lab's model in the state cfg says (None: dense)."""
-    if hasattr(lab, "ensure"):
-        lab.ensure(cfg)
-    elif cfg is None:
-        lab.restore_dense()
-    elif lab._pruned_key != cfg:
-        lab.prune(cfg)
+    """Put the Lab's model in the state cfg says (None: dense); training code restores it afterwards."""
+    lab.ensure(cfg)
 
 
-def pruning_key(lab, cfg) -> dict | str | None:
-    if cfg is None:
-        return None
-    if hasattr(cfg, "pruning_key"):
-        return cfg.pruning_key(lab.fingerprint)
-    d = {k: v for k, v in cfg.to_dict().items() if k not in ("eval", "neval", "lod_m")}
-    return {**d, "calib_id": TextSource(cfg.calib).identity(), "fingerprint": lab.fingerprint}
+def pruning_key(lab, cfg) -> dict | None:
+    return None if cfg is None else cfg.pruning_key(lab.fingerprint)
 
 
 # ------------------------------------------------------------------------------------ layer scores
@@ -163,8 +153,9 @@ def finetune(lab, cfg, spec: FinetuneSpec, *, use_cache: bool = True, progress: 
     pcfg = cfg if spec.prune else None
     evaluation = ({"eval": [TextSource(s).identity() for s in cfg.eval], "seqlen": cfg.seqlen, "neval": cfg.neval}
                   if spec.data == "lm" else {"suite": "offline"})
-    key = {"v": FINETUNE_VERSION, "model": lab.model_name, "fingerprint": lab.fingerprint, "dtype": lab.dtype_name,
-           "device": torch.device(lab.device).type, "pruning": pruning_key(lab, pcfg), "spec": spec.to_dict(),
+    from ..cache import code_version
+    key = {"v": FINETUNE_VERSION, "code": code_version("eval"), "model": lab.model_name, "fingerprint": lab.fingerprint,
+           "dtype": lab.dtype_name, "device": torch.device(lab.device).type, "pruning": pruning_key(lab, pcfg), "spec": spec.to_dict(),
            "evaluation": evaluation,
            # the layer scores of owlore/dlp come from the calibration of cfg even for a dense model
            "scores_from": None if spec.method in ("lora", "lisa") else pruning_key(lab, cfg)}
@@ -187,7 +178,7 @@ def _before(lab, cfg, pcfg, spec: FinetuneSpec, key: dict, progress: bool) -> di
     if spec.data == "tasks":
         from ..zeroshot import zero_shot_for
         return {"zero_shot": zero_shot_for(lab, pcfg, "offline", limit=spec.eval_limit)}
-    bkey = {k: key[k] for k in ("model", "fingerprint", "dtype", "device", "pruning", "evaluation")}
+    bkey = {k: key[k] for k in ("code", "model", "fingerprint", "dtype", "device", "pruning", "evaluation")}
 
     def compute():
         _ensure(lab, pcfg)
