@@ -161,7 +161,7 @@ def finetune(lab, cfg, spec: FinetuneSpec, *, use_cache: bool = True, progress: 
            "scores_from": None if spec.method in ("lora", "lisa") else pruning_key(lab, cfg)}
 
     def compute():
-        return _finetune(lab, cfg, pcfg, spec, key, progress, checkpoint_every)
+        return _finetune(lab, cfg, pcfg, spec, key, progress, checkpoint_every, use_cache)
     return cached("finetune", key, compute, enabled=use_cache)
 
 
@@ -173,20 +173,21 @@ def _evaluate(lab, cfg, spec: FinetuneSpec, model, progress: bool) -> dict:
                                             device=lab.device, progress=progress)}
 
 
-def _before(lab, cfg, pcfg, spec: FinetuneSpec, key: dict, progress: bool) -> dict:
+def _before(lab, cfg, pcfg, spec: FinetuneSpec, key: dict, progress: bool, use_cache: bool) -> dict:
     """The untrained model's metrics, cached apart from the training runs (shared by every method and seed)."""
     if spec.data == "tasks":
         from ..zeroshot import zero_shot_for
-        return {"zero_shot": zero_shot_for(lab, pcfg, "offline", limit=spec.eval_limit)}
+        return {"zero_shot": zero_shot_for(lab, pcfg, "offline", limit=spec.eval_limit, use_cache=use_cache)}
     bkey = {k: key[k] for k in ("code", "model", "fingerprint", "dtype", "device", "pruning", "evaluation")}
 
     def compute():
         _ensure(lab, pcfg)
         return _evaluate(lab, cfg, spec, lab.model, progress)
-    return cached("finetune_before", bkey, compute)
+    return cached("finetune_before", bkey, compute, enabled=use_cache)
 
 
-def _finetune(lab, cfg, pcfg, spec: FinetuneSpec, key: dict, progress: bool, checkpoint_every: int) -> dict:
+def _finetune(lab, cfg, pcfg, spec: FinetuneSpec, key: dict, progress: bool, checkpoint_every: int,
+              use_cache: bool = True) -> dict:
     probs = layer_probabilities(lab, cfg, spec) if spec.method != "lora" else None
     _ensure(lab, pcfg)
     data, evaluated = training_data(lab, cfg, spec)
@@ -195,7 +196,7 @@ def _finetune(lab, cfg, pcfg, spec: FinetuneSpec, key: dict, progress: bool, che
     out = {"spec": spec.to_dict(), "pruning": pcfg.to_dict() if pcfg is not None else None,
            "data": data.source, "evaluated": evaluated, "probabilities": probs}
     t0 = time.perf_counter()
-    before = _before(lab, cfg, pcfg, spec, key, progress)
+    before = _before(lab, cfg, pcfg, spec, key, progress, use_cache)
     _ensure(lab, pcfg)
     if spec.method == "lora":
         base_before = {k: w.detach().clone() for k, w in target_weights(model, spec.lora.targets).items()}
