@@ -470,3 +470,13 @@ def test_cli_run_end_to_end(tmp_path, capsys):
     bad = p.parse_args(["--profile", "smoke", "--method", "lisa", "--gamma", "9", "--data", "lm", "--quiet"])
     with pytest.raises(ValueError, match="gamma=9 exceeds"):
         run(bad)
+
+
+def test_training_leaves_the_callers_rng_alone():
+    model, _ = tiny_llama(0)
+    with lora_attached(model, LoraSettings(), seed=0) as pm:
+        torch.manual_seed(99)
+        expected = torch.rand(3)
+        torch.manual_seed(99)
+        train(pm, adapter_parameters(pm), _windows(), _cfg(steps=2), progress=False)
+        assert torch.equal(torch.rand(3), expected)

@@ -299,6 +299,7 @@ def train(model: nn.Module, params: Sequence[nn.Parameter], data: Examples, cfg:
     run_id = {"train": cfg.to_dict(), "data": data.source, **(run_id or {})}
     ckpt = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
 
+    caller_rng = _rng_state()           # the run's own RNG stream must not leak into the caller's
     torch.manual_seed(cfg.seed + 7919)  # dropout stream of this run (adapter init is seeded by the caller)
     history = {"loss": [], "lr": [], "tokens": []}
     start = 0
@@ -339,6 +340,7 @@ def train(model: nn.Module, params: Sequence[nn.Parameter], data: Examples, cfg:
                 save_checkpoint(ckpt, step=step + 1, model=model, params=named, optimizer=optimizer,
                                 scheduler=scheduler, history=history, extra=run_id)
     model.eval()
+    _set_rng_state(caller_rng)
     state_bytes = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
                       if torch.is_tensor(t) and t.ndim > 0)
     return {"loss": history["loss"], "lr": history["lr"], "tokens": history["tokens"],
