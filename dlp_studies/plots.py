@@ -37,12 +37,25 @@ def marker(key: str, i: int = 0) -> str:
     return MARKERS.get(key, "oDs^v<>PX*"[i % 10])
 
 
+_STYLES = ("-", "--", "-.", ":")
+
+
+def _line_style(i: int, n: int) -> dict:
+    """Series i of n: its own dash pattern, earlier series drawn wider, so a later series lying on
+    an earlier one still shows the earlier one around it."""
+    return {"ls": _STYLES[i % len(_STYLES)], "lw": 2.6 - 1.4 * i / max(n - 1, 1)}
+
+
 def name(key: str) -> str:
     return NAMES.get(key, str(key))
 
 
 def _titled(fig, item: str, title: str):
-    fig.suptitle(f"{item}: {title}", fontsize=10)
+    # above the axes (figures are saved with bbox_inches="tight", so nothing is cut off)
+    if fig.get_constrained_layout():  # the layout engine makes room for the title itself
+        fig.suptitle(f"{item}: {title}", fontsize=10)
+    else:
+        fig.suptitle(f"{item}: {title}", fontsize=10, y=1.03)
     return fig
 
 
@@ -90,12 +103,13 @@ def rid_with_ratios(rid: Sequence[float], ratios: Mapping[str, Sequence[float]],
     ax.plot(x, rid, color="#6baed6", marker=".", ls=":", lw=1, label="RID (importance I_l)")
     ax.set_xlabel("block (layer) index")
     ax.set_ylabel("relative importance I_l")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax2 = ax.twinx()
     merged = merge_identical({k: v for k, v in ratios.items()})
     for i, (key, r) in enumerate(merged.items()):
         first = key.split(" = ")[0]
-        ax2.plot(x, r, marker=marker(first, i), ms=4, lw=1.6, color=color(first, i), mfc="none",
-                 label=" = ".join(name(k) for k in key.split(" = ")))
+        ax2.plot(x, r, marker=marker(first, i), ms=4, color=color(first, i), mfc="none",
+                 label=" = ".join(name(k) for k in key.split(" = ")), **_line_style(i, len(merged)))
     ax2.set_ylabel("layerwise sparsity")
     ax2.grid(False)
     h1, l1 = ax.get_legend_handles_labels()
@@ -110,10 +124,11 @@ def ratio_lines(series: Mapping[str, Sequence[float]], *, item: str, title: str 
     that coincide are merged into one line labelled 'a = b'."""
     sns.set_theme(style="whitegrid")
     fig, ax = plt.subplots(figsize=(9, 3.8))
-    for i, (key, r) in enumerate(merge_identical(series).items()):
+    merged = merge_identical(series)
+    for i, (key, r) in enumerate(merged.items()):
         first = key.split(" = ")[0]
-        ax.plot(np.arange(len(r)), r, marker=marker(first, i), ms=4, mfc="none", lw=1.5, color=color(first, i),
-                label=" = ".join(name(k) for k in key.split(" = ")))
+        ax.plot(np.arange(len(r)), r, marker=marker(first, i), ms=4, mfc="none", color=color(first, i),
+                label=" = ".join(name(k) for k in key.split(" = ")), **_line_style(i, len(merged)))
     ax.set_xlabel("block index")
     ax.set_ylabel(ylabel)
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
@@ -172,7 +187,8 @@ def allocation_dots(ppl: Mapping[str, Mapping[str, Mapping[str, float]]], *, ite
                     title: str = ""):
     """One panel per evaluation text: perplexity of each (method, allocation) as dots on a log axis."""
     sns.set_theme(style="whitegrid")
-    fig, axes = plt.subplots(1, len(ppl), figsize=(3.8 * len(ppl), 3.6), squeeze=False)
+    n_methods = max(len(by_m) for by_m in ppl.values())
+    fig, axes = plt.subplots(1, len(ppl), figsize=(max(3.8, 1.6 * n_methods) * len(ppl), 3.6), squeeze=False)
     for ax, (text, by_m) in zip(axes[0], ppl.items()):
         methods = list(by_m)
         allocs = list(dict.fromkeys(a for m in methods for a in by_m[m]))
@@ -197,11 +213,15 @@ def sparsity_lines(panels: Mapping[str, Mapping[str, Mapping[float, object]]], *
     seed]}}}): lines against sparsity, error bars (range over seeds) where several seeds exist,
     series slightly offset so none hides another."""
     sns.set_theme(style="whitegrid")
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 3.9), squeeze=False, sharex=share_x)
-    for ax, (ptitle, series) in zip(axes[0], panels.items()):
+    ncols = min(len(panels), 2)
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.6 * ncols, 3.9 * nrows), squeeze=False, sharex=share_x)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (ptitle, series) in zip(axes.flat, panels.items()):
         for i, (key, by_s) in enumerate(series.items()):
             sp = sorted(by_s)
-            _dot_series(ax, sp, [by_s[s] for s in sp], key=key, i=i, n=len(series), width=0.004, label=name(key))
+            _dot_series(ax, sp, [by_s[s] for s in sp], key=key, i=i, n=len(series), width=0.003, label=name(key))
         if log:
             ax.set_yscale("log")
         ax.set(xlabel="target sparsity", ylabel=ylabel)

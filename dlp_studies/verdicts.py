@@ -70,13 +70,21 @@ def compare_means(mean_a: float, se_a: float, mean_b: float, se_b: float, *, low
         raise ValueError(f"standard errors must be >= 0, got {se_a}, {se_b}")
     gap, se = float(mean_a - mean_b), float(math.sqrt(se_a ** 2 + se_b ** 2))
     return {"gap": gap, "se": se, "spread": 0.0, "noise": 2 * se, "mean_a": float(mean_a), "mean_b": float(mean_b),
-            "n_a": 1, "n_b": 1, "single_seed": False, "verdict": _decide(gap, 2 * se, lower_is_better)}
+            "n_a": 1, "n_b": 1, "single_seed": False, "basis": "stderr",
+            "verdict": _decide(gap, 2 * se, lower_is_better)}
 
 
 def outcome(c: dict, a: str, b: str, *, digits: int = 4) -> str:
     """One phrase for a `compare` result: 'DLP better than OWL by 12.3 (noise 4.5, 3 seeds)'."""
     n = min(c["n_a"], c["n_b"])
-    noise = "one seed: no noise estimate" if c["single_seed"] else f"noise {c['noise']:.{digits}g}, {n} seeds"
+    if c.get("basis") == "stderr":
+        noise = f"noise {c['noise']:.{digits}g} = 2 stderr of the difference"
+    elif max(c["n_a"], c["n_b"]) < 2:
+        noise = "one seed: no noise estimate"
+    elif c["single_seed"]:
+        noise = f"noise {c['noise']:.{digits}g} from {max(c['n_a'], c['n_b'])} seeds on one side, one seed on the other"
+    else:
+        noise = f"noise {c['noise']:.{digits}g}, {n} seeds"
     if c["verdict"] == WITHIN_NOISE:
         return f"{a} and {b} within noise (gap {c['gap']:+.{digits}g}; {noise})"
     win, lose = (a, b) if c["verdict"] == A_BETTER else (b, a)
@@ -328,7 +336,8 @@ def sweep_verdict(ppl: Mapping[float, Mapping[str, Sequence[float]]], *, method:
     holds = HOLDS if top == A_BETTER else NOISE if top == WITHIN_NOISE else FAILS
     adv = [rows[s]["uniform/dlp"] for s in sp]
     grows = len(adv) > 1 and all(b > a for a, b in zip(adv, adv[1:]))
-    text = (f"{method}: " + "; ".join(parts) + f". At {sp[-1]:.0%} 'DLP is best' {holds}; its advantage over Uniform "
+    one = " (one calibration seed, no noise estimate)" if rows[sp[-1]]["compare"]["single_seed"] else ""
+    text = (f"{method}: " + "; ".join(parts) + f". At {sp[-1]:.0%} 'DLP is best' {holds}{one}; its advantage over Uniform "
             f"{'grows' if grows else 'does not grow'} monotonically with sparsity over the {len(sp)}-point grid.")
     return {"holds": holds, "grows": grows, "rows": rows, "text": text}
 
@@ -443,16 +452,17 @@ def alpha_verdict(ppl: Mapping[float, Mapping[float, Sequence[float]]], *, paper
 def zeroshot_verdict(acc: Mapping[str, Mapping[str, tuple[float, float]]], *, chance: float) -> dict:
     """Table 4: DLP has the best mean zero-shot accuracy for every method.
     acc: {method: {allocation: (accuracy %, standard error)}}; judged with `compare_means`."""
-    lines, clear, nominal = [], 0, 0
+    lines, clear, nominal, decided = [], 0, 0, []
     for m, by in acc.items():
         cs = {a: compare_means(*by["dlp"], *by[a], lower_is_better=False) for a in ("uniform", "owl")}
+        decided += [c["verdict"] for c in cs.values()]
         nominal += by["dlp"][0] > max(by["uniform"][0], by["owl"][0])
         clear += all(c["verdict"] == A_BETTER for c in cs.values())
         near = [a for a, (v, se) in by.items() if v - chance < 2 * se]
         lines.append(f"{m}: " + "; ".join(outcome(cs[a], "DLP", a.upper(), digits=3) for a in cs)
                      + (f"; within 2 stderr of chance: {', '.join(near)}" if near else ""))
     n = len(acc)
-    holds = HOLDS if clear == n else NOISE if nominal and not clear else _tally(clear, n)
+    holds = tally_comparisons(decided)
     text = (f"DLP is nominally best for {nominal} of {n} method(s) and better than both Uniform and OWL beyond "
-            f"2 standard errors for {clear}: the claim {holds}. " + ". ".join(lines) + ".")
+            f"2 standard errors for {clear}: the claim {holds}. " + ". ".join(lines) + ". One calibration seed.")
     return {"holds": holds, "text": text}
