@@ -59,7 +59,7 @@ def fmt_ppl(x: float) -> str:
 _ALL_STATS = ("sum", "mean", "median", "max", "var", "sd")
 _ALL_METHODS = ("magnitude", "sparsegpt", "wanda")
 _PAPER_SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-_ALPHA_GRID = (0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2)  # paper Appendix G (= paper_results.ALPHA_GRID)
+_ALPHA_GRID = (0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2)  # paper Appendix G (= dlp_studies.paper.ALPHA_GRID)
 # calibration seeds (cfg.replace(seed=s)) of the comparisons a verdict hinges on; seed 0 is every
 # other run's seed, so the first seed shares its cache entries with the single-seed runs
 _SMOKE_SEEDS = (0, 1)
@@ -257,7 +257,7 @@ def tidy(results, names) -> pd.DataFrame:
 
 
 def flatten(nested, depth: int) -> dict:
-    """{a: {b: v}} -> {(a, b): v} for `depth` levels of a paper_results table."""
+    """{a: {b: v}} -> {(a, b): v} for `depth` levels of a dlp_studies.paper table."""
     if depth == 1:
         return {(k,): v for k, v in nested.items()}
     return {(k, *rest): v for k, sub in nested.items() for rest, v in flatten(sub, depth - 1).items()}

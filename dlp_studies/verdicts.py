@@ -91,6 +91,11 @@ def outcome(c: dict, a: str, b: str, *, digits: int = 4) -> str:
     return f"{win} better than {lose} by {abs(c['gap']):.{digits}g} ({noise})"
 
 
+def _says(holds: str) -> str:
+    """The verb phrase for a verdict: 'holds', 'does not hold', 'is within noise (not established)'."""
+    return {NOISE: "is within noise (not established)", NOT_TESTED: "is not tested"}.get(holds, holds)
+
+
 def _tally(n_yes: int, n: int) -> str:
     return NOT_TESTED if n == 0 else HOLDS if n_yes == n else FAILS if n_yes == 0 else PARTLY
 
@@ -165,7 +170,7 @@ def main_results_verdict(our_cells, paper_cells, *, what: str = "") -> dict:
             f"{o['dlp_beats_owl']}; geometric mean DLP/OWL {o['gm_dlp_owl']:.2f}x, DLP/Uniform "
             f"{o['gm_dlp_uniform']:.2f}x. Paper (same methods, Tables 20-21, {p['n']} cells): lowest in "
             f"{p['dlp_best']}, beats OWL in {p['dlp_beats_owl']}, {p['gm_dlp_owl']:.2f}x OWL, "
-            f"{p['gm_dlp_uniform']:.2f}x Uniform. The claim {holds} on this model (one calibration seed, "
+            f"{p['gm_dlp_uniform']:.2f}x Uniform. The claim {_says(holds)} on this model (one calibration seed, "
             "no noise estimate).")
     return {"holds": holds, "ours": o, "paper": p, "text": text}
 
@@ -210,7 +215,7 @@ def statistic_verdict(ppl: Mapping[str, Mapping[str, Sequence[float]]], *, dense
         per_method[m] = {"collapsed": collapsed, "median_vs_mean": mm}
         lines.append(f"{m}: " + "; ".join(parts) + ".")
     holds = _tally(median_ok, tested)
-    head = (f"The claim that the median is the best statistic {holds}"
+    head = (f"The claim that the median is the best statistic {_says(holds)}"
             + (f" (median best or within noise of the best for {median_ok} of {tested} non-collapsed method(s) "
                "with all six statistics)" if tested else " (no non-collapsed method ran all six statistics)")
             + ". ")
@@ -292,7 +297,7 @@ def table2_verdict(lod: Mapping[str, Mapping[str, float]], ppl: Mapping[str, Map
     ours = lod_consistency({f"{k}/{a}": v for k, by in lod.items() for a, v in by.items()}, m, source="ours")
     theirs = lod_consistency(paper_lod, m, source="paper Table 2")
     text = (f"Table 2: DLP has both the highest LOD and the lowest perplexity for {ok} of {len(lod)} methods: the "
-            f"claim {holds} (one calibration seed, no noise estimate). " + "; ".join(parts) + ". "
+            f"claim {_says(holds)} (one calibration seed, no noise estimate). " + "; ".join(parts) + ". "
             + theirs["text"] + " " + ours["text"])
     return {"holds": holds, "paper_lod_possible": theirs["consistent"], "ours_lod_possible": ours["consistent"],
             "text": text}
@@ -307,7 +312,7 @@ def figure2_verdict(owl_ppl: Mapping[float, float], owl_lod: Mapping[float, floa
     holds = _tally(wins, len(ms))
     text = (f"Figure 2: OWL's perplexity varies by {max(owl_ppl.values()) / min(owl_ppl.values()):.2f}x over M in "
             f"{[float(k) for k in ms]} (best M {best_m:g}: {owl_ppl[best_m]:.4g}); DLP, with no M, has {dlp_ppl:.4g} "
-            f"and beats OWL at {wins} of {len(ms)} M values ({holds}). Spearman(OWL LOD, OWL perplexity) over M = "
+            f"and beats OWL at {wins} of {len(ms)} M values ({_says(holds)}). Spearman(OWL LOD, OWL perplexity) over M = "
             f"{rho:.2f} (negative: more outliers kept, lower perplexity). One seed, {len(ms)}-point grid of M.")
     return {"holds": holds, "best_m": best_m, "text": text}
 
@@ -337,7 +342,7 @@ def sweep_verdict(ppl: Mapping[float, Mapping[str, Sequence[float]]], *, method:
     adv = [rows[s]["uniform/dlp"] for s in sp]
     grows = len(adv) > 1 and all(b > a for a, b in zip(adv, adv[1:]))
     one = " (one calibration seed, no noise estimate)" if rows[sp[-1]]["compare"]["single_seed"] else ""
-    text = (f"{method}: " + "; ".join(parts) + f". At {sp[-1]:.0%} 'DLP is best' {holds}{one}; its advantage over Uniform "
+    text = (f"{method}: " + "; ".join(parts) + f". At {sp[-1]:.0%} 'DLP is best' {_says(holds)}{one}; its advantage over Uniform "
             f"{'grows' if grows else 'does not grow'} monotonically with sparsity over the {len(sp)}-point grid.")
     return {"holds": holds, "grows": grows, "rows": rows, "text": text}
 
@@ -364,7 +369,7 @@ def baselines_verdict(ppl: Mapping[float, Mapping[str, float]], *, paper: Mappin
                        + (f"; paper {standing(paper[s])['ratio']:.2f}x vs {standing(paper[s])['best_other']}" if s in paper
                           else "") + ")" for s in claimed)
     worst = {s: max(ppl[s], key=ppl[s].get) for s in sorted(ppl)}
-    text = (f"DLP has the lowest perplexity of all {len(next(iter(ppl.values())))} allocators above 40%: {holds} "
+    text = (f"DLP has the lowest perplexity of all {len(next(iter(ppl.values())))} allocators above 40%: {_says(holds)} "
             f"({detail}). DLP beats OWL at {len(beats)} of {len(high)} sparsities >= 70%. Worst: "
             + ", ".join(f"{w} at {s:.0%}" for s, w in worst.items()) + " (paper: Global everywhere). "
             f"One calibration seed, no noise estimate; sparsities run: {', '.join(f'{s:.0%}' for s in sorted(ppl))}.")
@@ -378,7 +383,7 @@ def granularity_verdict(ppl_block: float, ppl_sublayer: float, *, paper_block: f
     gap, paper_gap = ppl_sublayer / ppl_block, paper_sublayer / paper_block
     holds = HOLDS if gap > 1 else FAILS
     text = (f"Appendix C: one ratio per block {ppl_block:.4g} vs one ratio per sublayer {ppl_sublayer:.4g} "
-            f"({gap:.2f}x; paper {paper_gap:.0f}x): the claim {holds}"
+            f"({gap:.2f}x; paper {paper_gap:.0f}x): the claim {_says(holds)}"
             + (", with a far smaller gap than the paper's" if 1 < gap < paper_gap / 10 else "")
             + " (one calibration seed, no noise estimate).")
     return {"holds": holds, "gap": gap, "text": text}
@@ -398,7 +403,7 @@ def groups_verdict(ppl: Mapping[float, Mapping[str, Sequence[float]]], *,
     if paper:
         paper_txt = " (paper: " + ", ".join(f"{s:.0%}: {paper['per_layer'][s] / paper['per_output'][s]:.2f}x"
                                             for s in sp if s in paper["per_output"]) + ")"
-    text = (f"Appendix D: per-output beats per-layer beyond noise at {wins} of {len(sp)} sparsities: the claim {holds}. "
+    text = (f"Appendix D: per-output beats per-layer beyond noise at {wins} of {len(sp)} sparsities: the claim {_says(holds)}. "
             + "; ".join(f"{s:.0%}: {outcome(cs[s], 'per-output', 'per-layer')}, per-layer/per-output "
                         f"{ratio[s]:.2f}x" for s in sp)
             + f". The gap {'grows' if grows else 'does not grow monotonically'} with sparsity{paper_txt}.")
@@ -443,7 +448,7 @@ def alpha_verdict(ppl: Mapping[float, Mapping[float, Sequence[float]]], *, paper
         rows[s] = row
     holds = _tally(ok, tested)
     text = (f"Table 19's alpha is the best of our grid or within noise of it at {ok} of {tested} sparsities: "
-            f"{holds}. " + "; ".join(parts) + ". On coarse grids 'best' only means best of the values tried.")
+            f"{_says(holds)}. " + "; ".join(parts) + ". On coarse grids 'best' only means best of the values tried.")
     return {"holds": holds, "rows": rows, "text": text}
 
 
@@ -464,5 +469,5 @@ def zeroshot_verdict(acc: Mapping[str, Mapping[str, tuple[float, float]]], *, ch
     n = len(acc)
     holds = tally_comparisons(decided)
     text = (f"DLP is nominally best for {nominal} of {n} method(s) and better than both Uniform and OWL beyond "
-            f"2 standard errors for {clear}: the claim {holds}. " + ". ".join(lines) + ". One calibration seed.")
+            f"2 standard errors for {clear}: the claim {_says(holds)}. " + ". ".join(lines) + ". One calibration seed.")
     return {"holds": holds, "text": text}

@@ -305,3 +305,14 @@ def test_every_figure_has_its_paper_item_in_the_title():
         for ax in fig.axes:  # no bars on a log axis
             assert not (ax.get_yscale() == "log" and ax.patches), item
         plt.close(fig)
+
+
+def test_seed_sparsities_are_in_the_grids():
+    for profile in ("smoke", "default", "paper"):
+        assert set(report.STUDY_GRIDS["05_sweep"][profile]["seed_sparsities"]) <= \
+            set(report.STUDY_GRIDS["05_sweep"][profile]["sparsities"])
+        assert set(report.STUDY_GRIDS["07_granularity"][profile]["seed_sparsities"]) <= \
+            set(report.STUDY_GRIDS["07_granularity"][profile]["group_sparsities"])
+        assert set(report.STUDY_GRIDS["08_alpha"][profile]["seed_sparsities"]) <= \
+            set(report.STUDY_GRIDS["08_alpha"][profile]["alphas"])
+    assert report._ALPHA_GRID == paper.ALPHA_GRID
