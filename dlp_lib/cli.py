@@ -102,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     zs.add_argument("--batch-size", type=int, default=16)
     zs.add_argument("--json", type=Path, help="write the result JSON here")
 
+    sw = sub.add_parser("sweep", help="run a grid of configurations as independent jobs (submitit: local, slurm)")
+    sw.add_argument("grid", type=Path, help="YAML grid file (see dlp_lib.sweep for the format)")
+    sw.add_argument("--engine", choices=("local", "slurm", "debug"), default="local",
+                    help="local: subprocesses on this machine; slurm: a SLURM job array; debug: in this process")
+    sw.add_argument("--folder", type=Path, default=Path("sweeps"), help="submitit's folder for job files and logs")
+    sw.add_argument("--max-retries", type=int, default=1, help="resubmissions of a job that died")
+    sw.add_argument("--max-parallel", type=int, default=2, help="local engine: jobs at once")
+    sw.add_argument("--timeout-min", type=int, default=240, help="per-job time limit in minutes")
+    sw.add_argument("--slurm", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="SLURM parameters, e.g. partition=gpu gpus_per_node=1 array_parallelism=16")
+
     ca = sub.add_parser("cache", help="inspect the results cache ($DLP_CACHE_DIR, default ~/.cache/dlp_lib)")
     ca.add_argument("action", choices=("ls", "verify", "clear"), help="ls: entries per kind; verify: read every "
                     "entry, delete unreadable ones and orphaned temporary files; clear: delete result entries")
@@ -136,6 +147,10 @@ def _preflight(a, cfg: ExperimentConfig):
     if a.alpha == "auto" and cfg.allocation != "dlp":
         raise ValueError(f"--alpha auto chooses DLP's alpha; --allocation is {cfg.allocation!r}")
     check_device_available(cfg.device)
+    from .data import HUB_SOURCES, TextSource
+    for source, split in [(cfg.calib, "train")] + [(s, "test") for s in cfg.eval]:
+        if source in HUB_SOURCES:  # hub data: load it (or fail offline) now, not after pass 1
+            TextSource(source).documents(split)
     check_output_file(a.json, "--json")
     check_output_dir(a.save, "--save")
     check_writable()
@@ -250,6 +265,22 @@ def cmd_cache(a) -> int:
     return 0
 
 
+def cmd_sweep(a) -> int:
+    from .sweep import load_grid, run_sweep
+    configs = load_grid(a.grid)
+    slurm = {}
+    for item in a.slurm:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--slurm {item!r} is not KEY=VALUE")
+        slurm[key] = int(value) if value.isdigit() else value
+    print(f"{len(configs)} configurations from {a.grid}, engine {a.engine}")
+    report = run_sweep(configs, engine=a.engine, folder=a.folder, max_retries=a.max_retries,
+                       max_parallel=a.max_parallel, timeout_min=a.timeout_min, slurm=slurm)
+    print(report.table(configs))
+    return 1 if report.failures else 0
+
+
 def cmd_fetch(a) -> int:
     from .data import fetch_corpus
     for name in a.corpora:
@@ -261,7 +292,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"prune": cmd_prune, "fetch-data": cmd_fetch, "zero-shot": cmd_zero_shot,
-                "cache": cmd_cache}[args.command](args)
+                "cache": cmd_cache, "sweep": cmd_sweep}[args.command](args)
     except (ValueError, FileNotFoundError, RuntimeError, NotADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
