@@ -1,6 +1,6 @@
 """Sparse inference path: compressed layers compute what the dense masked model computes, decode
 the same tokens, stay dense above the break-even, and the byte bound is what the densities say."""
-import copy
+import math
 import warnings
 
 import pytest
@@ -162,3 +162,75 @@ def test_bad_input_is_refused(pruned):
     # 2:4 kernels exist only on CUDA: refused on CPU instead of silently running dense
     with pytest.raises(ValueError, match="CUDA"):
         semi_structured_linear(nn.Linear(8, 8))
+
+
+# ---------------------------------------------------------------- benchmarks and verdicts (notebook 12)
+@pytest.fixture(scope="module")
+def tiny_lab():
+    from dlp_lib.experiment import ExperimentConfig, get_lab
+    cfg = ExperimentConfig.from_profile("smoke", method="wanda", allocation="dlp", nsamples=2, seqlen=32)
+    return get_lab(cfg.model, cfg.device, cfg.dtype, progress=False), cfg
+
+
+def test_decode_benchmark_smoke(tiny_lab):
+    from dlp_lib.inference.decode_bench import DecodeGrid, run_decode_benchmark
+    lab, cfg = tiny_lab
+    out = run_decode_benchmark(lab, cfg, DecodeGrid(sparsities=(0.8,), threads=(1,), new_tokens=4, repeats=2,
+                                                    break_even=0.5), progress=False)
+    e = out["sparsities"][0]
+    r = e["threads"]["1"]
+    assert len(r["dense_ms_per_token"]) == 2 and r["speedup"] > 0
+    assert r["memory_bound_speedup"] == pytest.approx(r["bytes_per_token_dense"] / r["bytes_per_token_stored"])
+    assert r["bytes_per_token_dense"] == out["dense_bytes_per_token"]
+    assert e["first_token_differing_from_masked_hf"] is None       # compressed decodes what the masked model does
+    assert abs(e["achieved_sparsity"]["overall"] - 0.8) < 0.02
+    # compressed exactly where the layer's density is below the threshold
+    assert all((f == "csr") == (d < 0.5) for d, f in zip(r["layer_densities"], r["layer_formats"]))
+    assert lab._pruned_key is None if hasattr(lab, "_pruned_key") else True   # the Lab is dense again
+
+
+def test_metric_time_smoke(tiny_lab):
+    from dlp_lib.inference.metric_time import MetricTimeGrid, run_metric_time
+    lab, cfg = tiny_lab
+    out = run_metric_time(lab, cfg, MetricTimeGrid(methods=("magnitude", "wanda"), repeats=2, blocks=(0, 2)),
+                          progress=False)
+    assert out["timed_blocks"] == [0, 2] and out["n_blocks"] == 4
+    for m in ("magnitude", "wanda"):
+        for a in ("uniform", "dlp"):
+            runs = out["seconds"][m][a]
+            assert len(runs) == 2 and all(t > 0 for t in runs)
+            # totals are the timed blocks' sum scaled to all 4 blocks
+            assert runs[0] == pytest.approx(2.0 * sum(out["per_block_seconds"][m][a][0]))
+            c = out["ci95"][m][a]
+            assert c["low"] <= c["mean"] <= c["high"]
+    assert len(set(out["ratios"]["dlp"])) > 1 and len(set(out["ratios"]["uniform"])) == 1
+    assert out["dlp_ratio_computation"]["statistics_reduction_ci95"]["mean"] > 0
+    with pytest.raises(ValueError, match="blocks"):
+        run_metric_time(lab, cfg, MetricTimeGrid(methods=("magnitude",), repeats=2, blocks=(9,)), progress=False)
+
+
+def test_t_interval_textbook():
+    from dlp_lib.inference.metric_time import t_interval
+    x = [1.0, 2.0, 3.0, 4.0, 5.0]
+    c = t_interval(x)
+    # mean 3, sample sd sqrt(2.5), t_{0.975, 4} = 2.776445 (statistical tables)
+    assert c["mean"] == 3.0 and c["sd"] == pytest.approx(math.sqrt(2.5))
+    assert c["half_width"] == pytest.approx(2.776445 * math.sqrt(2.5) / math.sqrt(5), rel=1e-6)
+    with pytest.raises(ValueError, match="at least 2"):
+        t_interval([1.0])
+
+
+def test_speed_verdicts():
+    from dlp_studies.speed import metric_time_verdict, speedup_verdict, trend_verdict
+    assert "no speedup beyond noise" in speedup_verdict(1.03, 0.05, 2.0, 0.5)
+    assert "SLOWER" in speedup_verdict(0.7, 0.05, 1.2, 0.5)
+    v = speedup_verdict(1.5, 0.05, 2.0, 0.8)
+    assert "real speedup" in v and "75% of the bound" in v and "50% of the bound's gain" in v
+    with pytest.raises(ValueError):
+        speedup_verdict(1.0, -1.0, 2.0, 0.5)
+    assert "grows with sparsity" in trend_verdict([0.5, 0.7, 0.9], [1.0, 1.3, 1.8], [0.05, 0.05, 0.05])
+    assert "NOT grow" in trend_verdict([0.5, 0.7, 0.9], [1.0, 1.6, 1.2], [0.05, 0.05, 0.05])
+    assert "flat within noise" in trend_verdict([0.5, 0.9], [1.0, 1.1], [0.2, 0.2])
+    # paired differences: a constant +10% gap is beyond any interval; noise around 0 is not
+    assert "slower than Uniform's beyond" in metric_time_verdict("wanda", [1.0, 1.1, 0.9, 1.0], [1.1, 1.2, 1.0, 1.1 + 1e-3])
+    assert "within the 95% CI" in metric_time_verdict("wanda", [1.0, 1.1, 0.9, 1.0], [1.02, 1.07, 0.92, 0.99])
