@@ -32,7 +32,7 @@ PAPER_TABLE6_MODELS = ("LLaMA1-7B", "LLaMA1-13B", "LLaMA1-30B")
 # 2-core CPU), or the --quick grid when run live. paper: the paper's grid (LLaMA2-7B, 10..90%).
 GRIDS = {
     "smoke": {"decode": dict(sparsities=(0.5, 0.9), threads=(1,), new_tokens=8, repeats=2, break_even=0.5),
-              "metric": dict(methods=("magnitude", "wanda", "sparsegpt"), repeats=3, sparsity=0.7),
+              "metric": dict(methods=("magnitude", "wanda", "sparsegpt"), repeats=2, sparsity=0.7, blocks=(0, 1)),
               "calibration": dict(nsamples=2, seqlen=32)},
     "default": {"decode": dict(sparsities=(0.5, 0.7, 0.9), threads=(1,), new_tokens=32, repeats=2,
                                break_even_repeats=3),
@@ -73,13 +73,18 @@ def decode_rows(result: dict, threads: int | str = 1) -> list[dict]:
             continue
         r = e["threads"][t]
         p = paper.get(round(e["sparsity"], 2), (None, None))
-        rows.append({"sparsity": e["sparsity"], "achieved": e["achieved_sparsity"]["overall"],
-                     "dense ms/token": r["dense_median_ms"], "sparse ms/token": r["sparse_median_ms"],
-                     "speedup": r["speedup_paired_median"], "speedup IQR": r["speedup_paired_iqr"],
-                     "memory bound": r["memory_bound_speedup"],
-                     "fraction of bound": r["speedup_paired_median"] / r["memory_bound_speedup"],
-                     "compressed layers": r["format_counts"].get(result["grid"]["fmt"], 0),
-                     "paper ms/token": p[0], "paper speedup": p[1]})
+        row = {"sparsity": e["sparsity"], "achieved": e["achieved_sparsity"]["overall"],
+               "compressed layers": r["format_counts"].get(result["grid"]["fmt"], 0),
+               "memory bound": r["memory_bound_speedup"], "paper ms/token": p[0], "paper speedup": p[1]}
+        if r.get("identical_to_dense"):  # no layer below the break-even: the dense baseline itself, not timed
+            row.update({"dense ms/token": None, "sparse ms/token": None, "speedup": None, "speedup IQR": None,
+                        "CPU-time speedup": None, "fraction of bound": None, "note": "all layers dense (= baseline)"})
+        else:
+            row.update({"dense ms/token": r["dense_median_ms"], "sparse ms/token": r["sparse_median_ms"],
+                        "speedup": r["speedup_paired_median"], "speedup IQR": r["speedup_paired_iqr"],
+                        "CPU-time speedup": r["cpu_speedup_paired_median"],
+                        "fraction of bound": r["speedup_paired_median"] / r["memory_bound_speedup"], "note": ""})
+        rows.append(row)
     return rows
 
 

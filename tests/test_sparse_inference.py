@@ -121,10 +121,16 @@ def test_dense_path_equals_hf_linear(pruned):
         torch.testing.assert_close(base(ids).logits, pruned(ids).logits, rtol=1e-5, atol=1e-5)
 
 
-def test_crossing_interpolates():
-    assert crossing([0.1, 0.2, 0.3], 10.0, [5.0, 8.0, 12.0]) == pytest.approx(0.25)
-    assert crossing([0.1, 0.2], 10.0, [11.0, 12.0]) == 0.0             # never faster
-    assert crossing([0.1, 0.2], 10.0, [1.0, 2.0]) == 0.2               # faster on the whole grid
+def test_crossing_fits_a_line_robustly():
+    d = [0.1, 0.2, 0.3, 0.4, 0.5]
+    t = [2.0 + 20.0 * x for x in d]                                     # 4, 6, 8, 10, 12
+    assert crossing(d, 9.0, t) == pytest.approx(0.35)                   # (9 - 2) / 20
+    t_noisy = list(t)
+    t_noisy[1] = 50.0                                                   # one disturbed timing
+    assert crossing(d, 9.0, t_noisy) == pytest.approx(0.35)
+    assert crossing(d, 3.0, t) == pytest.approx(0.05)
+    assert crossing(d, 1.0, t) == 0.0                                   # never faster
+    assert crossing(d, 100.0, t) == 0.5                                 # faster on the whole grid: top of grid
 
 
 def test_break_even_measured_once_and_cached(monkeypatch):

@@ -27,7 +27,7 @@ class BreakEven:
     shape: tuple[int, int]                 # (C_out, C_in)
     threads: int                           # torch.get_num_threads() while measuring
     format: str                            # csr / bsr / coo
-    density: float                         # break-even: compressed is faster below it (0: never)
+    density: float                         # break-even: compressed is faster below it (0: never; `crossing`)
     densities: list[float] = field(default_factory=list)   # the grid measured
     dense_us: float = 0.0                  # median dense matvec time, microseconds
     sparse_us: list[float] = field(default_factory=list)   # median compressed time at each grid density
@@ -58,16 +58,23 @@ def machine_id() -> str:
 
 
 def crossing(densities, dense_us: float, sparse_us) -> float:
-    """Density where the sparse time first rises above the dense time, interpolated linearly
-    between the grid points around it; 0 if sparse is slower everywhere, the top of the grid if
-    it is faster everywhere."""
-    pairs = sorted(zip(densities, sparse_us))
-    if pairs[0][1] >= dense_us:
-        return 0.0
-    for (d0, t0), (d1, t1) in zip(pairs, pairs[1:]):
-        if t1 >= dense_us:
-            return float(d0 + (d1 - d0) * (dense_us - t0) / (t1 - t0)) if t1 > t0 else float(d0)
-    return float(pairs[-1][0])
+    """Density where the compressed time reaches the dense time, from a robust straight-line fit
+    t(d) = a + b d of the compressed times (Theil-Sen: the median of pairwise slopes, so one
+    timing disturbed by another process does not move it), clipped to [0, top of the grid];
+    0 if the fitted time never drops below dense."""
+    d = [float(v) for v in densities]
+    t = [float(v) for v in sparse_us]
+    if len(d) != len(t) or not d:
+        raise ValueError(f"densities and times must be non-empty and of equal length, got {len(d)} and {len(t)}")
+    if len(d) == 1:
+        return d[0] if t[0] < dense_us else 0.0
+    slopes = [(t[j] - t[i]) / (d[j] - d[i]) for i in range(len(d)) for j in range(i + 1, len(d)) if d[j] != d[i]]
+    b = statistics.median(slopes)
+    a = statistics.median([ti - b * di for di, ti in zip(d, t)])
+    top = max(d)
+    if b <= 0:  # compressed time does not grow with density: faster everywhere or nowhere
+        return top if a < dense_us else 0.0
+    return float(min(max((dense_us - a) / b, 0.0), top))
 
 
 def _sweep_time(fn, items) -> float:

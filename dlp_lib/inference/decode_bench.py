@@ -58,9 +58,11 @@ def iqr(values) -> float:
     return float(q[2] - q[0])
 
 
-def _ms_per_token(model, prompt_ids, new_tokens) -> tuple[float, torch.Tensor]:
-    tokens, times = greedy_decode(model, prompt_ids, new_tokens)
-    return 1e3 * sum(times) / len(times), tokens
+def _ms_per_token(model, prompt_ids, new_tokens) -> tuple[float, float, torch.Tensor]:
+    """(wall ms per token, CPU ms per token, tokens) of one greedy decode."""
+    cpu: list[float] = []
+    tokens, times = greedy_decode(model, prompt_ids, new_tokens, cpu_times=cpu)
+    return 1e3 * sum(times) / len(times), 1e3 * sum(cpu) / len(cpu), tokens
 
 
 def _thresholds(model, grid: DecodeGrid, threads: int) -> dict:
@@ -99,50 +101,64 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
             thresholds[t] = _thresholds(lab.model, grid, t)
             out["break_even"][str(t)] = {f"{s[0]}x{s[1]}": v for s, v in thresholds[t].items()}
             hf = [_ms_per_token(lab.model, prompt_ids, grid.new_tokens)[0] for _ in range(max(1, grid.repeats // 2))]
-            out["hf_dense"][str(t)] = {"ms_per_token": hf, "median": statistics.median(hf)}
+            dl = [_ms_per_token(dense_model, prompt_ids, grid.new_tokens)[0] for _ in range(max(1, grid.repeats // 2))]
+            out["hf_dense"][str(t)] = {"ms_per_token": hf, "median": statistics.median(hf),
+                                       "dense_linear_ms_per_token": dl, "dense_linear_median": statistics.median(dl)}
         for sparsity in tqdm(grid.sparsities, desc="decode benchmark", disable=not progress):
             cfg = base_cfg.replace(sparsity=sparsity, method=grid.method, allocation=grid.allocation)
             t0 = time.perf_counter()
             prune_lab(lab, cfg)
             prune_s = time.perf_counter() - t0
             from ..evaluation import achieved_sparsity
-            entry = {"sparsity": sparsity, "achieved_sparsity": achieved_sparsity(lab.model), "prune_seconds": prune_s,
-                     "load_before": os.getloadavg(), "threads": {}}
+            achieved = achieved_sparsity(lab.model)
+            entry = {"sparsity": sparsity, "achieved_sparsity": {k: achieved[k] for k in ("overall", "per_block")}, "prune_seconds": prune_s,
+                     "load_before": os.getloadavg(), "threads": {}, "tokens_checked": False}
             reports = {}
             for t in grid.threads:
                 torch.set_num_threads(t)
                 reports[t] = sparsify_model(lab.model, fmt=grid.fmt, threads=t, inplace=False,
                                             break_even={s: v["density"] for s, v in thresholds[t].items()})
-            runs = {t: {"dense": [], "sparse": []} for t in grid.threads}
+            runs = {t: {"dense": [], "sparse": [], "dense_cpu": [], "sparse_cpu": []} for t in grid.threads}
+            compressed = {t: any(l.format != "dense" for l in reports[t].layers) for t in grid.threads}
             sparse_tokens = None
             for _ in range(grid.repeats):  # interleaved: dense, sparse, for each thread count, then again
                 for t in grid.threads:
+                    if not compressed[t]:  # every layer dense: the very model of the baseline, not timed
+                        continue
                     torch.set_num_threads(t)
-                    d_ms, d_tok = _ms_per_token(dense_model, prompt_ids, grid.new_tokens)
-                    s_ms, s_tok = _ms_per_token(reports[t].model, prompt_ids, grid.new_tokens)
-                    sparse_tokens = s_tok
-                    runs[t]["dense"].append(d_ms)
-                    runs[t]["sparse"].append(s_ms)
+                    d_ms, d_cpu, _ = _ms_per_token(dense_model, prompt_ids, grid.new_tokens)
+                    s_ms, s_cpu, sparse_tokens = _ms_per_token(reports[t].model, prompt_ids, grid.new_tokens)
+                    for k, v in (("dense", d_ms), ("sparse", s_ms), ("dense_cpu", d_cpu), ("sparse_cpu", s_cpu)):
+                        runs[t][k].append(v)
             for t in grid.threads:
                 r, rep = runs[t], reports[t]
-                ratios = [d / s for d, s in zip(r["dense"], r["sparse"])]
                 b = rep.bytes_per_token()
-                entry["threads"][str(t)] = {
+                common = {"bytes_per_token_dense": b["dense"], "bytes_per_token_stored": b["stored"],
+                          "memory_bound_speedup": rep.memory_bound_speedup(), "format_counts": rep.format_counts(),
+                          "layer_densities": [l.density for l in rep.layers],
+                          "layer_formats": [l.format for l in rep.layers]}
+                if not compressed[t]:
+                    entry["threads"][str(t)] = {"identical_to_dense": True, **common}
+                    continue
+                ratios = [d / s for d, s in zip(r["dense"], r["sparse"])]
+                cpu_ratios = [d / s for d, s in zip(r["dense_cpu"], r["sparse_cpu"])]
+                entry["threads"][str(t)] = {"identical_to_dense": False, **common,
+                    "dense_cpu_ms_per_token": r["dense_cpu"], "sparse_cpu_ms_per_token": r["sparse_cpu"],
+                    "cpu_speedup_paired_median": statistics.median(cpu_ratios),
+                    "cpu_speedup_paired_iqr": iqr(cpu_ratios),
                     "dense_ms_per_token": r["dense"], "sparse_ms_per_token": r["sparse"],
                     "dense_median_ms": statistics.median(r["dense"]), "dense_iqr_ms": iqr(r["dense"]),
                     "sparse_median_ms": statistics.median(r["sparse"]), "sparse_iqr_ms": iqr(r["sparse"]),
                     "speedup": statistics.median(r["dense"]) / statistics.median(r["sparse"]),
-                    "speedup_paired_median": statistics.median(ratios), "speedup_paired_iqr": iqr(ratios),
-                    "bytes_per_token_dense": b["dense"], "bytes_per_token_stored": b["stored"],
-                    "memory_bound_speedup": rep.memory_bound_speedup(), "format_counts": rep.format_counts(),
-                    "layer_densities": [l.density for l in rep.layers],
-                    "layer_formats": [l.format for l in rep.layers]}
+                    "speedup_paired_median": statistics.median(ratios), "speedup_paired_iqr": iqr(ratios)}
             entry["load_after"] = os.getloadavg()
             # the compressed model must decode what the masked HF model decodes (fp32 sums in another
             # order may flip a near-tie late in a long continuation: the first differing step is kept)
-            hf_tokens, _ = greedy_decode(lab.model, prompt_ids, grid.new_tokens)
-            diff = (hf_tokens != sparse_tokens).nonzero()
-            entry["first_token_differing_from_masked_hf"] = int(diff[0]) if len(diff) else None
+            if sparse_tokens is not None:
+                hf_tokens, _ = greedy_decode(lab.model, prompt_ids, grid.new_tokens)
+                diff = (hf_tokens != sparse_tokens).nonzero()
+                entry["first_token_differing_from_masked_hf"] = int(diff[0]) if len(diff) else None
+                entry["tokens_checked"] = True
             out["sparsities"].append(entry)
             del reports
     finally:

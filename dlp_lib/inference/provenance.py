@@ -25,5 +25,6 @@ def provenance(root: Path | None = None) -> dict:
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
             "dirty": dirty, "machine": machine_id(), "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "platform": platform.platform(),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "loadavg": os.getloadavg(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "loadavg": os.getloadavg(),
             "command": " ".join(sys.argv)}
