@@ -232,6 +232,8 @@ def test_speed_verdicts():
     assert "SLOWER" in speedup_verdict(0.7, 0.05, 1.2, 0.5)
     v = speedup_verdict(1.5, 0.05, 2.0, 0.8)
     assert "real speedup" in v and "75% of the bound" in v and "50% of the bound's gain" in v
+    assert "ABOVE the bound" in speedup_verdict(1.3, 0.05, 1.01, 0.5)
+    assert "of the bound's gain" not in speedup_verdict(1.03, 0.005, 1.04, 0.5)
     with pytest.raises(ValueError):
         speedup_verdict(1.0, -1.0, 2.0, 0.5)
     assert "grows with sparsity" in trend_verdict([0.5, 0.7, 0.9], [1.0, 1.3, 1.8], [0.05, 0.05, 0.05])
