@@ -77,16 +77,19 @@ def collect_block_statistics(model, calib_ids, *, device=None, progress: bool = 
 
 
 @torch.no_grad()
-def time_block_metric(block, index: int, stats: dict, plan, method: str, *, device="cpu", group="per_output") -> float:
-    """Seconds of the metric on copies of one block's layers (the copies are made outside the timer)."""
+def time_block_metric(block, index: int, stats: dict, plan, method: str, *, device="cpu",
+                      group="per_output") -> tuple[float, float]:
+    """(wall, CPU) seconds of the metric on copies of one block's layers (copies made outside the
+    timers). CPU time is the process's, all threads: on a shared machine it leaves out the time
+    spent waiting for a core, which the wall time includes."""
     work = copy.deepcopy(block)
     subs = linear_sublayers(work)
     visit = BlockVisit(index, work, subs, stats)
     _sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     _prune_sublayers(visit, plan, method, group, None)
     _sync(device)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 @torch.no_grad()
@@ -97,16 +100,17 @@ def time_dlp_ratios(lab, cfg, block_stats_fn=None) -> dict:
     from ..plan import build_plan
     lab.restore_dense()
     stats = lab.dense_statistics(cfg)  # column norms of the dense inputs (cached pass 1)
-    t_reduce = 0.0
+    t_reduce = c_reduce = 0.0
     for block, norms in zip(decoder_blocks(lab.model), stats.column_norms):
         parts = {n: (layer.weight, norms[n]) for n, layer in linear_sublayers(block).items()}
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         grouped_pool_statistics(parts)
         t_reduce += time.perf_counter() - t0
+        c_reduce += time.process_time() - c0
     t0 = time.perf_counter()
     build_plan("dlp", cfg.sparsity, stats=stats, alpha=cfg.resolved_alpha(), statistic=cfg.statistic)
     t_alloc = time.perf_counter() - t0
-    return {"statistics_reduction_s": t_reduce, "allocation_s": t_alloc}
+    return {"statistics_reduction_s": t_reduce, "statistics_reduction_cpu_s": c_reduce, "allocation_s": t_alloc}
 
 
 @torch.no_grad()
@@ -123,6 +127,7 @@ def run_metric_time(lab, base_cfg, grid: MetricTimeGrid, *, progress: bool = Tru
     block_stats = collect_block_statistics(lab.model, lab.calibration(base_cfg), device=lab.device, progress=progress)
     scale = len(blocks) / len(timed)
     times = {m: {a: [] for a in grid.allocations} for m in grid.methods}
+    cpu_times = {m: {a: [] for a in grid.allocations} for m in grid.methods}
     per_block = {m: {a: [[0.0] * len(timed) for _ in range(grid.repeats)] for a in grid.allocations}
                  for m in grid.methods}
     steps = grid.repeats * len(grid.methods) * len(grid.allocations)
@@ -130,14 +135,15 @@ def run_metric_time(lab, base_cfg, grid: MetricTimeGrid, *, progress: bool = Tru
     for r in range(grid.repeats):
         for m in grid.methods:
             for a in grid.allocations:
-                total = 0.0
+                total = cpu_total = 0.0
                 for j, b in enumerate(timed):
                     stat = {"wanda": "wanda", "sparsegpt": "hessian"}.get(m)
                     s = {stat: block_stats[b][stat]} if stat else {}
-                    t = time_block_metric(blocks[b], b, s, plans[a], m, device=lab.device)
+                    t, c = time_block_metric(blocks[b], b, s, plans[a], m, device=lab.device)
                     per_block[m][a][r][j] = t
-                    total += t
+                    total, cpu_total = total + t, cpu_total + c
                 times[m][a].append(total * scale)
+                cpu_times[m][a].append(cpu_total * scale)
                 bar.update()
     bar.close()
     dlp_cfg = base_cfg.replace(allocation="dlp", sparsity=grid.sparsity)
@@ -145,9 +151,11 @@ def run_metric_time(lab, base_cfg, grid: MetricTimeGrid, *, progress: bool = Tru
     return {"grid": {**asdict(grid), "methods": list(grid.methods), "allocations": list(grid.allocations)},
             "prune_config": dlp_cfg.to_dict(), "timed_blocks": timed, "n_blocks": len(blocks),
             "ratios": {a: p.ratios for a, p in plans.items()},
-            "seconds": times, "per_block_seconds": per_block,
+            "seconds": times, "cpu_seconds": cpu_times, "per_block_seconds": per_block,
             "ci95": {m: {a: t_interval(v) for a, v in d.items()} for m, d in times.items()},
+            "cpu_ci95": {m: {a: t_interval(v) for a, v in d.items()} for m, d in cpu_times.items()},
             "dlp_ratio_computation": {
                 "runs": ratio_runs,
                 "statistics_reduction_ci95": t_interval([r["statistics_reduction_s"] for r in ratio_runs]),
+                "statistics_reduction_cpu_ci95": t_interval([r["statistics_reduction_cpu_s"] for r in ratio_runs]),
                 "allocation_ci95": t_interval([r["allocation_s"] for r in ratio_runs])}}
