@@ -89,13 +89,17 @@ def decode_rows(result: dict, threads: int | str = 1) -> list[dict]:
 
 
 def metric_rows(result: dict) -> list[dict]:
-    """One row per (method, allocation): our mean seconds with the 95% CI, the paper's 7B..30B."""
+    """One row per (method, allocation): our mean wall seconds with the 95% CI (and CPU seconds,
+    which leave out waiting for a core), the paper's LLaMA1 7B / 13B / 30B."""
     rows = []
     for m, d in result["ci95"].items():
         for a, c in d.items():
             paper = PAPER_TABLE6.get((m, a), (None, None, None))
-            rows.append({"method": m, "allocation": a, "seconds": c["mean"], "ci95 low": c["low"],
-                         "ci95 high": c["high"], **dict(zip(PAPER_TABLE6_MODELS, paper))})
+            row = {"method": m, "allocation": a, "seconds": c["mean"], "ci95 low": c["low"], "ci95 high": c["high"]}
+            cpu = result.get("cpu_ci95", {}).get(m, {}).get(a)
+            if cpu is not None:
+                row.update({"CPU seconds": cpu["mean"], "CPU ci95 low": cpu["low"], "CPU ci95 high": cpu["high"]})
+            rows.append({**row, **dict(zip(PAPER_TABLE6_MODELS, paper))})
     return rows
 
 
@@ -143,15 +147,15 @@ def paired_difference(a, b, confidence: float = 0.95) -> dict:
     return t_interval([y - x for x, y in zip(a, b)], confidence)
 
 
-def metric_time_verdict(method: str, uniform_s, dlp_s) -> str:
+def metric_time_verdict(method: str, uniform_s, dlp_s, what: str = "metric time") -> str:
     """Table 6: is DLP's metric time equal to Uniform's? Paired 95% t-interval of DLP - Uniform."""
     d = paired_difference(uniform_s, dlp_s)
     base = statistics.fmean(uniform_s)
     rel = f"{d['mean'] / base:+.1%} [{d['low'] / base:+.1%}, {d['high'] / base:+.1%}]"
     if d["low"] <= 0.0 <= d["high"]:
-        return f"{method}: DLP's metric time equals Uniform's within the 95% CI (DLP - Uniform {rel})."
+        return f"{method}: DLP's {what} equals Uniform's within the 95% CI (DLP - Uniform {rel})."
     word = "slower" if d["mean"] > 0 else "faster"
-    return f"{method}: DLP's metric time is {word} than Uniform's beyond the 95% CI (DLP - Uniform {rel})."
+    return f"{method}: DLP's {what} is {word} than Uniform's beyond the 95% CI (DLP - Uniform {rel})."
 
 
 def ratio_cost_verdict(ratio_seconds: float, metric_seconds: float, method: str = "wanda") -> str:

@@ -192,7 +192,7 @@ def test_decode_benchmark_smoke(tiny_lab):
     assert abs(e["achieved_sparsity"]["overall"] - 0.8) < 0.02
     # compressed exactly where the layer's density is below the threshold
     assert all((f == "csr") == (d < 0.5) for d, f in zip(r["layer_densities"], r["layer_formats"]))
-    assert lab._pruned_key is None if hasattr(lab, "_pruned_key") else True   # the Lab is dense again
+    assert lab._pruned_key is None                                       # the Lab is dense again
 
 
 def test_metric_time_smoke(tiny_lab):
@@ -242,3 +242,20 @@ def test_speed_verdicts():
     # paired differences: a constant +10% gap is beyond any interval; noise around 0 is not
     assert "slower than Uniform's beyond" in metric_time_verdict("wanda", [1.0, 1.1, 0.9, 1.0], [1.1, 1.2, 1.0, 1.1 + 1e-3])
     assert "within the 95% CI" in metric_time_verdict("wanda", [1.0, 1.1, 0.9, 1.0], [1.02, 1.07, 0.92, 0.99])
+
+
+def test_decode_bench_command_writes_json(tmp_path):
+    import argparse
+    import json
+
+    from dlp_lib.inference.cli import add_arguments, run
+    out = tmp_path / "decode.json"
+    args = add_arguments(argparse.ArgumentParser()).parse_args(
+        ["--model", "tiny-llama", "--sparsities", "0.8", "--threads", "1", "--new-tokens", "3", "--repeats", "1",
+         "--break-even", "0.5", "--nsamples", "2", "--seqlen", "32", "--out", str(out), "--no-progress"])
+    run(args)
+    d = json.loads(out.read_text())
+    assert d["provenance"]["commit"] and d["grid"]["sparsities"] == [0.8]
+    assert d["sparsities"][0]["threads"]["1"]["format_counts"]["csr"] > 0
+    with pytest.raises(ValueError, match="sparsities"):
+        run(add_arguments(argparse.ArgumentParser()).parse_args(["--model", "tiny-llama", "--sparsities", "1.5"]))

@@ -49,6 +49,14 @@ def prune_lab(lab, cfg) -> None:
         lab.prune(cfg)
 
 
+def dense_lab(lab) -> None:
+    """Return the Lab's model to its dense weights (either Lab API)."""
+    if hasattr(lab, "ensure"):
+        lab.ensure(None)
+    else:
+        lab.restore_dense()
+
+
 def iqr(values) -> float:
     """Interquartile range (inclusive quartiles); 0 for a single value."""
     values = sorted(values)
@@ -86,7 +94,7 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
     path is timed too, for reference only."""
     old_threads = torch.get_num_threads()
     prompt_ids = lab.tokenizer(PROMPT, return_tensors="pt").input_ids[:, :64]
-    lab.restore_dense() if hasattr(lab, "restore_dense") else None
+    dense_lab(lab)
     dense_report = sparsify_model(lab.model, fmt=grid.fmt, break_even=0.0, inplace=False)
     dense_model = dense_report.model
     out = {"grid": {**asdict(grid), "sparsities": list(grid.sparsities), "threads": list(grid.threads)},
@@ -163,6 +171,6 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
             del reports
     finally:
         torch.set_num_threads(old_threads)
-        lab.restore_dense() if hasattr(lab, "restore_dense") else None
+        dense_lab(lab)
     out["load_end"] = os.getloadavg()
     return out

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ..calibration import BlockVisit, CalibrationEngine
 from ..models import decoder_blocks, linear_sublayers
 from ..pruning import METHODS, _prune_sublayers
+from .decode_bench import dense_lab
 
 
 @dataclass(frozen=True)
@@ -93,12 +94,12 @@ def time_block_metric(block, index: int, stats: dict, plan, method: str, *, devi
 
 
 @torch.no_grad()
-def time_dlp_ratios(lab, cfg, block_stats_fn=None) -> dict:
+def time_dlp_ratios(lab, cfg) -> dict:
     """DLP's own cost apart from the forwards: the per-block reduction of the Wanda-score pool to
-    its statistics (pass 1 without its forward) and the allocation from them."""
+    its statistics (pass 1 without its forward) and the allocation from them (`lab.plan` with the
+    statistics already in memory)."""
     from ..block_stats import grouped_pool_statistics
-    from ..plan import build_plan
-    lab.restore_dense()
+    dense_lab(lab)
     stats = lab.dense_statistics(cfg)  # column norms of the dense inputs (cached pass 1)
     t_reduce = c_reduce = 0.0
     for block, norms in zip(decoder_blocks(lab.model), stats.column_norms):
@@ -108,7 +109,7 @@ def time_dlp_ratios(lab, cfg, block_stats_fn=None) -> dict:
         t_reduce += time.perf_counter() - t0
         c_reduce += time.process_time() - c0
     t0 = time.perf_counter()
-    build_plan("dlp", cfg.sparsity, stats=stats, alpha=cfg.resolved_alpha(), statistic=cfg.statistic)
+    lab.plan(cfg)  # the statistics are in the Lab's memory now: this is the allocation alone
     t_alloc = time.perf_counter() - t0
     return {"statistics_reduction_s": t_reduce, "statistics_reduction_cpu_s": c_reduce, "allocation_s": t_alloc}
 
@@ -117,13 +118,13 @@ def time_dlp_ratios(lab, cfg, block_stats_fn=None) -> dict:
 def run_metric_time(lab, base_cfg, grid: MetricTimeGrid, *, progress: bool = True) -> dict:
     """Seconds of the pruning metric summed over the model's blocks, per (method, allocation),
     `grid.repeats` interleaved repeats, with 95% t-intervals; DLP's ratio computation apart."""
-    lab.restore_dense()
+    dense_lab(lab)
     blocks = decoder_blocks(lab.model)
     timed = list(range(len(blocks))) if grid.blocks is None else list(grid.blocks)
     if any(not (0 <= b < len(blocks)) for b in timed):
         raise ValueError(f"blocks must be in [0, {len(blocks)}), got {grid.blocks}")
     plans = {a: lab.plan(base_cfg.replace(allocation=a, sparsity=grid.sparsity)) for a in grid.allocations}
-    lab.restore_dense()
+    dense_lab(lab)
     block_stats = collect_block_statistics(lab.model, lab.calibration(base_cfg), device=lab.device, progress=progress)
     scale = len(blocks) / len(timed)
     times = {m: {a: [] for a in grid.allocations} for m in grid.methods}
