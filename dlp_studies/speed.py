@@ -68,7 +68,7 @@ def decode_rows(result: dict, threads: int | str = 1) -> list[dict]:
     t = str(threads)
     paper = dict(zip(PAPER_TABLE5_SPARSITIES, zip(PAPER_TABLE5_LATENCY_MS, PAPER_TABLE5_SPEEDUP)))
     rows = []
-    for e in result["sparsities"]:
+    for e in sorted(result["sparsities"], key=lambda e: e["sparsity"]):
         if t not in e["threads"]:
             continue
         r = e["threads"][t]

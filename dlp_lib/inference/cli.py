@@ -49,10 +49,16 @@ def run(args: argparse.Namespace) -> dict:
     cfg = ExperimentConfig.from_profile(profile, model=args.model, method=args.method, allocation=args.allocation,
                                         nsamples=args.nsamples, seqlen=args.seqlen)
     lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=not args.no_progress)
-    result = {"provenance": provenance(), **run_decode_benchmark(lab, cfg, grid, progress=not args.no_progress)}
     out = args.out or ROOT / "benchmarks" / "results" / f"decode_{args.model}{'_quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    prov = provenance()
+
+    def write(partial: dict, complete: bool = False) -> None:
+        out.write_text(json.dumps({"provenance": prov, "complete": complete, **partial}, indent=1))
+
+    result = run_decode_benchmark(lab, cfg, grid, progress=not args.no_progress, checkpoint=write)
+    write(result, complete=True)
+    result = {"provenance": prov, "complete": True, **result}
     for e in result["sparsities"]:
         for t, r in e["threads"].items():
             if r.get("identical_to_dense"):

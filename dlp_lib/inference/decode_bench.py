@@ -87,11 +87,12 @@ def _thresholds(model, grid: DecodeGrid, threads: int) -> dict:
 
 
 @torch.no_grad()
-def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = True) -> dict:
+def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = True, checkpoint=None) -> dict:
     """For every sparsity: prune with `grid.method` + `grid.allocation`, swap layers (compressed
     below the break-even, `DenseLinear` above), and time greedy decoding of the pruned and the
     dense model (both on the plain matmul path) in alternating runs. The HF dense model's own
-    path is timed too, for reference only."""
+    path is timed too, for reference only. `checkpoint(out)` is called after every sparsity (to
+    write partial results: on a shared machine a long grid may not finish)."""
     old_threads = torch.get_num_threads()
     prompt_ids = lab.tokenizer(PROMPT, return_tensors="pt").input_ids[:, :64]
     dense_lab(lab)
@@ -169,6 +170,8 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
                 entry["tokens_checked"] = True
             out["sparsities"].append(entry)
             del reports
+            if checkpoint is not None:
+                checkpoint(out)
     finally:
         torch.set_num_threads(old_threads)
         dense_lab(lab)
