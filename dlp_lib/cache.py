@@ -35,7 +35,7 @@ CODE_STAGES: dict[str, tuple[str, ...]] = {
     "data": ("data.py", "models.py", "fingerprint.py", "architectures/*.py", "gguf_loading.py"),
     "plan": ("block_stats.py", "calibration*.py", "engine/*.py", "scores.py", "allocation/*.py", "plan.py"),
     "prune": ("pruning.py", "scores.py", "sparsegpt.py", "calibration*.py", "engine/*.py", "compression/*.py"),
-    "eval": ("evaluation.py", "zeroshot.py", "zeroshot_tasks.py", "auto_alpha.py", "inference/*.py"),
+    "eval": ("evaluation.py", "zeroshot.py", "zeroshot_tasks.py", "auto_alpha.py", "inference/*.py", "finetune/*.py"),
 }
 NOT_COMPUTING = ("__init__.py", "__main__.py", "cache.py", "cli.py", "experiment.py", "validation.py",
                  "api.py", "explorer.py", "export.py", "sweep.py",

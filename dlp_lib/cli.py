@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--slurm", nargs="*", default=[], metavar="KEY=VALUE",
                     help="SLURM parameters, e.g. partition=gpu gpus_per_node=1 array_parallelism=16")
 
+    from .finetune import add_arguments as finetune_arguments
+    ft = sub.add_parser("finetune", help="fine-tune a pruned (or dense) model: LoRA with masks fixed (Table 7) "
+                        "or layer-sampled LISA / OwLore / DLP (Table 18)")
+    finetune_arguments(ft)
+
     ca = sub.add_parser("cache", help="inspect the results cache ($DLP_CACHE_DIR, default ~/.cache/dlp_lib)")
     ca.add_argument("action", choices=("ls", "verify", "clear"), help="ls: entries per kind; verify: read every "
                     "entry, delete unreadable ones and orphaned temporary files; clear: delete result entries")
@@ -299,6 +304,11 @@ def cmd_sweep(a) -> int:
     return 1 if report.failures else 0
 
 
+def cmd_finetune(a) -> int:
+    from .finetune import run
+    return run(a)
+
+
 def cmd_fetch(a) -> int:
     from .data import fetch_corpus
     for name in a.corpora:
@@ -310,7 +320,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"prune": cmd_prune, "fetch-data": cmd_fetch, "zero-shot": cmd_zero_shot,
-                "cache": cmd_cache, "sweep": cmd_sweep}[args.command](args)
+                "cache": cmd_cache, "sweep": cmd_sweep, "finetune": cmd_finetune}[args.command](args)
     except (ValueError, FileNotFoundError, RuntimeError, NotADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
