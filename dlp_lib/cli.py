@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "or layer-sampled LISA / OwLore / DLP (Table 18)")
     finetune_arguments(ft)
 
+    from .inference.cli import add_arguments as decode_bench_arguments
+    db = sub.add_parser("decode-bench", help="decoding speed of DLP-pruned models with sparse (CSR) layers vs the "
+                        "same dense path, beside the memory-traffic bound (paper Table 5)")
+    decode_bench_arguments(db)
+
     ca = sub.add_parser("cache", help="inspect the results cache ($DLP_CACHE_DIR, default ~/.cache/dlp_lib)")
     ca.add_argument("action", choices=("ls", "verify", "clear"), help="ls: entries per kind; verify: read every "
                     "entry, delete unreadable ones and orphaned temporary files; clear: delete result entries")
@@ -309,6 +314,12 @@ def cmd_finetune(a) -> int:
     return run(a)
 
 
+def cmd_decode_bench(a) -> int:
+    from .inference.cli import run
+    run(a)
+    return 0
+
+
 def cmd_fetch(a) -> int:
     from .data import fetch_corpus
     for name in a.corpora:
@@ -320,7 +331,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"prune": cmd_prune, "fetch-data": cmd_fetch, "zero-shot": cmd_zero_shot,
-                "cache": cmd_cache, "sweep": cmd_sweep, "finetune": cmd_finetune}[args.command](args)
+                "cache": cmd_cache, "sweep": cmd_sweep, "finetune": cmd_finetune,
+                "decode-bench": cmd_decode_bench}[args.command](args)
     except (ValueError, FileNotFoundError, RuntimeError, NotADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

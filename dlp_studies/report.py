@@ -13,6 +13,11 @@ from dlp_lib.experiment import PROFILES, ExperimentConfig, get_lab
 _PROFILE = {"name": "smoke"}  # the profile of the last setup(): figures of one profile never overwrite another's
 
 
+def set_profile(profile: str) -> None:
+    """Send this notebook's figures to figures/<profile>/ (what setup() does, for notebooks without a Lab)."""
+    _PROFILE["name"] = profile
+
+
 def figures_dir() -> Path:
     """$DLP_FIGURES_DIR (the batch and the tests set it), else figures/<profile of the last setup()>."""
     default = Path(__file__).resolve().parent.parent / "figures" / _PROFILE["name"]

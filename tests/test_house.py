@@ -18,9 +18,9 @@ LAYERS = [
     ("block_stats", "sparsegpt"),
     ("allocation",),
     ("pruning", "compression", "evaluation"),
-    ("inference", "zeroshot", "auto_alpha"),
+    ("zeroshot", "auto_alpha"),
     ("validation", "dense_weights", "experiment"),
-    ("api", "explorer", "export", "sweep", "finetune"),
+    ("api", "explorer", "export", "sweep", "finetune", "inference"),
     ("cli", "__main__", "__init__"),
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
