@@ -92,23 +92,7 @@ class HessianAccumulator:
         return self.H.mul_(2.0 / max(self.ntokens, 1))
 
 
-class AbsMeanAccumulator:
-    """Per input column: mean over all tokens of |x_j| (fp32); ASVD's activation scale."""
-
-    def __init__(self, layer: nn.Linear):
-        self.abs_sum = torch.zeros(layer.in_features, dtype=torch.float32, device=layer.weight.device)
-        self.ntokens = 0
-
-    def add(self, x: torch.Tensor) -> None:
-        x = x.reshape(-1, x.shape[-1])
-        self.abs_sum += x.abs().sum(dim=0, dtype=torch.float32)
-        self.ntokens += x.shape[0]
-
-    def finish(self, nsequences: int) -> torch.Tensor:
-        return self.abs_sum / max(self.ntokens, 1)
-
-
-STATISTICS = {"wanda": WandaNorms, "hessian": HessianAccumulator, "abs_mean": AbsMeanAccumulator}
+STATISTICS = {"wanda": WandaNorms, "hessian": HessianAccumulator}
 
 
 @dataclass

@@ -396,13 +396,13 @@ def structured_result(lab, cfg, ratio: float, *, structured_cfg: StructuredConfi
     import dataclasses as dc
 
     from ..scores import check_ratio
-    from .svd import _check_allocation, count_parameters, dense_copy, eval_key, evaluate, plan_key
+    from .svd import _check_allocation, count_parameters, dense_copy, evaluate, result_key
     check_ratio(ratio, "ratio")
     _check_allocation(cfg)
     scfg = structured_cfg or StructuredConfig()
     pcfg = cfg.replace(sparsity=float(ratio))
-    key = {"technique": "structured", **plan_key(lab, pcfg), **eval_key(lab, pcfg), **dc.asdict(scfg),
-           "taylor_calib": [scfg.nsamples, scfg.seqlen]}
+    key = {"technique": "structured", **result_key(lab, pcfg), "structured": dc.asdict(scfg),
+           "timing_repeats": timing_repeats}
 
     def compute():
         model = dense_copy(lab).to(lab.device)

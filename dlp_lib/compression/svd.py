@@ -26,11 +26,33 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..cache import cached
-from ..calibration import CalibrationEngine
+from ..calibration import STATISTICS, CalibrationEngine
 from ..models import decoder_blocks, linear_sublayers
 from ..plan import SparsityPlan
 
 VARIANTS = ("plain", "asvd", "svdllm")
+
+
+class AbsMeanAccumulator:
+    """Per input column: mean over all tokens of |x_j| (fp32); ASVD's activation scale.
+
+    Registered in the engine's STATISTICS registry as "abs_mean" (here, so that adding it does not
+    change the engine's code version and with it every cached plan and result)."""
+
+    def __init__(self, layer: nn.Linear):
+        self.abs_sum = torch.zeros(layer.in_features, dtype=torch.float32, device=layer.weight.device)
+        self.ntokens = 0
+
+    def add(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, x.shape[-1])
+        self.abs_sum += x.abs().sum(dim=0, dtype=torch.float32)
+        self.ntokens += x.shape[0]
+
+    def finish(self, nsequences: int) -> torch.Tensor:
+        return self.abs_sum / max(self.ntokens, 1)
+
+
+STATISTICS.setdefault("abs_mean", AbsMeanAccumulator)
 _VARIANT_STATISTIC = {"asvd": "abs_mean", "svdllm": "hessian"}
 
 
@@ -216,28 +238,16 @@ def count_parameters(model: nn.Module) -> int:
 
 # ---------------------------------------------------------------- Lab glue: plan -> compressed copy -> metrics
 def dense_copy(lab) -> nn.Module:
-    """A deep copy of the lab's dense model (the lab's own model is left as it was found dense)."""
+    """A deep copy of the lab's dense model (the lab's own model is made dense and left so)."""
     import copy
-    if hasattr(lab, "ensure"):
-        lab.ensure(None)
-    else:
-        lab.restore_dense()
+    lab.ensure(None)
     return copy.deepcopy(lab.model)
 
 
-def plan_key(lab, cfg) -> dict:
-    """Everything that determines cfg's plan (and calibration data) for a cache key."""
-    if hasattr(cfg, "pruning_key"):
-        return {"pruning": cfg.pruning_key(lab.fingerprint)}
-    from ..data import TextSource
-    return {**cfg.to_dict(), "fingerprint": lab.fingerprint, "calib_id": TextSource(cfg.calib).identity()}
-
-
-def eval_key(lab, cfg) -> dict:
-    if hasattr(cfg, "eval_key"):
-        return {"evaluation": cfg.eval_key(lab.fingerprint)}
-    from ..data import TextSource
-    return {"eval_ids": [TextSource(s).identity() for s in cfg.eval], "neval": cfg.neval, "eval_seqlen": cfg.seqlen}
+def result_key(lab, cfg) -> dict:
+    """Everything that determines a compression result of cfg: data, plan, evaluation, and the
+    code versions of every stage (the compressors are stage "prune")."""
+    return cfg.eval_key(lab.fingerprint)
 
 
 def evaluate(lab, model: nn.Module, cfg) -> dict[str, float]:
@@ -269,7 +279,7 @@ def svd_result(lab, cfg, reduction: float, variant: str = "asvd", *, svd_cfg: SV
     if svd_cfg.variant != variant:
         raise ValueError(f"variant {variant!r} differs from svd_cfg.variant {svd_cfg.variant!r}")
     pcfg = cfg.replace(sparsity=float(reduction))
-    key = {"technique": "svd", **plan_key(lab, pcfg), **eval_key(lab, pcfg), **dataclasses.asdict(svd_cfg)}
+    key = {"technique": "svd", **result_key(lab, pcfg), "svd": dataclasses.asdict(svd_cfg)}
 
     def compute():
         import time
