@@ -187,3 +187,30 @@ def test_svd_result_on_the_lab_follows_the_dlp_plan(tmp_path, monkeypatch):
     assert zero["perplexity"] == pytest.approx(zero["dense_perplexity"])
     assert all(torch.equal(v, lab.model.state_dict()[k]) for k, v in before.items())  # lab left dense
     assert svd_result(lab, cfg, 0.3, "plain") == res  # cached
+
+
+def test_saved_and_reloaded_svd_model_gives_identical_logits(tmp_path):
+    from dlp_lib.compression.svd import load_svd, save_svd
+    model, tok = tiny_llama()
+    ids = torch.randint(0, 256, (2, 24), generator=torch.Generator().manual_seed(5))
+    report = svd_compress(model, SparsityPlan("dlp", 0.3, [0.2, 0.4, 0.0, 0.6]), SVDConfig(variant="svdllm"),
+                          calib_ids=ids, progress=False)
+    save_svd(model, tok, tmp_path / "svd", report)
+    loaded = load_svd(tmp_path / "svd")
+    assert count_parameters(loaded) == count_parameters(model)
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, model(ids).logits)
+
+
+def test_cli_checks_before_loading_and_writes_json(tmp_path, monkeypatch):
+    import json
+    monkeypatch.setenv("DLP_CACHE_DIR", str(tmp_path / "cache"))
+    from dlp_lib.compression.command import main
+    with pytest.raises(ValueError, match="reduction"):
+        main(["--technique", "svd", "--reduction", "1.5", "--profile", "smoke"])
+    with pytest.raises(SystemExit):
+        main(["--technique", "svd", "--reduction", "0.2", "--variant", "nope", "--profile", "smoke"])
+    assert main(["--technique", "svd", "--reduction", "0.2", "--variant", "plain", "--allocation", "uniform",
+                 "--profile", "smoke", "--json", str(tmp_path / "r.json")]) == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["ratios"] == [0.2] * 4 and res["variant"] == "plain"

@@ -350,18 +350,23 @@ def load_structured(directory: str | Path, *, dtype: torch.dtype | None = None, 
         if spec["num_attention_heads"] * shape.num_kv_heads != spec["num_key_value_heads"] * shape.num_heads:
             raise ValueError(f"layer shape {spec} changes the query heads per KV head ({shape.n_rep})")
         slice_block(block, torch.arange(spec["num_key_value_heads"]), torch.arange(spec["intermediate_size"]))
-    state = _state_dict_from(directory)
+    load_state_checked(model, directory)
+    return model.to(device).eval()
+
+
+def load_state_checked(model: nn.Module, directory: Path) -> None:
+    """Load the checkpoint's weights into a model already built with the right shapes: every weight
+    must be there (the output layer may be tied to the embeddings) and nothing else."""
+    state = _state_dict_from(Path(directory))
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = set()
-    if getattr(config, "tie_word_embeddings", False) and model.get_output_embeddings() is not None:
-        tied = {n for n, p in model.named_parameters() if p is model.get_output_embeddings().weight}
-        tied |= {"lm_head.weight"}
+    if getattr(model.config, "tie_word_embeddings", False) and model.get_output_embeddings() is not None:
+        tied = {"lm_head.weight"}
     if unexpected or set(missing) - tied:
         raise ValueError(f"checkpoint {directory} does not match its shapes: missing "
                          f"{sorted(set(missing) - tied)}, unexpected {sorted(unexpected)}")
     model.tie_weights()
     model.config.use_cache = False
-    return model.to(device).eval()
 
 
 # ---------------------------------------------------------------- measuring
@@ -387,11 +392,13 @@ def forward_seconds(model: nn.Module, seqlen: int, *, repeats: int = 5, vocab: i
 
 # ---------------------------------------------------------------- Lab glue
 def structured_result(lab, cfg, ratio: float, *, structured_cfg: StructuredConfig | None = None,
-                      timing_repeats: int = 5, use_cache: bool = True) -> dict:
+                      timing_repeats: int = 5, use_cache: bool = True, save=None) -> dict:
     """Structurally prune a copy of the dense model at `ratio` (cfg.allocation's plan), evaluate; cached.
 
     Returns perplexity per eval text, parameter counts, achieved reduction, the removed groups
     and the measured forward time of one (1, cfg.seqlen) window, dense and pruned (same run).
+    `save`: also write the pruned model there (`save_structured`; recomputes instead of reading
+    the cache).
     """
     import dataclasses as dc
 
@@ -408,12 +415,14 @@ def structured_result(lab, cfg, ratio: float, *, structured_cfg: StructuredConfi
         model = dense_copy(lab).to(lab.device)
         total_before = count_parameters(model)
         plan = lab.plan(pcfg) if ratio > 0 else SparsityPlan(cfg.allocation, 0.0, [0.0] * len(decoder_blocks(model)))
-        calib = lab.calibration(pcfg.replace(nsamples=scfg.nsamples, seqlen=scfg.seqlen))
+        calib = lab.windows("taylor", cfg.calib, scfg.nsamples, scfg.seqlen, cfg.seed)
         dense_seconds = forward_seconds(model, pcfg.seqlen, repeats=timing_repeats)
         t0 = time.perf_counter()
         report = structured_prune(model, plan, calib, scfg, progress=lab.progress)
         prune_seconds = time.perf_counter() - t0
         pruned_seconds = forward_seconds(model, pcfg.seqlen, repeats=timing_repeats)
+        if save is not None:
+            save_structured(model, lab.tokenizer, save)
         ppl = evaluate(lab, model, pcfg)
         out = {"technique": "structured", "allocation": cfg.allocation, "ratio": float(ratio), "perplexity": ppl,
                "dense_perplexity": lab.dense_perplexity(pcfg),
@@ -428,4 +437,4 @@ def structured_result(lab, cfg, ratio: float, *, structured_cfg: StructuredConfi
                "structured_config": dc.asdict(scfg)}
         del model
         return out
-    return cached("compression_structured", key, compute, enabled=use_cache)
+    return cached("compression_structured", key, compute, enabled=use_cache and save is None)

@@ -265,12 +265,31 @@ def _check_allocation(cfg) -> None:
         raise ValueError(f"compression budgets come from allocation 'uniform' or 'dlp', not {cfg.allocation!r}")
 
 
+SVD_CONFIG_FIELD = "dlp_svd_ranks"
+
+
+def svd_model(lab, cfg, reduction: float, svd_cfg: SVDConfig) -> tuple[nn.Module, SparsityPlan, SVDReport, float]:
+    """(compressed copy of the lab's dense model, plan, report, seconds spent compressing)."""
+    import time
+    pcfg = cfg.replace(sparsity=float(reduction))
+    model = dense_copy(lab)
+    t0 = time.perf_counter()
+    if reduction == 0.0:
+        plan = SparsityPlan(cfg.allocation, 0.0, [0.0] * len(decoder_blocks(model)))
+    else:
+        plan = lab.plan(pcfg)
+    calib = lab.calibration(pcfg) if svd_cfg.variant != "plain" else None
+    report = svd_compress(model, plan, svd_cfg, calib_ids=calib, device=lab.device, progress=lab.progress)
+    return model, plan, report, time.perf_counter() - t0
+
+
 def svd_result(lab, cfg, reduction: float, variant: str = "asvd", *, svd_cfg: SVDConfig | None = None,
-               use_cache: bool = True) -> dict:
+               use_cache: bool = True, save=None) -> dict:
     """SVD-compress a copy of the dense model to `reduction` (cfg.allocation's plan), evaluate; cached.
 
     Returns perplexity per eval text, the dense perplexity, parameter counts (model and blocks'
-    linear layers, before/after), achieved reduction, per-block ratios and ranks.
+    linear layers, before/after), achieved reduction, per-block ratios and ranks. `save`: also
+    write the compressed model there (`save_svd`; recomputes instead of reading the cache).
     """
     from ..scores import check_ratio
     check_ratio(reduction, "reduction")
@@ -282,17 +301,10 @@ def svd_result(lab, cfg, reduction: float, variant: str = "asvd", *, svd_cfg: SV
     key = {"technique": "svd", **result_key(lab, pcfg), "svd": dataclasses.asdict(svd_cfg)}
 
     def compute():
-        import time
-        model = dense_copy(lab)
-        total_before = count_parameters(model)
-        t0 = time.perf_counter()
-        if reduction == 0.0:
-            plan = SparsityPlan(cfg.allocation, 0.0, [0.0] * len(decoder_blocks(model)))
-        else:
-            plan = lab.plan(pcfg)
-        calib = lab.calibration(pcfg) if svd_cfg.variant != "plain" else None
-        report = svd_compress(model, plan, svd_cfg, calib_ids=calib, device=lab.device, progress=lab.progress)
-        seconds = time.perf_counter() - t0
+        model, plan, report, seconds = svd_model(lab, cfg, reduction, svd_cfg)
+        total_before = sum(p.numel() for p in lab.model.parameters())
+        if save is not None:
+            save_svd(model, lab.tokenizer, save, report)
         ppl = evaluate(lab, model, pcfg)
         out = {"technique": "svd", "variant": svd_cfg.variant, "allocation": cfg.allocation,
                "reduction": float(reduction), "perplexity": ppl, "dense_perplexity": lab.dense_perplexity(pcfg),
@@ -304,4 +316,43 @@ def svd_result(lab, cfg, reduction: float, variant: str = "asvd", *, svd_cfg: SV
                "svd_config": dataclasses.asdict(svd_cfg)}
         del model
         return out
-    return cached("compression_svd", key, compute, enabled=use_cache)
+    return cached("compression_svd", key, compute, enabled=use_cache and save is None)
+
+
+def save_svd(model: nn.Module, tokenizer, directory, report: SVDReport):
+    """save_pretrained with the ranks in config.dlp_svd_ranks (block -> sublayer -> rank or None)."""
+    from pathlib import Path
+    directory = Path(directory)
+    setattr(model.config, SVD_CONFIG_FIELD, report.ranks)
+    model.save_pretrained(directory)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+    return directory
+
+
+def load_svd(directory, *, dtype: torch.dtype | None = None, device="cpu") -> nn.Module:
+    """Load a checkpoint written by save_svd: rebuild the two-layer factorisations, then the weights."""
+    from pathlib import Path
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from .structured import load_state_checked
+    directory = Path(directory)
+    config = AutoConfig.from_pretrained(directory)
+    ranks = getattr(config, SVD_CONFIG_FIELD, None)
+    if ranks is None:
+        raise ValueError(f"{directory} has no {SVD_CONFIG_FIELD} in its config: not written by save_svd")
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    blocks = decoder_blocks(model)
+    if len(ranks) != len(blocks):
+        raise ValueError(f"{SVD_CONFIG_FIELD} lists {len(ranks)} blocks, the config builds {len(blocks)}")
+    for block, block_ranks in zip(blocks, ranks):
+        subs = linear_sublayers(block)
+        for name, k in block_ranks.items():
+            if k is not None:
+                layer = subs[name]
+                A = torch.zeros(k, layer.in_features, dtype=layer.weight.dtype)
+                B = torch.zeros(layer.out_features, k, dtype=layer.weight.dtype)
+                _set_submodule(block, name, low_rank_linear(layer, A, B))
+    load_state_checked(model, directory)
+    return model.to(device).eval()
