@@ -29,17 +29,19 @@ NOISE_TOL = 0.02
 # ---------------------------------------------------------------- per-profile grids
 GRIDS = {
     "smoke": dict(svd_reductions=(0.1, 0.3), svd_variants=("plain", "asvd"), structured_ratios=(0.2, 0.4),
-                  structured_texts=("brown", "sotu"), taylor_nsamples=4, taylor_seqlen=64,
+                  structured_texts=("brown", "sotu"), taylor_nsamples=4, taylor_seqlen=64, neval=None,
                   note="smoke: tiny random model; SVD at 10/30% (plain, ASVD), structured at 20/40%."),
     "default": dict(svd_reductions=(0.1, 0.2, 0.3), svd_variants=("plain", "asvd"), structured_ratios=(0.2, 0.4),
-                    structured_texts=("brown", "sotu"), taylor_nsamples=10, taylor_seqlen=64,
-                    note="default (reduced): SVD at 10/20/30% (paper: 10..50%) with plain SVD and ASVD "
-                         "(SVD-LLM's whitening is in the library, not in the grid), structured pruning at "
-                         "20/40% (paper: 20..80%) on two texts (Brown for WikiText, State of the Union for PTB); "
-                         "Taylor importance from 10 x 64 BBC windows as LLM-Pruner."),
+                    structured_texts=("brown",), taylor_nsamples=10, taylor_seqlen=64, neval=4,
+                    note="default (reduced to fit a shared 2-core CPU): SVD at 10/20/30% (paper: 10..50%) with "
+                         "plain SVD and ASVD (SVD-LLM's whitening is in the library and tested, not in the grid); "
+                         "structured pruning at 20/40% (paper: 20..80%) on Brown only (paper: WikiText and PTB); "
+                         "perplexity on the first 4 Brown test windows of 512 tokens (profile: 32), the same "
+                         "windows for Uniform and DLP, so the comparison is paired; Taylor importance from "
+                         "10 x 64 BBC windows as LLM-Pruner's 10 x 64."),
     "paper": dict(svd_reductions=(0.1, 0.2, 0.3, 0.4, 0.5), svd_variants=("plain", "asvd", "svdllm"),
                   structured_ratios=(0.2, 0.4, 0.6, 0.8), structured_texts=("wikitext2", "ptb"),
-                  taylor_nsamples=10, taylor_seqlen=64,
+                  taylor_nsamples=10, taylor_seqlen=64, neval=None,
                   note="paper: Table 16 at 10..50% (three SVD variants), Table 14 at 20..80% on WikiText and PTB."),
 }
 
