@@ -183,6 +183,7 @@ def svd_compress(model: nn.Module, plan: SparsityPlan, cfg: SVDConfig = SVDConfi
         raise ValueError(f"SVD variant {cfg.variant!r} needs calib_ids")
     report = SVDReport(target_ratios=[float(r) for r in plan.ratios])
     factors: dict[int, dict[str, tuple[torch.Tensor, torch.Tensor] | None]] = {}
+    compute_device = torch.device(device) if device is not None else next(model.parameters()).device
 
     def compress_block(index: int, subs: dict[str, nn.Linear], stats: dict[str, torch.Tensor] | None):
         out = {}
@@ -192,7 +193,8 @@ def svd_compress(model: nn.Module, plan: SparsityPlan, cfg: SVDConfig = SVDConfi
             if k is None:
                 out[name] = None
                 continue
-            A, B = factorize(layer.weight.detach(), k, cfg.variant, None if stats is None else stats[name],
+            W = layer.weight.detach().to(compute_device)   # the engine's device (a CPU-resident block: plain)
+            A, B = factorize(W, k, cfg.variant, None if stats is None else stats[name],
                              asvd_alpha=cfg.asvd_alpha, damping=cfg.damping, min_scale=cfg.min_scale)
             out[name] = (A.cpu(), B.cpu())
         factors[index] = out
