@@ -196,8 +196,8 @@ def test_structured_result_on_the_lab(tmp_path, monkeypatch):
     assert res["params"]["model_after"] < res["params"]["model_before"]
     assert math.isfinite(res["perplexity"]["brown"]) and res["forward_seconds"]["pruned"] > 0
     assert len(res["layer_shapes"]) == 4
-    with pytest.raises(ValueError, match="allocation"):
-        structured_result(lab, cfg.replace(allocation="owl"), 0.4)
+    with pytest.raises(ValueError, match="ratio"):
+        structured_result(lab, cfg, 1.0)
 
 
 # ---------------------------------------------------------------- dlp_studies verdicts (Tables 14 and 16)

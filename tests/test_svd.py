@@ -202,15 +202,23 @@ def test_saved_and_reloaded_svd_model_gives_identical_logits(tmp_path):
         assert torch.equal(loaded(ids).logits, model(ids).logits)
 
 
-def test_cli_checks_before_loading_and_writes_json(tmp_path, monkeypatch):
+def test_compress_command_checks_before_loading_and_writes_json(tmp_path, monkeypatch):
+    import argparse
     import json
     monkeypatch.setenv("DLP_CACHE_DIR", str(tmp_path / "cache"))
-    from dlp_lib.compression.command import main
+    from dlp_lib.compression.command import add_arguments, run, technique_config
+    from dlp_lib.experiment import ExperimentConfig, get_lab
+    parser = add_arguments(argparse.ArgumentParser())
     with pytest.raises(ValueError, match="reduction"):
-        main(["--technique", "svd", "--reduction", "1.5", "--profile", "smoke"])
+        technique_config(parser.parse_args(["--technique", "svd", "--reduction", "1.5"]))
+    with pytest.raises(ValueError, match="block_range"):
+        technique_config(parser.parse_args(["--technique", "structured", "--reduction", "0.2", "--block-range", "3", "1"]))
     with pytest.raises(SystemExit):
-        main(["--technique", "svd", "--reduction", "0.2", "--variant", "nope", "--profile", "smoke"])
-    assert main(["--technique", "svd", "--reduction", "0.2", "--variant", "plain", "--allocation", "uniform",
-                 "--profile", "smoke", "--json", str(tmp_path / "r.json")]) == 0
+        parser.parse_args(["--technique", "svd", "--reduction", "0.2", "--variant", "nope"])
+    cfg = ExperimentConfig.from_profile("smoke", allocation="uniform")
+    lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=False)
+    args = parser.parse_args(["--technique", "svd", "--reduction", "0.2", "--variant", "plain",
+                              "--json", str(tmp_path / "r.json")])
+    assert run(args, lab, cfg) == 0
     res = json.loads((tmp_path / "r.json").read_text())
     assert res["ratios"] == [0.2] * 4 and res["variant"] == "plain"

