@@ -185,8 +185,7 @@ def test_rejects_non_llama_blocks_and_bad_plans():
         group_counts(block_shape(decoder_blocks(model)[0]), 1.0)
 
 
-def test_structured_result_on_the_lab(tmp_path, monkeypatch):
-    monkeypatch.setenv("DLP_CACHE_DIR", str(tmp_path))
+def test_structured_result_on_the_lab(tmp_cache):
     from dlp_lib.compression.structured import structured_result
     from dlp_lib.experiment import ExperimentConfig, get_lab
     cfg = ExperimentConfig.from_profile("smoke", allocation="dlp")

@@ -170,8 +170,7 @@ def test_needs_calibration_for_activation_variants():
         svd_compress(model, SparsityPlan("uniform", 0.2, [0.2] * 3), SVDConfig(variant="plain"), progress=False)
 
 
-def test_svd_result_on_the_lab_follows_the_dlp_plan(tmp_path, monkeypatch):
-    monkeypatch.setenv("DLP_CACHE_DIR", str(tmp_path))
+def test_svd_result_on_the_lab_follows_the_dlp_plan(tmp_cache):
     from dlp_lib.compression.svd import svd_result
     from dlp_lib.experiment import ExperimentConfig, get_lab
     cfg = ExperimentConfig.from_profile("smoke", allocation="dlp")
@@ -202,10 +201,9 @@ def test_saved_and_reloaded_svd_model_gives_identical_logits(tmp_path):
         assert torch.equal(loaded(ids).logits, model(ids).logits)
 
 
-def test_compress_command_checks_before_loading_and_writes_json(tmp_path, monkeypatch):
+def test_compress_command_checks_before_loading_and_writes_json(tmp_path, tmp_cache):
     import argparse
     import json
-    monkeypatch.setenv("DLP_CACHE_DIR", str(tmp_path / "cache"))
     from dlp_lib.compression.command import add_arguments, run, technique_config
     from dlp_lib.experiment import ExperimentConfig, get_lab
     parser = add_arguments(argparse.ArgumentParser())

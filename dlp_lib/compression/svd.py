@@ -170,17 +170,19 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def svd_compress(model: nn.Module, plan: SparsityPlan, cfg: SVDConfig = SVDConfig(), *,
-                 calib_ids: torch.Tensor | None = None, device=None, progress: bool = True) -> SVDReport:
+                 calib_ids: torch.Tensor | None = None, stats: dict | None = None, device=None,
+                 progress: bool = True) -> SVDReport:
     """Replace every linear sublayer of every block by its low-rank factorisation (in place).
 
     The block's rank budget is plan.ratio(block, sublayer). Activation-aware variants need
-    calib_ids (N, T); their statistics are collected on the dense model's block inputs.
+    calib_ids (N, T) (their statistics are collected on the dense model's block inputs) or the
+    statistics themselves, `stats[block][sublayer]`, collected on the dense model beforehand.
     """
     blocks = decoder_blocks(model)
     if len(plan.ratios) != len(blocks):
         raise ValueError(f"plan has {len(plan.ratios)} ratios for a model with {len(blocks)} blocks")
-    if cfg.variant != "plain" and calib_ids is None:
-        raise ValueError(f"SVD variant {cfg.variant!r} needs calib_ids")
+    if cfg.variant != "plain" and calib_ids is None and stats is None:
+        raise ValueError(f"SVD variant {cfg.variant!r} needs calib_ids or precomputed stats")
     report = SVDReport(target_ratios=[float(r) for r in plan.ratios])
     factors: dict[int, dict[str, tuple[torch.Tensor, torch.Tensor] | None]] = {}
     compute_device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -199,9 +201,9 @@ def svd_compress(model: nn.Module, plan: SparsityPlan, cfg: SVDConfig = SVDConfi
             out[name] = (A.cpu(), B.cpu())
         factors[index] = out
 
-    if cfg.variant == "plain":
-        for index, block in enumerate(tqdm(blocks, desc="SVD (plain)", disable=not progress, leave=False)):
-            compress_block(index, linear_sublayers(block), None)
+    if cfg.variant == "plain" or stats is not None:
+        for index, block in enumerate(tqdm(blocks, desc=f"SVD ({cfg.variant})", disable=not progress, leave=False)):
+            compress_block(index, linear_sublayers(block), None if stats is None else stats[index])
     else:
         stat_name = _VARIANT_STATISTIC[cfg.variant]
 
@@ -265,6 +267,24 @@ def evaluate(lab, model: nn.Module, cfg) -> dict[str, float]:
 SVD_CONFIG_FIELD = "dlp_svd_ranks"
 
 
+_DENSE_ABS_MEAN: dict = {}   # data key -> block -> sublayer -> mean |x_j| of the lab's dense model
+
+
+def dense_abs_mean(lab, cfg) -> dict[int, dict[str, torch.Tensor]]:
+    """ASVD's statistics of the lab's dense model on cfg's calibration windows, computed once per
+    process and data key (they do not depend on the plan, so every rate and allocator shares them)."""
+    from ..cache import config_key
+    key = config_key(cfg.data_key(lab.fingerprint))
+    if key not in _DENSE_ABS_MEAN:
+        lab.ensure(None)
+        out: dict[int, dict[str, torch.Tensor]] = {}
+        CalibrationEngine(lab.model, lab.calibration(cfg), device=lab.device, progress=lab.progress).run(
+            lambda v: out.update({v.index: {n: t.cpu() for n, t in v.stats["abs_mean"].items()}}),
+            statistics=("abs_mean",), sequential=False, desc="ASVD statistics")
+        _DENSE_ABS_MEAN[key] = out
+    return _DENSE_ABS_MEAN[key]
+
+
 def svd_model(lab, cfg, reduction: float, svd_cfg: SVDConfig) -> tuple[nn.Module, SparsityPlan, SVDReport, float]:
     """(compressed copy of the lab's dense model, plan, report, seconds spent compressing)."""
     import time
@@ -275,8 +295,10 @@ def svd_model(lab, cfg, reduction: float, svd_cfg: SVDConfig) -> tuple[nn.Module
         plan = SparsityPlan(cfg.allocation, 0.0, [0.0] * len(decoder_blocks(model)))
     else:
         plan = lab.plan(pcfg)
-    calib = lab.calibration(pcfg) if svd_cfg.variant != "plain" else None
-    report = svd_compress(model, plan, svd_cfg, calib_ids=calib, device=lab.device, progress=lab.progress)
+    stats = dense_abs_mean(lab, pcfg) if svd_cfg.variant == "asvd" else None
+    calib = lab.calibration(pcfg) if svd_cfg.variant == "svdllm" else None
+    report = svd_compress(model, plan, svd_cfg, calib_ids=calib, stats=stats, device=lab.device,
+                          progress=lab.progress)
     return model, plan, report, time.perf_counter() - t0
 
 
