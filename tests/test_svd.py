@@ -220,3 +220,21 @@ def test_compress_command_checks_before_loading_and_writes_json(tmp_path, tmp_ca
     assert run(args, lab, cfg) == 0
     res = json.loads((tmp_path / "r.json").read_text())
     assert res["ratios"] == [0.2] * 4 and res["variant"] == "plain"
+
+
+def test_shared_asvd_statistics_give_the_same_model_as_the_engine_pass(tmp_cache):
+    """svd_result's once-per-data-key ASVD statistics == svd_compress running the engine itself."""
+    import copy
+
+    from dlp_lib.compression.svd import dense_abs_mean, svd_model
+    from dlp_lib.experiment import ExperimentConfig, get_lab
+    cfg = ExperimentConfig.from_profile("smoke", allocation="dlp", sparsity=0.3)
+    lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=False)
+    shared, plan, _, _ = svd_model(lab, cfg, 0.3, SVDConfig(variant="asvd"))
+    assert dense_abs_mean(lab, cfg) is dense_abs_mean(lab, cfg)       # computed once
+    lab.ensure(None)
+    direct = copy.deepcopy(lab.model)
+    svd_compress(direct, plan, SVDConfig(variant="asvd"), calib_ids=lab.calibration(cfg), progress=False)
+    ids = lab.calibration(cfg)[:2]
+    with torch.no_grad():
+        assert torch.allclose(shared(ids).logits, direct(ids).logits, atol=1e-5)
