@@ -44,42 +44,48 @@ def _allocation_help() -> str:
     return "; ".join(f"{n}: {get_allocator(n).source}" for n in allocator_names())
 
 
+def _experiment_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that make an ExperimentConfig's model, data, allocation and numerics (prune, compress)."""
+    p.add_argument("--profile", choices=sorted(PROFILES), default="default",
+                   help="defaults for model/data/sizes: smoke (tiny-llama), default (smollm2-135m, CPU), paper")
+    p.add_argument("--model", help="smollm2-135m, tiny-llama, a local checkpoint directory or a hub id")
+    p.add_argument("--allocation", default="dlp", choices=allocator_names(), metavar="ALLOCATION",
+                   help=f"layerwise allocator, one of {', '.join(allocator_names())} ({_allocation_help()})")
+    p.add_argument("--alpha", type=_alpha, help="DLP alpha; default: paper Table 19 for the sparsity; 'auto': "
+                   "chosen on held-out calibration windows (train split), see dlp_lib.auto_alpha")
+    p.add_argument("--statistic", choices=LAYER_STATISTICS, default="median",
+                   help="DLP layer statistic F: median (paper, default) or mean (authors' released code), ...")
+    p.add_argument("--lamda", type=float, default=0.08, help="OWL lambda")
+    p.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M")
+    p.add_argument("--calib", help="calibration source: bbc, brown, sotu, mobydick, c4, wikitext2, ptb or a .txt path")
+    p.add_argument("--eval", nargs="+", help="evaluation sources (same names, or .txt paths)")
+    p.add_argument("--nsamples", type=int)
+    p.add_argument("--seqlen", type=int)
+    p.add_argument("--neval", type=_neval, help="number of evaluation windows per text (default: the profile's; "
+                   "'all' = every window)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.add_argument("--dtype", choices=DTYPE_NAMES)
+    p.add_argument("--granularity", choices=GRANULARITIES, default="block",
+                   help="dlp/owl: one ratio per block (paper) or per sublayer ranked across the model (Appendix C)")
+    p.add_argument("--strict-ratios", action="store_true", help="error instead of clamp+rebalance of ratios")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dlp_lib", description="DLP: dynamic layerwise pruning of LLMs")
     sub = p.add_subparsers(dest="command", required=True)
 
     pr = sub.add_parser("prune", help="prune a model and evaluate it")
-    pr.add_argument("--profile", choices=sorted(PROFILES), default="default",
-                    help="defaults for model/data/sizes: smoke (tiny-llama), default (smollm2-135m, CPU), paper")
-    pr.add_argument("--model", help="smollm2-135m, tiny-llama, a local checkpoint directory or a hub id")
+    _experiment_arguments(pr)
     pr.add_argument("--method", choices=METHODS, default="wanda")
-    pr.add_argument("--allocation", default="dlp", choices=allocator_names(), metavar="ALLOCATION",
-                    help=f"layerwise allocator, one of {', '.join(allocator_names())} ({_allocation_help()})")
     pr.add_argument("--sparsity", type=float, help="target mean sparsity in [0, 1) (default 0.7; with --nm "
                     "N:M it is 1 - N/M)")
-    pr.add_argument("--alpha", type=_alpha, help="DLP alpha; default: paper Table 19 for the sparsity; 'auto': "
-                    "chosen on held-out calibration windows (train split), see dlp_lib.auto_alpha")
     pr.add_argument("--alpha-grid", type=float, nargs="+", help="alphas tried by --alpha auto (default: Appendix G "
                     "grid 0.02 ... 0.2)")
-    pr.add_argument("--statistic", choices=LAYER_STATISTICS, default="median",
-                    help="DLP layer statistic F: median (paper, default) or mean (authors' released code), ...")
-    pr.add_argument("--lamda", type=float, default=0.08, help="OWL lambda")
-    pr.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M")
-    pr.add_argument("--calib", help="calibration source: bbc, brown, sotu, mobydick, c4, wikitext2, ptb or a .txt path")
-    pr.add_argument("--eval", nargs="+", help="evaluation sources (same names, or .txt paths)")
-    pr.add_argument("--nsamples", type=int)
-    pr.add_argument("--seqlen", type=int)
-    pr.add_argument("--neval", type=_neval, help="number of evaluation windows per text (default: the profile's; "
-                    "'all' = every window)")
-    pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--device")
-    pr.add_argument("--dtype", choices=DTYPE_NAMES)
     pr.add_argument("--group", choices=GROUPS, help="mask comparison group (default: per_layer for magnitude, "
                     "as Wanda's and the DLP authors' code, per_output for wanda/sparsegpt)")
-    pr.add_argument("--granularity", choices=GRANULARITIES, default="block",
-                    help="dlp/owl: one ratio per block (paper) or per sublayer ranked across the model (Appendix C)")
     pr.add_argument("--nm", help="N:M pattern, N weights KEPT of every M (e.g. 2:4); needs --allocation uniform")
-    pr.add_argument("--strict-ratios", action="store_true", help="error instead of clamp+rebalance of ratios")
     pr.add_argument("--no-cache", action="store_true", help="recompute every stage (tokens, pass 1, dense and "
                     "pruned evaluation) and overwrite the cache")
     pr.add_argument("--save", type=Path, help="directory for the pruned checkpoint, plan.json, plan_modules.json "
@@ -88,7 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write an llm-compressor recipe (YAML) carrying the plan's per-layer sparsities "
                          "(WandaPruningModifier or SparseGPTModifier; --method wanda or sparsegpt)")
     pr.add_argument("--json", type=Path, help="write the result JSON here")
-    pr.add_argument("--quiet", action="store_true", help="no progress bars")
     pr.add_argument("--zero-shot", metavar="TASK[,TASK...]",
                     help="also report lm-eval 0-shot accuracy of the pruned model: 'offline' (dlp_continuation, "
                          "dlp_lastword), 'paper' or task names such as boolq,rte (need the Hugging Face hub)")
@@ -116,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--timeout-min", type=int, default=240, help="per-job time limit in minutes")
     sw.add_argument("--slurm", nargs="*", default=[], metavar="KEY=VALUE",
                     help="SLURM parameters, e.g. partition=gpu gpus_per_node=1 array_parallelism=16")
+
+    from .compression.command import HELP as COMPRESS_HELP
+    from .compression.command import add_arguments as compress_arguments
+    co = sub.add_parser("compress", help=COMPRESS_HELP)
+    _experiment_arguments(co)
+    compress_arguments(co)
 
     from .finetune import add_arguments as finetune_arguments
     ft = sub.add_parser("finetune", help="fine-tune a pruned (or dense) model: LoRA with masks fixed (Table 7) "
@@ -309,6 +320,20 @@ def cmd_sweep(a) -> int:
     return 1 if report.failures else 0
 
 
+def cmd_compress(a) -> int:
+    from .compression.command import run, technique_config
+    technique_config(a)  # the technique's options fail before the model loads
+    a.sparsity, a.nm, a.method, a.group, a.alpha_grid = a.reduction, None, "wanda", None, None
+    cfg = _config_from_args(a)
+    from .cache import check_writable
+    from .validation import check_device_available, check_output_dir, check_output_file
+    check_device_available(cfg.device)
+    check_output_file(a.json, "--json")
+    check_output_dir(a.save, "--save")
+    check_writable()
+    return run(a, get_lab(cfg.model, cfg.device, cfg.dtype, progress=not a.quiet, use_cache=not a.no_cache), cfg)
+
+
 def cmd_finetune(a) -> int:
     from .finetune import run
     return run(a)
@@ -331,7 +356,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"prune": cmd_prune, "fetch-data": cmd_fetch, "zero-shot": cmd_zero_shot,
-                "cache": cmd_cache, "sweep": cmd_sweep, "finetune": cmd_finetune,
+                "cache": cmd_cache, "sweep": cmd_sweep, "finetune": cmd_finetune, "compress": cmd_compress,
                 "decode-bench": cmd_decode_bench}[args.command](args)
     except (ValueError, FileNotFoundError, RuntimeError, NotADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
