@@ -1,0 +1,168 @@
+"""Cached results of mixed N:M (Table 15) and GPTQ after pruning (Table 17, Figure 6) on a Lab.
+
+Each result is keyed by the pruning configuration's key (model fingerprint, calibration,
+method, allocation, sparsity, alpha, ...) plus the compressor's own parameters, and records
+the budgets the compressed model actually meets, counted on its weights.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..cache import cached
+from ..data import TextSource
+from ..evaluation import achieved_sparsity
+from ..scores import NMPattern
+from .gptq import check_quantization, quantize_model
+from .mixed_nm import nm_compliance, prune_mixed_nm
+
+UNQUANTIZED = 16  # the tables' "16 bits": the model as pruned, not quantized
+
+
+# ---------------------------------------------------------------- the Lab's state, before and after its restructure
+def _dense(lab) -> None:
+    if hasattr(lab, "ensure"):
+        lab.ensure(None)
+    else:
+        lab.restore_dense()
+
+
+def _pruned(lab, cfg):
+    """Prune the Lab's model exactly as cfg says; returns the plan."""
+    return lab.ensure(cfg) if hasattr(lab, "ensure") else lab.prune(cfg)
+
+
+def _modified(lab, tag) -> None:
+    """The model was changed here (not by the Lab): make its next ensure/restore reload the weights."""
+    if hasattr(lab, "mark_modified"):
+        lab.mark_modified(tag)
+    else:
+        lab._pruned_key = tag
+
+
+def pruning_key(lab, cfg) -> dict:
+    """Everything the pruned weights depend on (the Lab's own key when it offers one)."""
+    if hasattr(cfg, "pruning_key"):
+        return dict(cfg.pruning_key(lab.fingerprint))
+    key = cfg.to_dict()
+    for k in ("eval", "neval", "lod_m"):
+        key.pop(k, None)
+    return {**key, "fingerprint": lab.fingerprint, "calib_id": TextSource(cfg.calib).identity()}
+
+
+def eval_key(cfg) -> dict:
+    return {"eval_ids": [TextSource(s).identity() for s in cfg.eval], "neval": cfg.neval, "seqlen": cfg.seqlen}
+
+
+def _calibration_key(lab, cfg) -> dict:
+    """The dense model's key: only the data and the model (no method, allocation, sparsity)."""
+    return {"model": cfg.model, "fingerprint": lab.fingerprint, "calib_id": TextSource(cfg.calib).identity(),
+            "nsamples": cfg.nsamples, "seqlen": cfg.seqlen, "seed": cfg.seed, "dtype": cfg.dtype,
+            "device": torch.device(cfg.device).type}
+
+
+# ---------------------------------------------------------------- Table 17 / Figure 6
+_SNAPSHOT: dict = {}  # the last pruned model's weights, so several bit widths prune once
+
+
+def _restore_or_prune(lab, cfg, key: dict) -> None:
+    tag = ("pruned-for-quantization", repr(sorted(key.items())))
+    if _SNAPSHOT.get("tag") == tag and _SNAPSHOT.get("lab") is lab:
+        lab.model.load_state_dict(_SNAPSHOT["state"])
+    else:
+        _SNAPSHOT.clear()
+        if cfg is None:
+            _dense(lab)
+        else:
+            _pruned(lab, cfg)
+        _SNAPSHOT.update(tag=tag, lab=lab, state={k: v.detach().clone() for k, v in lab.model.state_dict().items()})
+    _modified(lab, tag)
+
+
+def clear_snapshot() -> None:
+    _SNAPSHOT.clear()
+
+
+def quantized_result(lab, cfg, bits: int, group_size: int | None = None, mode: str = "gptq", *,
+                     dense: bool = False, use_cache: bool = True) -> dict:
+    """Perplexity on every eval text of cfg after quantizing the model pruned per cfg (or the dense
+    model with dense=True; cfg then only gives the calibration and evaluation data) to `bits`.
+
+    mode "gptq": prune, then GPTQ the pruned model (its zeros kept); "joint": SparseGPT's
+    prune-and-quantize in one loop (cfg.method must be sparsegpt); "rtn": round-to-nearest.
+    bits 16: no quantization. Returns perplexities, and the budgets verified on the weights
+    (bits, zeros preserved, kept weights rounded to zero, achieved sparsity).
+    """
+    if bits != UNQUANTIZED:
+        check_quantization(bits, group_size, mode)
+    if mode == "joint" and (dense or cfg.method != "sparsegpt" or cfg.nm is not None):
+        raise ValueError("mode 'joint' is SparseGPT's prune-and-quantize loop: it needs a pruned (not dense) "
+                         f"sparsegpt config without N:M, got dense={dense}, method={cfg.method!r}, nm={cfg.nm!r}")
+    base = _calibration_key(lab, cfg) if dense else pruning_key(lab, cfg)
+    key = {**base, **eval_key(cfg), "dense": dense, "bits": bits,
+           "group_size": None if bits == UNQUANTIZED else group_size,
+           "mode": None if bits == UNQUANTIZED else mode}
+
+    def compute():
+        t0 = time.perf_counter()
+        budgets: dict = {"bits": bits}
+        if mode == "joint" and bits != UNQUANTIZED:
+            _SNAPSHOT.clear()
+            _dense(lab)
+            plan = lab.plan(cfg)
+            _dense(lab)
+            _modified(lab, ("joint", repr(sorted(key.items()))))
+            budgets.update(quantize_model(lab.model, lab.calibration(cfg), bits, group_size=group_size, mode="joint",
+                                          plan=plan, device=lab.device, progress=lab.progress))
+        else:
+            _restore_or_prune(lab, None if dense else cfg, base)
+            if bits != UNQUANTIZED:
+                calib = None if mode == "rtn" else lab.calibration(cfg)
+                budgets.update(quantize_model(lab.model, calib, bits, group_size=group_size, mode=mode,
+                                              device=lab.device, progress=lab.progress))
+        ppl = lab.perplexities(cfg.eval, cfg.seqlen, cfg.neval)
+        return {"perplexity": ppl, "budgets": budgets, "achieved_sparsity": achieved_sparsity(lab.model),
+                "dense": dense, "allocation": None if dense else cfg.allocation,
+                "sparsity": 0.0 if dense else cfg.sparsity, "group_size": group_size, "mode": mode,
+                "seconds": time.perf_counter() - t0}
+
+    return cached("quantized", key, compute, enabled=use_cache)
+
+
+# ---------------------------------------------------------------- Table 15
+def mixed_nm_result(lab, cfg, pattern: str, allocation: str, method: str | None = None, *,
+                    alpha: float | None = None, use_cache: bool = True) -> dict:
+    """Perplexity of the model pruned with per-block N:M patterns from `allocation`'s plan whose
+    target is the uniform pattern's sparsity 1 - N/M; the per-block N and achieved density.
+
+    The cache key is the per-block N (with the data and method), so an allocation that rounds to
+    the uniform pattern shares the uniform result (the pruned model is the same).
+    """
+    p = NMPattern.parse(pattern)
+    plan_cfg = cfg.replace(allocation=allocation, sparsity=p.sparsity, nm=None, method=method or cfg.method,
+                           alpha=alpha, granularity="block")
+    _dense(lab)
+    plan = lab.plan(plan_cfg)
+    from .mixed_nm import mixed_patterns
+
+    mixed = mixed_patterns(lab.model, plan, p)
+    base = pruning_key(lab, plan_cfg.replace(allocation="uniform", alpha=None))
+    key = {**base, **eval_key(cfg), "mixed_nm": mixed.n_kept, "m": p.m}
+
+    def compute():
+        t0 = time.perf_counter()
+        _SNAPSHOT.clear()
+        _dense(lab)
+        _modified(lab, ("mixed_nm", repr(sorted(key.items()))))
+        prune_mixed_nm(lab.model, plan, p, plan_cfg.method, lab.calibration(plan_cfg), group=plan_cfg.group,
+                       device=lab.device, progress=lab.progress)
+        check = nm_compliance(lab.model, mixed)
+        ppl = lab.perplexities(cfg.eval, cfg.seqlen, cfg.neval)
+        return {"perplexity": ppl, "compliance": check, "seconds": time.perf_counter() - t0}
+
+    out = dict(cached("mixed_nm", key, compute, enabled=use_cache))
+    out.update(pattern=str(p), allocation=allocation, method=plan_cfg.method, alpha=plan_cfg.resolved_alpha(),
+               n_kept=mixed.n_kept, achieved_density=mixed.achieved_density, exact=mixed.exact, room=mixed.room,
+               ratios=plan.ratios, same_as_uniform=mixed.n_kept == [p.n_kept] * len(mixed.n_kept))
+    return out
