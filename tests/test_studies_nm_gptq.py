@@ -82,3 +82,18 @@ def test_smoke_pipeline_on_tiny(tmp_path, monkeypatch):
     # cached: a second call returns the same numbers without recomputation
     assert nmq.table17(lab, base, (4,), rows=("dlp",))[(4, "dlp")]["perplexity"] == q["perplexity"]
     assert len(nmq.gptq_verdict({k: r["perplexity"][base.eval[0]] for k, r in r17.items()})) == 1
+    # the command-line path (what `prune --quantize-bits` / `prune --nm N:M --allocation dlp` call)
+    import argparse
+
+    from dlp_lib.compression import nm_gptq_results as res
+    parser = argparse.ArgumentParser()
+    res.add_arguments(parser)
+    args = parser.parse_args(["--quantize-bits", "4"])
+    cfg = base.replace(method="sparsegpt", allocation="dlp", sparsity=0.7)
+    assert res.wants(args, cfg) and res.run(args, cfg, lab)["perplexity"] == q["perplexity"]
+    args = parser.parse_args([])
+    cfg = base.replace(nm="4:8", allocation="dlp", alpha=0.3)
+    assert res.wants(args, cfg) and res.run(args, cfg, lab)["n_kept"] == dlp["n_kept"]
+    assert not res.wants(args, base.replace(nm="4:8", allocation="uniform"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--quantize-bits", "5"])

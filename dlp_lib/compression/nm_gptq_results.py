@@ -166,3 +166,54 @@ def mixed_nm_result(lab, cfg, pattern: str, allocation: str, method: str | None 
                n_kept=mixed.n_kept, achieved_density=mixed.achieved_density, exact=mixed.exact, room=mixed.room,
                ratios=plan.ratios, same_as_uniform=mixed.n_kept == [p.n_kept] * len(mixed.n_kept))
     return out
+
+
+# ---------------------------------------------------------------- command line (wired into `prune` by cli.py)
+def add_arguments(parser) -> None:
+    """Options of `python -m dlp_lib prune` for Appendix E.2/E.4 (mixed N:M needs none: --nm with a
+    non-uniform --allocation)."""
+    from .gptq import BITS, MODES
+
+    g = parser.add_argument_group("quantization after pruning (paper Appendix E.4, GPTQ)")
+    g.add_argument("--quantize-bits", type=int, choices=BITS,
+                   help="also quantize the pruned model's block weights to this many bits (GPTQ; 16 = none)")
+    g.add_argument("--group-size", type=int,
+                   help="quantization grid per group of this many input columns (32, 64 or 128); default: per row")
+    g.add_argument("--quantize-mode", choices=MODES, default="gptq",
+                   help="gptq: prune, then GPTQ keeping the zeros (default); joint: SparseGPT's prune-and-quantize "
+                        "in one loop (--method sparsegpt); rtn: round-to-nearest")
+    g.add_argument("--quantize-dense", action="store_true",
+                   help="quantize the dense model instead (the pruning options only choose the data)")
+
+
+def wants(args, cfg) -> bool:
+    """Does this `prune` invocation go through the compression path?"""
+    return getattr(args, "quantize_bits", None) is not None or (cfg.nm is not None and cfg.allocation != "uniform")
+
+
+def run(args, cfg, lab) -> dict:
+    """Run the compression a `prune` invocation asks for; prints one line, returns the result."""
+    use_cache = not getattr(args, "no_cache", False)
+    mixed = cfg.nm is not None and cfg.allocation != "uniform"
+    if mixed and args.quantize_bits is not None:
+        raise ValueError("--quantize-bits with a mixed N:M model (--nm with a non-uniform allocation) is not "
+                         "supported; use --allocation uniform with --nm, or no --nm")
+    if mixed:
+        r = mixed_nm_result(lab, cfg, cfg.nm, cfg.allocation, cfg.method, alpha=cfg.alpha, use_cache=use_cache)
+        print(f"mixed N:M {r['pattern']} ({cfg.method}, {cfg.allocation}) on {cfg.model}: per-block N "
+              f"{' '.join(map(str, r['n_kept']))}; density {r['achieved_density']:.4f} (target "
+              f"{NMPattern.parse(cfg.nm).n_kept / NMPattern.parse(cfg.nm).m:.4f}); perplexity "
+              + ", ".join(f"{k}: {v:.3f}" for k, v in r["perplexity"].items())
+              + ("" if r["room"] else " [the grid leaves no room at this pattern: DLP = uniform]"))
+        return r
+    r = quantized_result(lab, cfg, args.quantize_bits, args.group_size, args.quantize_mode,
+                         dense=args.quantize_dense, use_cache=use_cache)
+    what = "dense model" if args.quantize_dense else f"{cfg.method} + {cfg.allocation} at {cfg.sparsity:.0%}"
+    b = r["budgets"]
+    print(f"{what} on {cfg.model}, {args.quantize_bits}-bit {args.quantize_mode}"
+          f"{'' if args.group_size is None else f' (groups of {args.group_size})'}: perplexity "
+          + ", ".join(f"{k}: {v:.3f}" for k, v in r["perplexity"].items())
+          + (f"; zeros kept {b['pruned_still_zero']}/{b['pruned']}, kept weights rounded to 0: "
+             f"{b['kept_rounded_to_zero']}" if "pruned" in b else "")
+          + f"; achieved sparsity {r['achieved_sparsity']['overall']:.4f}")
+    return r
