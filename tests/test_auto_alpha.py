@@ -72,9 +72,9 @@ def test_uses_no_evaluation_text(tmp_cache, lab, monkeypatch):
     splits = []
     real_stream = data_mod.token_stream
 
-    def spy(source, tokenizer, split):
+    def spy(source, tokenizer, split, **kwargs):
         splits.append((str(getattr(source, "name", source)), split))
-        return real_stream(source, tokenizer, split)
+        return real_stream(source, tokenizer, split, **kwargs)
 
     def forbidden(*a, **k):
         raise AssertionError("select_alpha touched evaluation text")
@@ -109,7 +109,7 @@ def test_rejects_non_dlp(tmp_cache, lab):
 
 def test_cli_alpha_auto_smoke(tmp_cache, tmp_path, capsys):
     from dlp_lib.cli import main
-    from dlp_lib.paper_results import ALPHA_GRID
+    from dlp_studies.paper import ALPHA_GRID
     out = tmp_path / "r.json"
     assert main(["prune", "--profile", "smoke", "--alpha", "auto", "--alpha-grid", *map(str, GRID), "--quiet",
                  "--json", str(out)]) == 0
@@ -132,6 +132,7 @@ def test_score_reuses_the_model_lab_run_just_pruned(tmp_cache, lab, monkeypatch)
     cfg = _smoke()
     lab.run(cfg.replace(alpha=0.1, eval=("sotu",)))  # eval fields do not change the pruning
     calls = []
-    monkeypatch.setattr(lab, "prune", lambda *a, **k: calls.append(a))
+    import dlp_lib.experiment as experiment
+    monkeypatch.setattr(experiment, "prune_model", lambda *a, **k: calls.append(a))
     score = alpha_score(lab, cfg, 0.1)
     assert calls == [] and score > 0

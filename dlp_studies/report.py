@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .experiment import PROFILES, ExperimentConfig, get_lab
+from dlp_lib.experiment import PROFILES, ExperimentConfig, get_lab
 
 
 def figures_dir() -> Path:
