@@ -34,14 +34,16 @@ TABLE3_SPARSEGPT_70 = {"uniform": 25.38, "dlp": 17.76}
 # ---------------------------------------------------------------- grids
 GRIDS = {
     # seconds on the tiny random model
-    "smoke": dict(nm=dict(patterns=("2:4", "4:8"), allocations=("uniform", "dlp"), method="wanda", alphas=(None, 0.2)),
+    "smoke": dict(nm=dict(patterns=("2:4", "4:8"), allocations=("uniform", "dlp"), method="wanda",
+                          alphas=(None, 0.2)),
                   gptq=dict(bits=(16, 8, 4, 3), rows=("dense", "uniform", "dlp"), sparsity=0.7, method="sparsegpt",
                             group_size=None, mode="gptq", joint_bits=(4,)),
                   overrides=dict()),
     # smollm2-135m on 2 CPU cores: 2 patterns with Wanda; 3 bit widths x 3 rows, per-row grids,
     # with a smaller calibration (8 x 512) and evaluation (8 x 512 tokens of one text) than the
     # other notebooks so that the 11 GPTQ/SparseGPT passes fit in minutes
-    "default": dict(nm=dict(patterns=("2:4", "4:8"), allocations=("uniform", "dlp"), method="wanda", alphas=(None, 0.2)),
+    "default": dict(nm=dict(patterns=("2:4", "4:8"), allocations=("uniform", "dlp"), method="wanda",
+                            alphas=(None, 0.2)),
                     gptq=dict(bits=(16, 8, 4, 3), rows=("dense", "uniform", "dlp"), sparsity=0.7,
                               method="sparsegpt", group_size=None, mode="gptq", joint_bits=()),
                     overrides=dict(nsamples=8, neval=8)),
@@ -79,7 +81,8 @@ def table15(lab, base, patterns, allocations=("uniform", "dlp"), method="wanda",
 def table15_frame(results: dict, label: str) -> pd.DataFrame:
     rows = []
     for (p, a), r in results.items():
-        rows.append({"pattern": p, "allocation": a, "alpha": r["alpha"], "paper": TABLE15.get(r["allocation"], {}).get(p),
+        rows.append({"pattern": p, "allocation": a, "alpha": r["alpha"],
+                     "paper": TABLE15.get(r["allocation"], {}).get(p),
                      "ours": r["perplexity"][label], "achieved density": r["achieved_density"],
                      "target density": NMPattern.parse(p).n_kept / NMPattern.parse(p).m,
                      "per-block N": " ".join(map(str, r["n_kept"])), "same as uniform": r["same_as_uniform"],
@@ -119,10 +122,7 @@ def figure6(results: dict, label: str, *, paper_dataset: str = "wikitext2"):
     """Figure 6 analogue: perplexity vs bits for dense / Uniform / DLP, the paper's panel beside ours."""
     import matplotlib.pyplot as plt
 
-    try:
-        from dlp_studies.plots import PALETTE
-    except ImportError:
-        from dlp_lib.plots import PALETTE
+    from dlp_studies.plots import PALETTE
     colors = {"dense": "#1f77b4", **PALETTE}
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     d = TABLE17_DATASETS.index(paper_dataset)

@@ -87,13 +87,15 @@ def test_smoke_pipeline_on_tiny(tmp_path, monkeypatch):
 
     from dlp_lib.compression import nm_gptq_results as res
     parser = argparse.ArgumentParser()
+    parser.add_argument("--nm")
+    parser.add_argument("--allocation", default="dlp")
     res.add_arguments(parser)
     args = parser.parse_args(["--quantize-bits", "4"])
     cfg = base.replace(method="sparsegpt", allocation="dlp", sparsity=0.7)
-    assert res.wants(args, cfg) and res.run(args, cfg, lab)["perplexity"] == q["perplexity"]
-    args = parser.parse_args([])
-    cfg = base.replace(nm="4:8", allocation="dlp", alpha=0.3)
-    assert res.wants(args, cfg) and res.run(args, cfg, lab)["n_kept"] == dlp["n_kept"]
-    assert not res.wants(args, base.replace(nm="4:8", allocation="uniform"))
+    assert res.wants(args) and res.run(args, cfg, lab)["perplexity"] == q["perplexity"]
+    args = parser.parse_args(["--nm", "4:8"])
+    cfg = base.replace(allocation="dlp", alpha=0.3)
+    assert res.wants(args) and res.run(args, cfg, lab)["n_kept"] == dlp["n_kept"]
+    assert not res.wants(parser.parse_args(["--nm", "4:8", "--allocation", "uniform"]))
     with pytest.raises(SystemExit):
         parser.parse_args(["--quantize-bits", "5"])

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from ..cache import cached
+from ..cache import cached, code_version
 from ..data import TextSource
 from ..evaluation import achieved_sparsity
 from ..scores import NMPattern
@@ -34,9 +34,13 @@ def _pruned(lab, cfg):
 
 
 def _modified(lab, tag) -> None:
-    """The model was changed here (not by the Lab): make its next ensure/restore reload the weights."""
+    """The model was changed here (not by the Lab's ensure): make its next ensure reload the weights."""
     if hasattr(lab, "mark_modified"):
         lab.mark_modified(tag)
+    elif hasattr(lab, "ensure"):
+        # the Lab reloads its dense weights on ensure() whenever it holds a pruned state; this
+        # state matches no config's pruning key, so ensure(cfg) always prunes afresh
+        lab._pruned, lab._pruned_key, lab._plan = tag, {"modified_outside_the_lab": repr(tag)}, None
     else:
         lab._pruned_key = tag
 
@@ -52,14 +56,20 @@ def pruning_key(lab, cfg) -> dict:
 
 
 def eval_key(cfg) -> dict:
-    return {"eval_ids": [TextSource(s).identity() for s in cfg.eval], "neval": cfg.neval, "seqlen": cfg.seqlen}
+    return {"eval_ids": [TextSource(s).identity() for s in cfg.eval], "neval": cfg.neval, "seqlen": cfg.seqlen,
+            "eval_code": code_version("eval")}
 
 
 def _calibration_key(lab, cfg) -> dict:
-    """The dense model's key: only the data and the model (no method, allocation, sparsity)."""
-    return {"model": cfg.model, "fingerprint": lab.fingerprint, "calib_id": TextSource(cfg.calib).identity(),
-            "nsamples": cfg.nsamples, "seqlen": cfg.seqlen, "seed": cfg.seed, "dtype": cfg.dtype,
-            "device": torch.device(cfg.device).type}
+    """The dense model's key: only the data and the model (no method, allocation, sparsity), and
+    the code of the quantizer (stage prune)."""
+    if hasattr(cfg, "data_key"):
+        key = dict(cfg.data_key(lab.fingerprint))
+    else:
+        key = {"model": cfg.model, "fingerprint": lab.fingerprint, "calib_id": TextSource(cfg.calib).identity(),
+               "nsamples": cfg.nsamples, "seqlen": cfg.seqlen, "seed": cfg.seed, "dtype": cfg.dtype,
+               "device": torch.device(cfg.device).type}
+    return {**key, "prune_code": code_version("prune")}
 
 
 # ---------------------------------------------------------------- Table 17 / Figure 6
@@ -155,7 +165,7 @@ def mixed_nm_result(lab, cfg, pattern: str, allocation: str, method: str | None 
         _SNAPSHOT.clear()
         _dense(lab)
         _modified(lab, ("mixed_nm", repr(sorted(key.items()))))
-        prune_mixed_nm(lab.model, plan, p, plan_cfg.method, lab.calibration(plan_cfg), group=plan_cfg.group,
+        prune_mixed_nm(lab.model, plan, p, plan_cfg.method, lab.calibration(plan_cfg), group=plan_cfg.resolved_group(),
                        device=lab.device, progress=lab.progress)
         check = nm_compliance(lab.model, mixed)
         ppl = lab.perplexities(cfg.eval, cfg.seqlen, cfg.neval)
@@ -170,8 +180,8 @@ def mixed_nm_result(lab, cfg, pattern: str, allocation: str, method: str | None 
 
 # ---------------------------------------------------------------- command line (wired into `prune` by cli.py)
 def add_arguments(parser) -> None:
-    """Options of `python -m dlp_lib prune` for Appendix E.2/E.4 (mixed N:M needs none: --nm with a
-    non-uniform --allocation)."""
+    """Options of `python -m dlp_lib prune` for Appendix E.2/E.4. Mixed N:M needs no option of its
+    own: it is `--nm N:M` with a non-uniform `--allocation` (see `wants`)."""
     from .gptq import BITS, MODES
 
     g = parser.add_argument_group("quantization after pruning (paper Appendix E.4, GPTQ)")
@@ -186,23 +196,32 @@ def add_arguments(parser) -> None:
                    help="quantize the dense model instead (the pruning options only choose the data)")
 
 
-def wants(args, cfg) -> bool:
+def mixed_nm_requested(args) -> bool:
+    """`--nm` with a non-uniform `--allocation`: per-block patterns (the config is then built with
+    nm=None and the pattern's sparsity, and `run` prunes through `mixed_nm_result`)."""
+    return getattr(args, "nm", None) is not None and getattr(args, "allocation", "uniform") != "uniform"
+
+
+def wants(args) -> bool:
     """Does this `prune` invocation go through the compression path?"""
-    return getattr(args, "quantize_bits", None) is not None or (cfg.nm is not None and cfg.allocation != "uniform")
+    return getattr(args, "quantize_bits", None) is not None or mixed_nm_requested(args)
 
 
 def run(args, cfg, lab) -> dict:
-    """Run the compression a `prune` invocation asks for; prints one line, returns the result."""
+    """Run the compression a `prune` invocation asks for; prints one line, returns the result.
+
+    cfg: the pruning config of the invocation, with nm=None when `mixed_nm_requested(args)`."""
     use_cache = not getattr(args, "no_cache", False)
-    mixed = cfg.nm is not None and cfg.allocation != "uniform"
+    mixed = mixed_nm_requested(args)
     if mixed and args.quantize_bits is not None:
         raise ValueError("--quantize-bits with a mixed N:M model (--nm with a non-uniform allocation) is not "
                          "supported; use --allocation uniform with --nm, or no --nm")
     if mixed:
-        r = mixed_nm_result(lab, cfg, cfg.nm, cfg.allocation, cfg.method, alpha=cfg.alpha, use_cache=use_cache)
+        pattern = NMPattern.parse(args.nm)
+        r = mixed_nm_result(lab, cfg, str(pattern), cfg.allocation, cfg.method, alpha=cfg.alpha, use_cache=use_cache)
         print(f"mixed N:M {r['pattern']} ({cfg.method}, {cfg.allocation}) on {cfg.model}: per-block N "
               f"{' '.join(map(str, r['n_kept']))}; density {r['achieved_density']:.4f} (target "
-              f"{NMPattern.parse(cfg.nm).n_kept / NMPattern.parse(cfg.nm).m:.4f}); perplexity "
+              f"{pattern.n_kept / pattern.m:.4f}); perplexity "
               + ", ".join(f"{k}: {v:.3f}" for k, v in r["perplexity"].items())
               + ("" if r["room"] else " [the grid leaves no room at this pattern: DLP = uniform]"))
         return r
