@@ -32,7 +32,7 @@ CACHE_VERSION = 4
 # tests/test_cache.py fails when a module of the package belongs to no stage and is not listed
 # in NOT_COMPUTING.
 CODE_STAGES: dict[str, tuple[str, ...]] = {
-    "data": ("data.py", "models.py", "architectures/*.py", "gguf_loading.py"),
+    "data": ("data.py", "models.py", "fingerprint.py", "architectures/*.py", "gguf_loading.py"),
     "plan": ("block_stats.py", "calibration*.py", "engine/*.py", "scores.py", "allocation/*.py", "plan.py"),
     "prune": ("pruning.py", "scores.py", "sparsegpt.py", "calibration*.py", "engine/*.py", "compression/*.py"),
     "eval": ("evaluation.py", "zeroshot.py", "zeroshot_tasks.py", "auto_alpha.py", "inference/*.py"),
@@ -45,16 +45,24 @@ class CacheError(RuntimeError):
     pass
 
 
+def _root_path() -> Path:
+    return Path(os.environ.get("DLP_CACHE_DIR", Path.home() / ".cache" / "dlp_lib"))
+
+
 def cache_root() -> Path:
     """Root of every cached artefact: $DLP_CACHE_DIR, else ~/.cache/dlp_lib."""
-    root = Path(os.environ.get("DLP_CACHE_DIR", Path.home() / ".cache" / "dlp_lib"))
-    root.mkdir(parents=True, exist_ok=True)
+    root = _root_path()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheError(f"cannot create the cache directory {root} ({exc.strerror or exc}); set DLP_CACHE_DIR "
+                         "to a writable directory") from None
     return root
 
 
 def check_writable(directory: Path | None = None) -> Path:
     """Fail now, not after the work, if the cache (or `directory`) cannot be written."""
-    d = Path(directory) if directory is not None else cache_root()
+    d = Path(directory) if directory is not None else _root_path()
     try:
         d.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=d, prefix=".write-probe.", suffix=".tmp")
@@ -182,6 +190,14 @@ def clean_orphans(directory: Path, *, older_than: float = STALE_TMP_SECONDS) -> 
 _CLEANED: set = set()
 
 
+def _log(event: str, kind: str) -> None:
+    """With $DLP_CACHE_LOG set (the notebook batch), append 'hit|miss kind' lines: what was reused."""
+    log = os.environ.get("DLP_CACHE_LOG")
+    if log:
+        with open(log, "a") as fh:
+            fh.write(f"{event} {kind}\n")
+
+
 def cached(kind: str, config: dict, compute: Callable[[], Any], *, fmt: str = "json",
            enabled: bool = True) -> Any:
     """Return the cached value for (kind, config), computing and storing it on a miss.
@@ -200,10 +216,13 @@ def cached(kind: str, config: dict, compute: Callable[[], Any], *, fmt: str = "j
         clean_orphans(folder)
     if enabled and path.exists():
         try:
-            return read_entry(path)["value"]
+            value = read_entry(path)["value"]
+            _log("hit", kind)
+            return value
         except CacheError as exc:
             warnings.warn(f"{exc}; deleted, recomputing", stacklevel=2)
             path.unlink(missing_ok=True)
+    _log("miss", kind)
     value = compute()
     if fmt == "json":
         atomic_write_json(path, {"config": config, "value": value})
@@ -213,9 +232,13 @@ def cached(kind: str, config: dict, compute: Callable[[], Any], *, fmt: str = "j
 
 
 # ------------------------------------------------------------------------ cache command
+ASSET_DIRS = ("corpora", "downloads", "models")  # installed assets, not computed entries
+
+
 def entries(root: Path | None = None) -> list[Path]:
     root = Path(root) if root is not None else cache_root()
-    return sorted(p for p in root.glob("*/*") if p.suffix in (".json", ".pt") and p.is_file())
+    return sorted(p for p in root.glob("*/*") if p.suffix in (".json", ".pt") and p.is_file()
+                  and p.parent.name not in ASSET_DIRS and not p.parent.is_symlink())
 
 
 def summary(root: Path | None = None) -> dict[str, dict]:

@@ -136,6 +136,10 @@ def _preflight(a, cfg: ExperimentConfig):
     if a.alpha == "auto" and cfg.allocation != "dlp":
         raise ValueError(f"--alpha auto chooses DLP's alpha; --allocation is {cfg.allocation!r}")
     check_device_available(cfg.device)
+    from .data import HUB_SOURCES, TextSource
+    for source, split in [(cfg.calib, "train")] + [(s, "test") for s in cfg.eval]:
+        if source in HUB_SOURCES:  # hub data: load it (or fail offline) now, not after pass 1
+            TextSource(source).documents(split)
     check_output_file(a.json, "--json")
     check_output_dir(a.save, "--save")
     check_writable()

@@ -19,7 +19,8 @@ from .block_stats import DenseStatistics, dense_statistics
 from .cache import cached, code_version, config_key
 from .data import TextSource, calibration_windows, evaluation_windows
 from .evaluation import achieved_sparsity, layer_outlier_distribution, perplexity
-from .models import load_model, model_fingerprint
+from .fingerprint import model_fingerprint
+from .models import load_model
 from .allocation import build_plan
 from .plan import SparsityPlan
 from .pruning import prune_model

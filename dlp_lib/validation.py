@@ -70,7 +70,27 @@ def validate_config(cfg) -> None:
         if cfg.allocation != "uniform":
             _fail("allocation", cfg.allocation, "N:M applies one pattern everywhere here; use 'uniform' with --nm")
     for s in (cfg.calib, *cfg.eval):
-        TextSource(s)
+        source = TextSource(s)
+        if source.is_path:
+            _check_text_file(source)
+
+
+_CHECKED_FILES: dict = {}
+
+
+def _check_text_file(source) -> None:
+    """A local text source exists, is a file and is UTF-8 text (checked once per file version)."""
+    p = Path(source.name)
+    try:
+        st = p.stat()
+        version = (str(p.resolve()), st.st_mtime_ns, st.st_size)
+    except OSError:
+        version = None
+    if version is not None and version in _CHECKED_FILES:
+        return
+    source.file_text()
+    if version is not None:
+        _CHECKED_FILES[version] = True
 
 
 def validate_device_name(device: str) -> None:

@@ -216,8 +216,8 @@ def zero_shot_for(lab, cfg=None, tasks=("offline",), *, limit: int | float | Non
     return cached("zeroshot", key, compute, enabled=use_cache and lab.use_cache)
 
 
-def sweep(lab, base, tasks=("offline",), *, limit=None, methods=("magnitude", "wanda", "sparsegpt"),
-          allocations=("uniform", "owl", "dlp"), batch_size: int = 16) -> dict:
+def sweep(lab, base, tasks=("offline",), *, allocations, limit=None, methods=("magnitude", "wanda", "sparsegpt"),
+          batch_size: int = 16) -> dict:
     """Table 4 grid: {("dense", "dense"): result, (method, allocation): result} at base.sparsity (cached)."""
     runs = {("dense", "dense"): zero_shot_for(lab, None, tasks, limit=limit, batch_size=batch_size)}
     for m in methods:

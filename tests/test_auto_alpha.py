@@ -23,19 +23,6 @@ def _one_thread():
 
 
 @pytest.fixture()
-def tmp_cache(tmp_path, monkeypatch):
-    """A fresh result cache that still sees the downloaded corpora and token streams."""
-    real = cache_root()
-    root = tmp_path / "cache"
-    root.mkdir()
-    for sub in ("corpora", "downloads", "tokens"):
-        if (real / sub).exists():
-            os.symlink(real / sub, root / sub)
-    monkeypatch.setenv("DLP_CACHE_DIR", str(root))
-    return root
-
-
-@pytest.fixture()
 def lab():
     from dlp_lib.experiment import Lab
     return Lab("tiny-llama", progress=False)
