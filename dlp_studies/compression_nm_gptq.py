@@ -183,8 +183,10 @@ def gptq_verdict(ppl: dict, *, tol: float = TOLERANCE) -> list[str]:
         n = len(wins) + len(ties) + len(losses)
         if not losses and not ties:
             word = "holds"
+        elif not losses and wins:
+            word = "holds where the gap exceeds noise, within noise elsewhere"
         elif not losses:
-            word = "holds or is within noise"
+            word = "within noise at every bit width (not shown here)"
         elif not wins:
             word = "does not reproduce"
         else:

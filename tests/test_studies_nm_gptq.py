@@ -44,7 +44,9 @@ def test_gptq_verdict_fails_and_noise():
     assert "does not reproduce (0/4" in v[0]
     assert "4-bit DLP is nearly the unquantized DLP: does not reproduce" in v[1]
     v = nmq.gptq_verdict(_ppl({16: 30, 4: 31}, {16: 30.1, 4: 30.9}))
-    assert "within noise" in v[0]
+    assert "within noise at every bit width" in v[0] and "holds" not in v[0]
+    v = nmq.gptq_verdict(_ppl({16: 30, 4: 31}, {16: 20, 4: 30.9}))
+    assert "holds where the gap exceeds noise" in v[0]
     v = nmq.gptq_verdict(_ppl({16: 30, 4: 31}, {16: 20, 4: 33}))
     assert "partly holds (1/2" in v[0]
 
