@@ -101,3 +101,25 @@ def test_smoke_pipeline_on_tiny(tmp_path, monkeypatch):
     assert not res.wants(parser.parse_args(["--nm", "4:8", "--allocation", "uniform"]))
     with pytest.raises(SystemExit):
         parser.parse_args(["--quantize-bits", "5"])
+
+
+def test_cli_preflight_refuses_bad_combinations():
+    import argparse
+
+    from dlp_lib.compression import nm_gptq_results as res
+    from dlp_lib.experiment import ExperimentConfig
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nm")
+    parser.add_argument("--allocation", default="dlp")
+    res.add_arguments(parser)
+    cfg = ExperimentConfig.from_profile("smoke", method="wanda")
+    for argv, match in [(["--nm", "2:4", "--quantize-bits", "4"], "mixed N:M"),
+                        (["--quantize-bits", "4", "--quantize-mode", "joint"], "joint"),
+                        (["--quantize-bits", "4", "--group-size", "100"], "group_size"),
+                        (["--group-size", "64"], "need --quantize-bits"),
+                        (["--nm", "5:4"], "N:M")]:
+        with pytest.raises(ValueError, match=match):
+            res.check_args(parser.parse_args(argv), cfg)
+    res.check_args(parser.parse_args(["--quantize-bits", "3", "--group-size", "128"]), cfg)
+    res.check_args(parser.parse_args(["--nm", "2:4"]), cfg)

@@ -207,15 +207,35 @@ def wants(args) -> bool:
     return getattr(args, "quantize_bits", None) is not None or mixed_nm_requested(args)
 
 
+def check_args(args, cfg) -> None:
+    """The preflight: every bad combination fails here, before the model loads."""
+    bits = getattr(args, "quantize_bits", None)
+    if mixed_nm_requested(args):
+        NMPattern.parse(args.nm)
+        if bits is not None:
+            raise ValueError("--quantize-bits with a mixed N:M model (--nm with a non-uniform allocation) is not "
+                             "supported; use --allocation uniform with --nm, or no --nm")
+        if cfg.granularity != "block":
+            raise ValueError(f"mixed N:M gives one pattern per block; --granularity {cfg.granularity!r} is not allowed")
+        return
+    if bits is None:
+        if getattr(args, "group_size", None) is not None or getattr(args, "quantize_dense", False):
+            raise ValueError("--group-size and --quantize-dense need --quantize-bits")
+        return
+    if bits != UNQUANTIZED:
+        check_quantization(bits, args.group_size, args.quantize_mode)
+    if args.quantize_mode == "joint" and (args.quantize_dense or cfg.method != "sparsegpt" or cfg.nm is not None):
+        raise ValueError("--quantize-mode joint is SparseGPT's prune-and-quantize loop: it needs --method sparsegpt, "
+                         f"no --nm and no --quantize-dense (got method {cfg.method!r})")
+
+
 def run(args, cfg, lab) -> dict:
     """Run the compression a `prune` invocation asks for; prints one line, returns the result.
 
     cfg: the pruning config of the invocation, with nm=None when `mixed_nm_requested(args)`."""
+    check_args(args, cfg)
     use_cache = not getattr(args, "no_cache", False)
     mixed = mixed_nm_requested(args)
-    if mixed and args.quantize_bits is not None:
-        raise ValueError("--quantize-bits with a mixed N:M model (--nm with a non-uniform allocation) is not "
-                         "supported; use --allocation uniform with --nm, or no --nm")
     if mixed:
         pattern = NMPattern.parse(args.nm)
         r = mixed_nm_result(lab, cfg, str(pattern), cfg.allocation, cfg.method, alpha=cfg.alpha, use_cache=use_cache)
