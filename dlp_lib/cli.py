@@ -82,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--strict-ratios", action="store_true", help="error instead of clamp+rebalance of ratios")
     pr.add_argument("--no-cache", action="store_true", help="recompute every stage (tokens, pass 1, dense and "
                     "pruned evaluation) and overwrite the cache")
-    pr.add_argument("--save", type=Path, help="directory for the pruned checkpoint and plan.json")
+    pr.add_argument("--save", type=Path, help="directory for the pruned checkpoint, plan.json, plan_modules.json "
+                    "(full module name -> sparsity) and a README.md model card")
+    pr.add_argument("--export-recipe", type=Path, metavar="FILE",
+                    help="write an llm-compressor recipe (YAML) carrying the plan's per-layer sparsities "
+                         "(WandaPruningModifier or SparseGPTModifier; --method wanda or sparsegpt)")
     pr.add_argument("--json", type=Path, help="write the result JSON here")
     pr.add_argument("--quiet", action="store_true", help="no progress bars")
     pr.add_argument("--zero-shot", metavar="TASK[,TASK...]",
@@ -101,6 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
     zs.add_argument("--dtype", choices=DTYPE_NAMES, default="float32")
     zs.add_argument("--batch-size", type=int, default=16)
     zs.add_argument("--json", type=Path, help="write the result JSON here")
+
+    sw = sub.add_parser("sweep", help="run a grid of configurations as independent jobs (submitit: local, slurm)")
+    sw.add_argument("grid", type=Path, help="YAML grid file (see dlp_lib.sweep for the format)")
+    sw.add_argument("--engine", choices=("local", "slurm", "debug"), default="local",
+                    help="local: subprocesses on this machine; slurm: a SLURM job array; debug: in this process")
+    sw.add_argument("--folder", type=Path, default=Path("sweeps"), help="submitit's folder for job files and logs")
+    sw.add_argument("--max-retries", type=int, default=1, help="resubmissions of a job that died")
+    sw.add_argument("--max-parallel", type=int, default=2, help="local engine: jobs at once")
+    sw.add_argument("--timeout-min", type=int, default=240, help="per-job time limit in minutes")
+    sw.add_argument("--slurm", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="SLURM parameters, e.g. partition=gpu gpus_per_node=1 array_parallelism=16")
+
+    from .finetune import add_arguments as finetune_arguments
+    ft = sub.add_parser("finetune", help="fine-tune a pruned (or dense) model: LoRA with masks fixed (Table 7) "
+                        "or layer-sampled LISA / OwLore / DLP (Table 18)")
+    finetune_arguments(ft)
 
     ca = sub.add_parser("cache", help="inspect the results cache ($DLP_CACHE_DIR, default ~/.cache/dlp_lib)")
     ca.add_argument("action", choices=("ls", "verify", "clear"), help="ls: entries per kind; verify: read every "
@@ -142,6 +162,12 @@ def _preflight(a, cfg: ExperimentConfig):
             TextSource(source).documents(split)
     check_output_file(a.json, "--json")
     check_output_dir(a.save, "--save")
+    check_output_file(a.export_recipe, "--export-recipe")
+    if a.export_recipe is not None:
+        from .export import RECIPE_MODIFIERS
+        if cfg.method not in RECIPE_MODIFIERS:
+            raise ValueError(f"--export-recipe: llm-compressor has no one-shot {cfg.method} modifier with per-layer "
+                             f"sparsity; use --method {' or '.join(RECIPE_MODIFIERS)}")
     check_writable()
     tasks = None
     if a.zero_shot:
@@ -182,7 +208,15 @@ def cmd_prune(a) -> int:
         lab.model.save_pretrained(a.save)
         lab.tokenizer.save_pretrained(a.save)
         plan.save(a.save / "plan.json")
+        from .export import save_plan_modules, write_model_card
+        save_plan_modules(a.save, lab.model, plan)
+        write_model_card(a.save, result, plan, cfg.to_dict())
         result["saved_to"] = str(a.save)
+    if a.export_recipe:
+        from .export import llm_compressor_recipe
+        a.export_recipe.parent.mkdir(parents=True, exist_ok=True)
+        a.export_recipe.write_text(llm_compressor_recipe(lab.model, lab.plan(cfg), cfg.method, nm=cfg.nm))
+        result["recipe"] = str(a.export_recipe)
     if tasks:
         from .zeroshot import zero_shot_for
         result["zero_shot"] = zero_shot_for(lab, cfg, tasks, limit=a.zero_shot_limit, use_cache=not a.no_cache)
@@ -254,6 +288,27 @@ def cmd_cache(a) -> int:
     return 0
 
 
+def cmd_sweep(a) -> int:
+    from .sweep import load_grid, run_sweep
+    configs = load_grid(a.grid)
+    slurm = {}
+    for item in a.slurm:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--slurm {item!r} is not KEY=VALUE")
+        slurm[key] = int(value) if value.isdigit() else value
+    print(f"{len(configs)} configurations from {a.grid}, engine {a.engine}")
+    report = run_sweep(configs, engine=a.engine, folder=a.folder, max_retries=a.max_retries,
+                       max_parallel=a.max_parallel, timeout_min=a.timeout_min, slurm=slurm)
+    print(report.table(configs))
+    return 1 if report.failures else 0
+
+
+def cmd_finetune(a) -> int:
+    from .finetune import run
+    return run(a)
+
+
 def cmd_fetch(a) -> int:
     from .data import fetch_corpus
     for name in a.corpora:
@@ -265,7 +320,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"prune": cmd_prune, "fetch-data": cmd_fetch, "zero-shot": cmd_zero_shot,
-                "cache": cmd_cache}[args.command](args)
+                "cache": cmd_cache, "sweep": cmd_sweep, "finetune": cmd_finetune}[args.command](args)
     except (ValueError, FileNotFoundError, RuntimeError, NotADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

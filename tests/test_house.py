@@ -18,9 +18,9 @@ LAYERS = [
     ("block_stats", "sparsegpt"),
     ("allocation",),
     ("pruning", "compression", "evaluation"),
-    ("inference", "zeroshot", "auto_alpha", "finetune"),
-    ("validation", "experiment"),
-    ("api", "explorer", "export"),
+    ("inference", "zeroshot", "auto_alpha"),
+    ("validation", "dense_weights", "experiment"),
+    ("api", "explorer", "export", "sweep", "finetune"),
     ("cli", "__main__", "__init__"),
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
@@ -238,3 +238,16 @@ def test_plan_is_a_budget():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert SparsityPlan(**p.to_dict()) == p
+
+
+@pytest.mark.parametrize("mode", ["memory", "disk"])
+def test_dense_weights_restore_exactly(tmp_cache, mode):
+    from dlp_lib.experiment import ExperimentConfig, Lab
+    from dlp_lib.fingerprint import model_fingerprint
+    lab = Lab("tiny-llama", progress=False, dense_copy=mode)
+    assert lab._dense.mode == mode and (lab._dense._memory is None) == (mode == "disk")
+    before = model_fingerprint(lab.model)
+    lab.ensure(ExperimentConfig.from_profile("smoke", method="magnitude", allocation="uniform", sparsity=0.6))
+    assert model_fingerprint(lab.model) != before
+    lab.ensure(None)
+    assert model_fingerprint(lab.model) == before == lab.fingerprint
