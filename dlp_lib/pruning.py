@@ -13,16 +13,31 @@ from .sparsegpt import sparsegpt_prune_
 METHODS = ("magnitude", "wanda", "sparsegpt")
 
 
-def _check(method: str, plan: SparsityPlan, group: str, nm: NMPattern | None, n_blocks: int) -> None:
+def block_patterns(nm, n_blocks: int) -> list[NMPattern | None]:
+    """One N:M pattern (or None) per block from a single pattern, None, or a per-block sequence."""
+    if nm is None or isinstance(nm, NMPattern):
+        return [nm] * n_blocks
+    patterns = list(nm)
+    if len(patterns) != n_blocks:
+        raise ValueError(f"{len(patterns)} per-block N:M patterns given but the model has {n_blocks} blocks")
+    if not all(isinstance(p, NMPattern) for p in patterns):
+        raise ValueError("per-block N:M patterns must all be NMPattern")
+    return patterns
+
+
+def _check(method: str, plan: SparsityPlan, group: str, nm, n_blocks: int) -> None:
     if method not in METHODS:
         raise ValueError(f"Unknown pruning method {method!r}; allowed: {', '.join(METHODS)}")
     if group not in GROUPS:
         raise ValueError(f"Unknown comparison group {group!r}; allowed: {', '.join(GROUPS)}")
     if len(plan.ratios) != n_blocks:
         raise ValueError(f"Plan has {len(plan.ratios)} ratios but the model has {n_blocks} blocks")
-    if nm is not None and len(set(plan.ratios)) > 1:
-        # The reference code silently ignores layerwise ratios under N:M; we refuse instead.
-        raise ValueError("N:M pruning applies one pattern everywhere; use allocation 'uniform' with --nm")
+    if isinstance(nm, NMPattern) and len(set(plan.ratios)) > 1:
+        # The reference code silently ignores layerwise ratios under N:M; we refuse instead. A
+        # non-uniform plan is turned into per-block patterns by compression.mixed_nm.
+        raise ValueError("one N:M pattern applies everywhere; use allocation 'uniform', or per-block patterns "
+                         "(compression.mixed_nm) for a non-uniform plan")
+    block_patterns(nm, n_blocks)
 
 
 _SCORE_CHUNK = 1 << 22  # scores materialised at once (16 MB fp32) when the comparison group allows it
@@ -53,23 +68,28 @@ def _prune_sublayers(v: BlockVisit, plan: SparsityPlan, method: str, group: str,
 
 @torch.no_grad()
 def prune_model(model, plan: SparsityPlan, method: str, calib_ids: torch.Tensor | None = None, *,
-                group: str = "per_output", nm: NMPattern | None = None, device=None, act_dtype=None,
+                group: str = "per_output", nm=None, device=None, act_dtype=None,
                 progress: bool = True, stream_activations: bool = False, **engine_options) -> None:
     """Prune `model` in place. Wanda/SparseGPT run sequentially: block l is calibrated on the
     outputs of the already pruned blocks < l. Magnitude needs no data. engine_options go to
-    CalibrationEngine (batch_size, offload, prefetch, pin_memory)."""
+    CalibrationEngine (batch_size, offload, prefetch, pin_memory).
+
+    nm: None, one NMPattern for every block, or a sequence of one NMPattern per block (mixed
+    N:M, Appendix E.2); under N:M the pattern, not the plan's ratio, sets each block's sparsity."""
     blocks = decoder_blocks(model)
     _check(method, plan, group, nm, len(blocks))
+    patterns = block_patterns(nm, len(blocks))
     if method == "magnitude":
         for index, block in enumerate(tqdm(blocks, desc="magnitude pruning", disable=not progress, leave=False)):
-            _prune_sublayers(BlockVisit(index, block, linear_sublayers(block)), plan, method, group, nm)
+            _prune_sublayers(BlockVisit(index, block, linear_sublayers(block)), plan, method, group,
+                             patterns[index])
         return
     if calib_ids is None:
         raise ValueError(f"{method} needs calibration data (calib_ids)")
     stat = "hessian" if method == "sparsegpt" else "wanda"
 
     def visit(v: BlockVisit) -> bool:
-        _prune_sublayers(v, plan, method, group, nm)
+        _prune_sublayers(v, plan, method, group, patterns[v.index])
         return True
 
     engine = CalibrationEngine(model, calib_ids, device=device, act_dtype=act_dtype, progress=progress,

@@ -16,8 +16,13 @@ from .scores import NMPattern
 
 
 def _prune_columns_(W1: torch.Tensor, Q1: torch.Tensor, Err1: torch.Tensor, Hinv1: torch.Tensor,
-                    mask1: torch.Tensor, nm: NMPattern | None) -> None:
-    """The reference's inner loop over the columns of one block, in place on W1, Q1, Err1, mask1."""
+                    mask1: torch.Tensor, nm: NMPattern | None, quantizer=None, i1: int = 0) -> None:
+    """The reference's inner loop over the columns of one block, in place on W1, Q1, Err1, mask1.
+
+    With a `quantizer` (GPTQ, joint prune-and-quantize) the kept weights of each column are
+    rounded to its grid after the mask is applied, and the pruned ones are set to zero again
+    (a zero need not be a grid point), before the error is propagated.
+    """
     count = W1.shape[1]
     for i in range(count):
         w = W1[:, i]
@@ -27,6 +32,8 @@ def _prune_columns_(W1: torch.Tensor, Q1: torch.Tensor, Err1: torch.Tensor, Hinv
             idx = torch.topk(sal, nm.m - nm.n_kept, dim=1, largest=False).indices
             mask1.scatter_(1, i + idx, True)
         q = w.masked_fill(mask1[:, i], 0)  # = w.clone(); q[mask1[:, i]] = 0, without a sync
+        if quantizer is not None:
+            q = quantizer(q, i1 + i, W1[:, i:], mask1[:, i:]).masked_fill_(mask1[:, i], 0)
         Q1[:, i] = q
         err = (w - q) / d
         W1[:, i:] -= err.unsqueeze(1).matmul(Hinv1[i, i:].unsqueeze(0))
@@ -85,14 +92,23 @@ def clear_graph_cache() -> None:
 
 @torch.no_grad()
 def sparsegpt_prune_(weight: torch.Tensor, hessian: torch.Tensor, ratio: float, *, blocksize: int = 128,
-                     percdamp: float = 0.01, nm: NMPattern | None = None) -> torch.Tensor:
+                     percdamp: float = 0.01, nm: NMPattern | None = None, keep_mask: torch.Tensor | None = None,
+                     quantizer=None) -> torch.Tensor:
     """Prune `weight` (C_out, C_in) in place with SparseGPT; returns the boolean mask of zeros.
 
     Follows the reference: dead inputs (H_jj = 0) get H_jj = 1 and W[:, j] = 0, damping
     percdamp * mean(diag H), upper Cholesky factor of H^-1, columns in blocks of `blocksize`
     where the mask is chosen from W^2 / diag(H^-1)^2 pooled over the block's rows and columns
     (exactly int(rows * blocksize * ratio) weights), then the OBS update.
+
+    keep_mask (C_out, C_in) bool: weights already pruned, zero in the result whatever `ratio`
+    adds (GPTQ of a pruned model passes ratio 0 and its zeros). quantizer: an object with
+    `begin(W, mask)` (called once on the weights before the loop) and
+    `__call__(q, column, W_tail, mask_tail) -> q rounded` (see `compression.gptq`); the
+    reference's joint prune-and-quantize mode.
     """
+    if keep_mask is not None and nm is not None:
+        raise ValueError("keep_mask and nm cannot be combined: an N:M mask is chosen in the loop")
     W = weight.data.float().clone()
     rows, cols = W.shape
     H = hessian.clone().float()
@@ -105,6 +121,11 @@ def sparsegpt_prune_(weight: torch.Tensor, hessian: torch.Tensor, ratio: float, 
     H = torch.cholesky_inverse(H)
     Hinv = torch.linalg.cholesky(H, upper=True)
     del H
+    if keep_mask is not None:
+        keep_mask = keep_mask.to(W.device)
+        W.masked_fill_(keep_mask, 0)
+    if quantizer is not None:
+        quantizer.begin(W, keep_mask)
 
     mask = torch.zeros_like(W, dtype=torch.bool)
     for i1 in range(0, cols, blocksize):
@@ -119,13 +140,16 @@ def sparsegpt_prune_(weight: torch.Tensor, hessian: torch.Tensor, ratio: float, 
             if k:
                 idx = torch.sort(saliency.flatten(), stable=True).indices[:k]
                 mask1.view(-1)[idx] = True
-        graph = _column_graph(rows, count, nm, W.device) if W.is_cuda and count == blocksize else None
+        if keep_mask is not None:
+            mask1 |= keep_mask[:, i1:i2]
+        use_graph = W.is_cuda and count == blocksize and quantizer is None
+        graph = _column_graph(rows, count, nm, W.device) if use_graph else None
         if graph is not None:
             Q1, Err1, mask1 = graph(W1, Hinv1, mask1)
         else:
             Q1 = torch.zeros_like(W1)
             Err1 = torch.zeros_like(W1)
-            _prune_columns_(W1, Q1, Err1, Hinv1, mask1, nm)
+            _prune_columns_(W1, Q1, Err1, Hinv1, mask1, nm, quantizer, i1)
         W[:, i1:i2] = Q1
         mask[:, i1:i2] = mask1
         W[:, i2:] -= Err1.matmul(Hinv[i1:i2, i2:])

@@ -1,0 +1,258 @@
+"""Cached results of mixed N:M (Table 15) and GPTQ after pruning (Table 17, Figure 6) on a Lab.
+
+Each result is keyed by the pruning configuration's key (model fingerprint, calibration,
+method, allocation, sparsity, alpha, ...) plus the compressor's own parameters, and records
+the budgets the compressed model actually meets, counted on its weights.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..cache import cached, code_version
+from ..data import TextSource
+from ..evaluation import achieved_sparsity
+from ..scores import NMPattern
+from .gptq import check_quantization, quantize_model
+from .mixed_nm import nm_compliance, prune_mixed_nm
+
+UNQUANTIZED = 16  # the tables' "16 bits": the model as pruned, not quantized
+
+
+# ---------------------------------------------------------------- the Lab's state, before and after its restructure
+def _dense(lab) -> None:
+    if hasattr(lab, "ensure"):
+        lab.ensure(None)
+    else:
+        lab.restore_dense()
+
+
+def _pruned(lab, cfg):
+    """Prune the Lab's model exactly as cfg says; returns the plan."""
+    return lab.ensure(cfg) if hasattr(lab, "ensure") else lab.prune(cfg)
+
+
+def _modified(lab, tag) -> None:
+    """The model was changed here (not by the Lab's ensure): make its next ensure reload the weights."""
+    if hasattr(lab, "mark_modified"):
+        lab.mark_modified(tag)
+    elif hasattr(lab, "ensure"):
+        # the Lab reloads its dense weights on ensure() whenever it holds a pruned state; this
+        # state matches no config's pruning key, so ensure(cfg) always prunes afresh
+        lab._pruned, lab._pruned_key, lab._plan = tag, {"modified_outside_the_lab": repr(tag)}, None
+    else:
+        lab._pruned_key = tag
+
+
+def pruning_key(lab, cfg) -> dict:
+    """Everything the pruned weights depend on (the Lab's own key when it offers one)."""
+    if hasattr(cfg, "pruning_key"):
+        return dict(cfg.pruning_key(lab.fingerprint))
+    key = cfg.to_dict()
+    for k in ("eval", "neval", "lod_m"):
+        key.pop(k, None)
+    return {**key, "fingerprint": lab.fingerprint, "calib_id": TextSource(cfg.calib).identity()}
+
+
+def eval_key(cfg) -> dict:
+    return {"eval_ids": [TextSource(s).identity() for s in cfg.eval], "neval": cfg.neval, "seqlen": cfg.seqlen,
+            "eval_code": code_version("eval")}
+
+
+def _calibration_key(lab, cfg) -> dict:
+    """The dense model's key: only the data and the model (no method, allocation, sparsity), and
+    the code of the quantizer (stage prune)."""
+    if hasattr(cfg, "data_key"):
+        key = dict(cfg.data_key(lab.fingerprint))
+    else:
+        key = {"model": cfg.model, "fingerprint": lab.fingerprint, "calib_id": TextSource(cfg.calib).identity(),
+               "nsamples": cfg.nsamples, "seqlen": cfg.seqlen, "seed": cfg.seed, "dtype": cfg.dtype,
+               "device": torch.device(cfg.device).type}
+    return {**key, "prune_code": code_version("prune")}
+
+
+# ---------------------------------------------------------------- Table 17 / Figure 6
+_SNAPSHOT: dict = {}  # the last pruned model's weights, so several bit widths prune once
+
+
+def _restore_or_prune(lab, cfg, key: dict) -> None:
+    tag = ("pruned-for-quantization", repr(sorted(key.items())))
+    if _SNAPSHOT.get("tag") == tag and _SNAPSHOT.get("lab") is lab:
+        lab.model.load_state_dict(_SNAPSHOT["state"])
+    else:
+        _SNAPSHOT.clear()
+        if cfg is None:
+            _dense(lab)
+        else:
+            _pruned(lab, cfg)
+        _SNAPSHOT.update(tag=tag, lab=lab, state={k: v.detach().clone() for k, v in lab.model.state_dict().items()})
+    _modified(lab, tag)
+
+
+def clear_snapshot() -> None:
+    _SNAPSHOT.clear()
+
+
+def quantized_result(lab, cfg, bits: int, group_size: int | None = None, mode: str = "gptq", *,
+                     dense: bool = False, use_cache: bool = True) -> dict:
+    """Perplexity on every eval text of cfg after quantizing the model pruned per cfg (or the dense
+    model with dense=True; cfg then only gives the calibration and evaluation data) to `bits`.
+
+    mode "gptq": prune, then GPTQ the pruned model (its zeros kept); "joint": SparseGPT's
+    prune-and-quantize in one loop (cfg.method must be sparsegpt); "rtn": round-to-nearest.
+    bits 16: no quantization. Returns perplexities, and the budgets verified on the weights
+    (bits, zeros preserved, kept weights rounded to zero, achieved sparsity).
+    """
+    if bits != UNQUANTIZED:
+        check_quantization(bits, group_size, mode)
+    if mode == "joint" and (dense or cfg.method != "sparsegpt" or cfg.nm is not None):
+        raise ValueError("mode 'joint' is SparseGPT's prune-and-quantize loop: it needs a pruned (not dense) "
+                         f"sparsegpt config without N:M, got dense={dense}, method={cfg.method!r}, nm={cfg.nm!r}")
+    base = _calibration_key(lab, cfg) if dense else pruning_key(lab, cfg)
+    key = {**base, **eval_key(cfg), "dense": dense, "bits": bits,
+           "group_size": None if bits == UNQUANTIZED else group_size,
+           "mode": None if bits == UNQUANTIZED else mode}
+
+    def compute():
+        t0 = time.perf_counter()
+        budgets: dict = {"bits": bits}
+        if mode == "joint" and bits != UNQUANTIZED:
+            _SNAPSHOT.clear()
+            _dense(lab)
+            plan = lab.plan(cfg)
+            _dense(lab)
+            _modified(lab, ("joint", repr(sorted(key.items()))))
+            budgets.update(quantize_model(lab.model, lab.calibration(cfg), bits, group_size=group_size, mode="joint",
+                                          plan=plan, device=lab.device, progress=lab.progress))
+        else:
+            _restore_or_prune(lab, None if dense else cfg, base)
+            if bits != UNQUANTIZED:
+                calib = None if mode == "rtn" else lab.calibration(cfg)
+                budgets.update(quantize_model(lab.model, calib, bits, group_size=group_size, mode=mode,
+                                              device=lab.device, progress=lab.progress))
+        ppl = lab.perplexities(cfg.eval, cfg.seqlen, cfg.neval)
+        return {"perplexity": ppl, "budgets": budgets, "achieved_sparsity": achieved_sparsity(lab.model),
+                "dense": dense, "allocation": None if dense else cfg.allocation,
+                "sparsity": 0.0 if dense else cfg.sparsity, "group_size": group_size, "mode": mode,
+                "seconds": time.perf_counter() - t0}
+
+    return cached("quantized", key, compute, enabled=use_cache)
+
+
+# ---------------------------------------------------------------- Table 15
+def mixed_nm_result(lab, cfg, pattern: str, allocation: str, method: str | None = None, *,
+                    alpha: float | None = None, use_cache: bool = True) -> dict:
+    """Perplexity of the model pruned with per-block N:M patterns from `allocation`'s plan whose
+    target is the uniform pattern's sparsity 1 - N/M; the per-block N and achieved density.
+
+    The cache key is the per-block N (with the data and method), so an allocation that rounds to
+    the uniform pattern shares the uniform result (the pruned model is the same).
+    """
+    p = NMPattern.parse(pattern)
+    plan_cfg = cfg.replace(allocation=allocation, sparsity=p.sparsity, nm=None, method=method or cfg.method,
+                           alpha=alpha, granularity="block")
+    _dense(lab)
+    plan = lab.plan(plan_cfg)
+    from .mixed_nm import mixed_patterns
+
+    mixed = mixed_patterns(lab.model, plan, p)
+    base = pruning_key(lab, plan_cfg.replace(allocation="uniform", alpha=None))
+    key = {**base, **eval_key(cfg), "mixed_nm": mixed.n_kept, "m": p.m}
+
+    def compute():
+        t0 = time.perf_counter()
+        _SNAPSHOT.clear()
+        _dense(lab)
+        _modified(lab, ("mixed_nm", repr(sorted(key.items()))))
+        prune_mixed_nm(lab.model, plan, p, plan_cfg.method, lab.calibration(plan_cfg), group=plan_cfg.resolved_group(),
+                       device=lab.device, progress=lab.progress)
+        check = nm_compliance(lab.model, mixed)
+        ppl = lab.perplexities(cfg.eval, cfg.seqlen, cfg.neval)
+        return {"perplexity": ppl, "compliance": check, "seconds": time.perf_counter() - t0}
+
+    out = dict(cached("mixed_nm", key, compute, enabled=use_cache))
+    out.update(pattern=str(p), allocation=allocation, method=plan_cfg.method, alpha=plan_cfg.resolved_alpha(),
+               n_kept=mixed.n_kept, achieved_density=mixed.achieved_density, exact=mixed.exact, room=mixed.room,
+               ratios=plan.ratios, same_as_uniform=mixed.n_kept == [p.n_kept] * len(mixed.n_kept))
+    return out
+
+
+# ---------------------------------------------------------------- command line (wired into `prune` by cli.py)
+def add_arguments(parser) -> None:
+    """Options of `python -m dlp_lib prune` for Appendix E.2/E.4. Mixed N:M needs no option of its
+    own: it is `--nm N:M` with a non-uniform `--allocation` (see `wants`)."""
+    from .gptq import BITS, MODES
+
+    g = parser.add_argument_group("quantization after pruning (paper Appendix E.4, GPTQ)")
+    g.add_argument("--quantize-bits", type=int, choices=BITS,
+                   help="also quantize the pruned model's block weights to this many bits (GPTQ; 16 = none)")
+    g.add_argument("--group-size", type=int,
+                   help="quantization grid per group of this many input columns (32, 64 or 128); default: per row")
+    g.add_argument("--quantize-mode", choices=MODES, default="gptq",
+                   help="gptq: prune, then GPTQ keeping the zeros (default); joint: SparseGPT's prune-and-quantize "
+                        "in one loop (--method sparsegpt); rtn: round-to-nearest")
+    g.add_argument("--quantize-dense", action="store_true",
+                   help="quantize the dense model instead (the pruning options only choose the data)")
+
+
+def mixed_nm_requested(args) -> bool:
+    """`--nm` with a non-uniform `--allocation`: per-block patterns (the config is then built with
+    nm=None and the pattern's sparsity, and `run` prunes through `mixed_nm_result`)."""
+    return getattr(args, "nm", None) is not None and getattr(args, "allocation", "uniform") != "uniform"
+
+
+def wants(args) -> bool:
+    """Does this `prune` invocation go through the compression path?"""
+    return getattr(args, "quantize_bits", None) is not None or mixed_nm_requested(args)
+
+
+def check_args(args, cfg) -> None:
+    """The preflight: every bad combination fails here, before the model loads."""
+    bits = getattr(args, "quantize_bits", None)
+    if mixed_nm_requested(args):
+        NMPattern.parse(args.nm)
+        if bits is not None:
+            raise ValueError("--quantize-bits with a mixed N:M model (--nm with a non-uniform allocation) is not "
+                             "supported; use --allocation uniform with --nm, or no --nm")
+        if cfg.granularity != "block":
+            raise ValueError(f"mixed N:M gives one pattern per block; --granularity {cfg.granularity!r} is not allowed")
+        return
+    if bits is None:
+        if getattr(args, "group_size", None) is not None or getattr(args, "quantize_dense", False):
+            raise ValueError("--group-size and --quantize-dense need --quantize-bits")
+        return
+    if bits != UNQUANTIZED:
+        check_quantization(bits, args.group_size, args.quantize_mode)
+    if args.quantize_mode == "joint" and (args.quantize_dense or cfg.method != "sparsegpt" or cfg.nm is not None):
+        raise ValueError("--quantize-mode joint is SparseGPT's prune-and-quantize loop: it needs --method sparsegpt, "
+                         f"no --nm and no --quantize-dense (got method {cfg.method!r})")
+
+
+def run(args, cfg, lab) -> dict:
+    """Run the compression a `prune` invocation asks for; prints one line, returns the result.
+
+    cfg: the pruning config of the invocation, with nm=None when `mixed_nm_requested(args)`."""
+    check_args(args, cfg)
+    use_cache = not getattr(args, "no_cache", False)
+    mixed = mixed_nm_requested(args)
+    if mixed:
+        pattern = NMPattern.parse(args.nm)
+        r = mixed_nm_result(lab, cfg, str(pattern), cfg.allocation, cfg.method, alpha=cfg.alpha, use_cache=use_cache)
+        print(f"mixed N:M {r['pattern']} ({cfg.method}, {cfg.allocation}) on {cfg.model}: per-block N "
+              f"{' '.join(map(str, r['n_kept']))}; density {r['achieved_density']:.4f} (target "
+              f"{pattern.n_kept / pattern.m:.4f}); perplexity "
+              + ", ".join(f"{k}: {v:.3f}" for k, v in r["perplexity"].items())
+              + ("" if r["room"] else " [the grid leaves no room at this pattern: DLP = uniform]"))
+        return r
+    r = quantized_result(lab, cfg, args.quantize_bits, args.group_size, args.quantize_mode,
+                         dense=args.quantize_dense, use_cache=use_cache)
+    what = "dense model" if args.quantize_dense else f"{cfg.method} + {cfg.allocation} at {cfg.sparsity:.0%}"
+    b = r["budgets"]
+    print(f"{what} on {cfg.model}, {args.quantize_bits}-bit {args.quantize_mode}"
+          f"{'' if args.group_size is None else f' (groups of {args.group_size})'}: perplexity "
+          + ", ".join(f"{k}: {v:.3f}" for k, v in r["perplexity"].items())
+          + (f"; zeros kept {b['pruned_still_zero']}/{b['pruned']}, kept weights rounded to 0: "
+             f"{b['kept_rounded_to_zero']}" if "pruned" in b else "")
+          + f"; achieved sparsity {r['achieved_sparsity']['overall']:.4f}")
+    return r
