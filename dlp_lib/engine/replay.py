@@ -79,9 +79,11 @@ class BlockCalls:
 
 class _Dedup:
     """Stores each distinct tensor once: the same object (by identity, within a batch) or equal
-    values (across batches: an attention mask or rotary table is the same for every batch)."""
+    values (across batches: an attention mask or rotary table is the same for every batch), on
+    the compute device."""
 
-    def __init__(self):
+    def __init__(self, device: torch.device):
+        self.device = device
         self.uniques: list[torch.Tensor] = []
         self.by_id: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
