@@ -50,3 +50,10 @@ def test_grids():
     assert len(arch.grid("paper")["models"]) == 5
     with pytest.raises(ValueError, match="Unknown profile"):
         arch.grid("huge")
+
+
+def test_model_plan_reduces_only_the_named_model():
+    g = arch.grid("default")
+    assert arch.model_plan(g, "smollm2-135m") == ((0.6, 0.7, 0.8), {})
+    sp, cfg = arch.model_plan(g, "gemma3-270m")
+    assert sp == (0.7,) and cfg["seqlen"] == 256
