@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from dlp_lib.block_stats import compute_dense_statistics, grouped_pool_statistics  # noqa: E402
 from dlp_lib.calibration import CalibrationEngine, _first_tensor, _to, pin_block_weights  # noqa: E402
 from dlp_lib.models import decoder_blocks, linear_sublayers  # noqa: E402
-from dlp_lib.plan import build_plan  # noqa: E402
+from dlp_lib.allocation import build_plan  # noqa: E402
 from dlp_lib.pruning import prune_model  # noqa: E402
 from dlp_lib.scores import wanda_scores  # noqa: E402
 

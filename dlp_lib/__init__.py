@@ -1,10 +1,15 @@
 """dlp_lib: Dynamic Layerwise Pruning (Chen et al., 2025) and its baselines.
 
-Pipeline: data -> models -> calibration -> scores -> allocation (plan) -> pruning -> evaluation.
+Pipeline: data -> models -> calibration -> statistics (pass 1) -> allocation (budgets) ->
+compression (masks, N:M, ...) -> evaluation. See ARCHITECTURE.md.
 """
-from .allocation import allocate_dlp, allocate_owl, allocate_uniform, paper_alpha, relative_importance
+from .allocation import (allocate_dlp, allocate_owl, allocate_uniform, allocator_names, build_plan, get_allocator,
+                         paper_alpha, register, relative_importance)
 from .experiment import PROFILES, ExperimentConfig, Lab, get_lab, run_experiment
-from .plan import SparsityPlan, build_plan
+from .plan import SparsityPlan
 
-__all__ = ["allocate_dlp", "allocate_owl", "allocate_uniform", "paper_alpha", "relative_importance",
-           "PROFILES", "ExperimentConfig", "Lab", "get_lab", "run_experiment", "SparsityPlan", "build_plan"]
+__version__ = "0.2.0"
+
+__all__ = ["allocate_dlp", "allocate_owl", "allocate_uniform", "allocator_names", "build_plan", "get_allocator",
+           "paper_alpha", "register", "relative_importance", "PROFILES", "ExperimentConfig", "Lab", "get_lab",
+           "run_experiment", "SparsityPlan"]

@@ -17,37 +17,21 @@ from __future__ import annotations
 
 import math
 
-from .cache import cached
-from .data import TextSource, calibration_windows
+from .allocation.dlp import ALPHA_GRID
+from .cache import cached, code_version
+from .data import TextSource
 from .evaluation import perplexity
-from .paper_results import ALPHA_GRID
 
 CRITERIA = ("calib_nll",)
 HELDOUT_SEED_OFFSET = 10_007   # held-out windows: a seed no calibration default uses
 MAX_HELDOUT = 16               # default held-out windows: min(cfg.nsamples, MAX_HELDOUT)
-
-# Fields that change what is evaluated, not how the model is pruned.
-_EVAL_ONLY = ("eval", "neval", "lod_m")
-
-
-def _pruning_config(cfg):
-    """cfg with the evaluation-only fields reset: two configs prune identically iff these are equal."""
-    from .experiment import ExperimentConfig
-
-    defaults = ExperimentConfig()
-    return cfg.replace(alpha=cfg.resolved_alpha(), **{f: getattr(defaults, f) for f in _EVAL_ONLY})
-
 
 def heldout_windows(lab, cfg, nheldout: int | None = None):
     """(n, seqlen) windows of the calibration source's train split, seed cfg.seed + HELDOUT_SEED_OFFSET."""
     n = min(cfg.nsamples, MAX_HELDOUT) if nheldout is None else int(nheldout)
     if n < 1:
         raise ValueError(f"nheldout must be >= 1, got {n}")
-    key = ("heldout", cfg.calib, n, cfg.seqlen, cfg.seed + HELDOUT_SEED_OFFSET)
-    if key not in lab._calib:
-        lab._calib[key] = calibration_windows(cfg.calib, lab.tokenizer, n, cfg.seqlen,
-                                              cfg.seed + HELDOUT_SEED_OFFSET)
-    return lab._calib[key]
+    return lab.windows("heldout", cfg.calib, n, cfg.seqlen, cfg.seed + HELDOUT_SEED_OFFSET)
 
 
 def _heldout_spec(cfg, nheldout: int | None) -> dict:
@@ -67,16 +51,14 @@ def alpha_score(lab, cfg, alpha: float, *, criterion: str = "calib_nll", nheldou
     cfg_a = cfg.replace(alpha=float(alpha))
 
     def compute():
-        if lab._pruned_key is None or _pruning_config(lab._pruned_key) != _pruning_config(cfg_a):
-            lab.prune(cfg_a)
+        lab.ensure(cfg_a)
         ppl = perplexity(lab.model, heldout_windows(lab, cfg_a, nheldout), device=lab.device,
                          progress=lab.progress, desc=f"held-out calibration NLL (alpha={alpha})")
         return math.log(ppl)
 
-    key = {**_pruning_config(cfg_a).to_dict(), "fingerprint": lab.fingerprint,
-           "calib_id": TextSource(cfg.calib).identity(), "criterion": criterion,
-           "heldout": _heldout_spec(cfg, nheldout)}
-    return cached("alpha_score", key, compute, enabled=use_cache)
+    key = {**cfg_a.pruning_key(lab.fingerprint), "criterion": criterion, "heldout": _heldout_spec(cfg, nheldout),
+           "code_eval": code_version("eval")}
+    return cached("alpha_score", key, compute, enabled=use_cache and lab.use_cache)
 
 
 def select_alpha(lab, cfg, grid=ALPHA_GRID, *, criterion: str = "calib_nll", nheldout: int | None = None,
@@ -101,10 +83,9 @@ def select_alpha(lab, cfg, grid=ALPHA_GRID, *, criterion: str = "calib_nll", nhe
         return {"alpha": best, "criterion": criterion, "scores": scores, "grid": list(grid),
                 "heldout": _heldout_spec(cfg, nheldout)}
 
-    key = {**cfg.replace(alpha=None).to_dict(), "alpha": None, "fingerprint": lab.fingerprint,
-           "calib_id": TextSource(cfg.calib).identity(), "grid": list(grid), "criterion": criterion,
-           "heldout": _heldout_spec(cfg, nheldout)}
-    out = cached("alpha_selection", key, compute, enabled=use_cache)
+    key = {**cfg.replace(alpha=0.0).pruning_key(lab.fingerprint), "alpha": None, "grid": list(grid),
+           "criterion": criterion, "heldout": _heldout_spec(cfg, nheldout), "code_eval": code_version("eval")}
+    out = cached("alpha_selection", key, compute, enabled=use_cache and lab.use_cache)
     out = dict(out)
     out["alpha"] = float(out["alpha"])
     out["scores"] = {float(a): float(v) for a, v in out["scores"].items()}  # JSON keys come back as str

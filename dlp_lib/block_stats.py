@@ -289,8 +289,10 @@ def compute_dense_statistics(model, calib_ids: torch.Tensor, *, device=None, act
     return result
 
 
-def dense_statistics(model, calib_ids: torch.Tensor, cache_config: dict | None, **kwargs) -> DenseStatistics:
-    """Cached `compute_dense_statistics`; cache_config must identify model, data and numerics."""
+def dense_statistics(model, calib_ids: torch.Tensor, cache_config: dict | None, *, use_cache: bool = True,
+                     **kwargs) -> DenseStatistics:
+    """Cached `compute_dense_statistics`; cache_config must identify model, data and numerics
+    (None: not cached); use_cache=False recomputes and overwrites the entry."""
     owl_m = tuple(kwargs.get("owl_m", OWL_M_GRID))
 
     def compute():
@@ -298,5 +300,6 @@ def dense_statistics(model, calib_ids: torch.Tensor, cache_config: dict | None, 
 
     cfg = {**(cache_config or {}), "owl_m": list(owl_m)}
     # a torch file: the column norms are tensors (format 2; format 1 was JSON without them)
-    d = cached("dense_statistics", {**cfg, "format": 2}, compute, fmt="torch", enabled=cache_config is not None)
+    d = cached("dense_statistics", {**cfg, "format": 2}, compute, fmt="torch",
+               enabled=use_cache and cache_config is not None)
     return DenseStatistics(blocks=d["blocks"], sublayers=d["sublayers"], config=cfg, column_norms=d["column_norms"])

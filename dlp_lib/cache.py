@@ -1,24 +1,107 @@
-"""On-disk cache keyed by the full configuration that produced a result, written atomically."""
+"""On-disk cache keyed by the full configuration that produced a result, written atomically.
+
+A key holds the configuration, the identity of the weights and data, and the version of the
+code that computed the value (`code_version`), so neither new weights nor a bug fix can bring
+back an old number. An entry that cannot be read (truncated, garbage, killed mid-write) is
+reported with its path, deleted and recomputed; orphaned temporary files of killed writers are
+removed. `python -m dlp_lib cache ls|clear|verify` inspects the cache.
+"""
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import json
 import os
+import pickle
 import tempfile
+import time
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-# Bumped whenever a cached quantity changes meaning, so stale entries are never reused.
-CACHE_VERSION = 3
+# Bumped whenever a cached quantity changes meaning in a way the code version does not see.
+CACHE_VERSION = 4
+
+# Which modules of dlp_lib compute the values of each stage (globs relative to the package).
+# A stage's key carries the hash of its modules' code (comments and docstrings excluded) and of
+# the numerical libraries, so editing the allocator invalidates plans and results, not tokens.
+# tests/test_cache.py fails when a module of the package belongs to no stage and is not listed
+# in NOT_COMPUTING.
+CODE_STAGES: dict[str, tuple[str, ...]] = {
+    "data": ("data.py", "models.py", "fingerprint.py", "architectures/*.py", "gguf_loading.py"),
+    "plan": ("block_stats.py", "calibration*.py", "engine/*.py", "scores.py", "allocation/*.py", "plan.py"),
+    "prune": ("pruning.py", "scores.py", "sparsegpt.py", "calibration*.py", "engine/*.py", "compression/*.py"),
+    "eval": ("evaluation.py", "zeroshot.py", "zeroshot_tasks.py", "auto_alpha.py", "inference/*.py"),
+}
+NOT_COMPUTING = ("__init__.py", "__main__.py", "cache.py", "cli.py", "experiment.py", "validation.py",
+                 "api.py", "explorer.py")
+
+
+class CacheError(RuntimeError):
+    pass
+
+
+def _root_path() -> Path:
+    return Path(os.environ.get("DLP_CACHE_DIR", Path.home() / ".cache" / "dlp_lib"))
 
 
 def cache_root() -> Path:
     """Root of every cached artefact: $DLP_CACHE_DIR, else ~/.cache/dlp_lib."""
-    root = Path(os.environ.get("DLP_CACHE_DIR", Path.home() / ".cache" / "dlp_lib"))
-    root.mkdir(parents=True, exist_ok=True)
+    root = _root_path()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheError(f"cannot create the cache directory {root} ({exc.strerror or exc}); set DLP_CACHE_DIR "
+                         "to a writable directory") from None
     return root
+
+
+def check_writable(directory: Path | None = None) -> Path:
+    """Fail now, not after the work, if the cache (or `directory`) cannot be written."""
+    d = Path(directory) if directory is not None else _root_path()
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=d, prefix=".write-probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CacheError(f"cannot write to {d} ({exc.strerror or exc}); set DLP_CACHE_DIR to a writable "
+                         "directory or fix its permissions") from None
+    return d
+
+
+def _code_ast(path: Path) -> str:
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):  # docstrings do not change what the code computes
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(getattr(body[0], "value", None), ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            body[0] = ast.Pass()
+    return ast.dump(tree)
+
+
+def stage_modules(stage: str) -> list[Path]:
+    package = Path(__file__).resolve().parent
+    if stage not in CODE_STAGES:
+        raise ValueError(f"Unknown stage {stage!r}; allowed: {', '.join(CODE_STAGES)}")
+    return sorted({p for pattern in CODE_STAGES[stage] for p in package.glob(pattern)})
+
+
+@functools.lru_cache(maxsize=None)
+def code_version(stage: str) -> str:
+    """Hash of the code of one stage (its modules' syntax trees) and of torch/transformers versions."""
+    import transformers
+    h = hashlib.sha256(f"{CACHE_VERSION}|torch {torch.__version__}|transformers {transformers.__version__}".encode())
+    package = Path(__file__).resolve().parent
+    for path in stage_modules(stage):
+        h.update(str(path.relative_to(package)).encode())
+        h.update(_code_ast(path).encode())
+    return h.hexdigest()[:12]
 
 
 def config_key(config: dict) -> str:
@@ -27,11 +110,18 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _tmp_path(path: Path) -> str:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    return tmp
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -49,10 +139,11 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 def atomic_torch_save(path: Path, obj: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
+    tmp = _tmp_path(path)
     try:
         torch.save(obj, tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -60,24 +151,127 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
         raise
 
 
+# Errors that mean "this file is not a complete entry" (truncation, garbage, a torn write).
+_UNREADABLE = (json.JSONDecodeError, UnicodeDecodeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
+               KeyError, TypeError, RuntimeError, ValueError, OSError, AttributeError)
+
+
+def read_entry(path: Path) -> dict:
+    """The {"config", "value"} of a cache file; CacheError naming the file if it is unreadable."""
+    try:
+        if path.suffix == ".json":
+            entry = json.loads(path.read_text())
+        else:
+            entry = torch.load(path, weights_only=False)
+        if not isinstance(entry, dict) or "value" not in entry:
+            raise ValueError("no 'value' field")
+        return entry
+    except _UNREADABLE as exc:
+        raise CacheError(f"unreadable cache entry {path} ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+STALE_TMP_SECONDS = 3600  # a writer holds its .tmp file for seconds; older ones belong to killed processes
+
+
+def clean_orphans(directory: Path, *, older_than: float = STALE_TMP_SECONDS) -> list[Path]:
+    """Delete temporary files left by killed writers (older than `older_than` seconds)."""
+    removed = []
+    now = time.time()
+    for tmp in Path(directory).glob("*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime >= older_than:
+                tmp.unlink()
+                removed.append(tmp)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+_CLEANED: set = set()
+
+
+def _log(event: str, kind: str) -> None:
+    """With $DLP_CACHE_LOG set (the notebook batch), append 'hit|miss kind' lines: what was reused."""
+    log = os.environ.get("DLP_CACHE_LOG")
+    if log:
+        with open(log, "a") as fh:
+            fh.write(f"{event} {kind}\n")
+
+
 def cached(kind: str, config: dict, compute: Callable[[], Any], *, fmt: str = "json",
            enabled: bool = True) -> Any:
     """Return the cached value for (kind, config), computing and storing it on a miss.
 
-    `fmt` is "json" for plain results or "torch" for tensors; the config is stored beside
-    the value so a cache entry documents what produced it.
+    `fmt` is "json" for plain results or "torch" for tensors; the config is stored beside the
+    value so an entry documents what produced it. enabled=False recomputes and overwrites. A
+    corrupt entry is reported (warning with its path), deleted and recomputed.
     """
-    if not enabled:
-        return compute()
+    if fmt not in ("json", "torch"):
+        raise ValueError(f"Unknown cache format {fmt!r}; allowed: json, torch")
     key = config_key({"kind": kind, **config})
-    path = cache_root() / kind / f"{key}.{'json' if fmt == 'json' else 'pt'}"
-    if path.exists():
-        if fmt == "json":
-            return json.loads(path.read_text())["value"]
-        return torch.load(path, weights_only=False)["value"]
+    folder = cache_root() / kind
+    path = folder / f"{key}.{'json' if fmt == 'json' else 'pt'}"
+    if folder not in _CLEANED and folder.is_dir():
+        _CLEANED.add(folder)
+        clean_orphans(folder)
+    if enabled and path.exists():
+        try:
+            value = read_entry(path)["value"]
+            _log("hit", kind)
+            return value
+        except CacheError as exc:
+            warnings.warn(f"{exc}; deleted, recomputing", stacklevel=2)
+            path.unlink(missing_ok=True)
+    _log("miss", kind)
     value = compute()
     if fmt == "json":
         atomic_write_json(path, {"config": config, "value": value})
     else:
         atomic_torch_save(path, {"config": config, "value": value})
     return value
+
+
+# ------------------------------------------------------------------------ cache command
+ASSET_DIRS = ("corpora", "downloads", "models")  # installed assets, not computed entries
+
+
+def entries(root: Path | None = None) -> list[Path]:
+    root = Path(root) if root is not None else cache_root()
+    return sorted(p for p in root.glob("*/*") if p.suffix in (".json", ".pt") and p.is_file()
+                  and p.parent.name not in ASSET_DIRS and not p.parent.is_symlink())
+
+
+def summary(root: Path | None = None) -> dict[str, dict]:
+    """Per kind: number of entries and bytes (`cache ls`)."""
+    out: dict[str, dict] = {}
+    for p in entries(root):
+        d = out.setdefault(p.parent.name, {"entries": 0, "bytes": 0})
+        d["entries"] += 1
+        d["bytes"] += p.stat().st_size
+    return out
+
+
+def verify(root: Path | None = None, *, delete: bool = False) -> list[tuple[Path, str]]:
+    """Read every entry; returns the unreadable ones (deleted with delete=True) and cleans orphans."""
+    bad = []
+    root = Path(root) if root is not None else cache_root()
+    for p in entries(root):
+        try:
+            read_entry(p)
+        except CacheError as exc:
+            bad.append((p, str(exc)))
+            if delete:
+                p.unlink(missing_ok=True)
+    for folder in {p.parent for p in root.glob("*/*.tmp")}:
+        clean_orphans(folder, older_than=0 if delete else STALE_TMP_SECONDS)
+    return bad
+
+
+def clear(kinds: list[str] | None = None, root: Path | None = None) -> int:
+    """Delete the entries of the given kinds (all result kinds if None); models and corpora stay."""
+    n = 0
+    for p in entries(root):
+        if kinds is None or p.parent.name in kinds:
+            p.unlink()
+            n += 1
+    return n

@@ -1,15 +1,22 @@
-"""Command line: `python -m dlp_lib {prune,fetch-data,zero-shot,stats}`."""
+"""Command line: `python -m dlp_lib {prune,zero-shot,fetch-data,cache}`.
+
+`prune` reads like Wanda's main.py: parse, check everything that can be checked (before the model
+loads), load, prune, check sparsity, evaluate, save.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
-from . import allocation as alloc
+from .allocation import RatioRangeWarning, allocator_names, get_allocator
 from .block_stats import LAYER_STATISTICS
 from .experiment import PROFILES, ExperimentConfig, get_lab
 from .pruning import METHODS
+from .scores import GROUPS
+from .validation import DTYPE_NAMES, GRANULARITIES
 
 
 def _alpha(text: str):
@@ -21,9 +28,20 @@ def _alpha(text: str):
         raise argparse.ArgumentTypeError(f"alpha must be a number or 'auto', got {text!r}") from None
 
 
-def _allocations() -> tuple[str, ...]:
-    from .plan import WEIGHT_ALLOCATORS
-    return alloc.ALLOCATIONS + tuple(WEIGHT_ALLOCATORS)
+def _neval(text: str):
+    if text == "all":
+        return "all"
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"neval must be a positive integer or 'all', got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"neval must be a positive integer or 'all', got {n}")
+    return n
+
+
+def _allocation_help() -> str:
+    return "; ".join(f"{n}: {get_allocator(n).source}" for n in allocator_names())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,8 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="defaults for model/data/sizes: smoke (tiny-llama), default (smollm2-135m, CPU), paper")
     pr.add_argument("--model", help="smollm2-135m, tiny-llama, a local checkpoint directory or a hub id")
     pr.add_argument("--method", choices=METHODS, default="wanda")
-    pr.add_argument("--allocation", default="dlp", help=f"one of {', '.join(_allocations())}")
-    pr.add_argument("--sparsity", type=float, default=0.7, help="target mean sparsity in [0, 1)")
+    pr.add_argument("--allocation", default="dlp", choices=allocator_names(), metavar="ALLOCATION",
+                    help=f"layerwise allocator, one of {', '.join(allocator_names())} ({_allocation_help()})")
+    pr.add_argument("--sparsity", type=float, help="target mean sparsity in [0, 1) (default 0.7; with --nm "
+                    "N:M it is 1 - N/M)")
     pr.add_argument("--alpha", type=_alpha, help="DLP alpha; default: paper Table 19 for the sparsity; 'auto': "
                     "chosen on held-out calibration windows (train split), see dlp_lib.auto_alpha")
     pr.add_argument("--alpha-grid", type=float, nargs="+", help="alphas tried by --alpha auto (default: Appendix G "
@@ -49,16 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--eval", nargs="+", help="evaluation sources (same names, or .txt paths)")
     pr.add_argument("--nsamples", type=int)
     pr.add_argument("--seqlen", type=int)
-    pr.add_argument("--neval", type=int, help="number of evaluation windows (default: profile's; 0 = all)")
+    pr.add_argument("--neval", type=_neval, help="number of evaluation windows per text (default: the profile's; "
+                    "'all' = every window)")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--device")
-    pr.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
-    pr.add_argument("--group", choices=("per_output", "per_layer"), default="per_output")
-    pr.add_argument("--granularity", choices=("block", "sublayer"), default="block",
+    pr.add_argument("--dtype", choices=DTYPE_NAMES)
+    pr.add_argument("--group", choices=GROUPS, help="mask comparison group (default: per_layer for magnitude, "
+                    "as Wanda's and the DLP authors' code, per_output for wanda/sparsegpt)")
+    pr.add_argument("--granularity", choices=GRANULARITIES, default="block",
                     help="dlp/owl: one ratio per block (paper) or per sublayer ranked across the model (Appendix C)")
     pr.add_argument("--nm", help="N:M pattern, N weights KEPT of every M (e.g. 2:4); needs --allocation uniform")
     pr.add_argument("--strict-ratios", action="store_true", help="error instead of clamp+rebalance of ratios")
-    pr.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
+    pr.add_argument("--no-cache", action="store_true", help="recompute every stage (tokens, pass 1, dense and "
+                    "pruned evaluation) and overwrite the cache")
     pr.add_argument("--save", type=Path, help="directory for the pruned checkpoint and plan.json")
     pr.add_argument("--json", type=Path, help="write the result JSON here")
     pr.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -75,14 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
     zs.add_argument("--tasks", default="offline", help="comma-separated: 'offline' (default), 'paper' or task names")
     zs.add_argument("--limit", type=int, help="examples per task (default: all)")
     zs.add_argument("--device", default="cpu")
-    zs.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
+    zs.add_argument("--dtype", choices=DTYPE_NAMES, default="float32")
     zs.add_argument("--batch-size", type=int, default=16)
     zs.add_argument("--json", type=Path, help="write the result JSON here")
+
+    ca = sub.add_parser("cache", help="inspect the results cache ($DLP_CACHE_DIR, default ~/.cache/dlp_lib)")
+    ca.add_argument("action", choices=("ls", "verify", "clear"), help="ls: entries per kind; verify: read every "
+                    "entry, delete unreadable ones and orphaned temporary files; clear: delete result entries")
+    ca.add_argument("--kind", nargs="+", help="with clear: only these kinds (e.g. results dense_statistics)")
     return p
 
 
 def _config_from_args(a) -> ExperimentConfig:
-    overrides = dict(model=a.model, method=a.method, allocation=a.allocation, sparsity=a.sparsity,
+    sparsity = a.sparsity
+    if sparsity is None:
+        from .scores import NMPattern
+        sparsity = NMPattern.parse(a.nm).sparsity if a.nm else 0.7
+    overrides = dict(model=a.model, method=a.method, allocation=a.allocation, sparsity=sparsity,
                      statistic=a.statistic, lamda=a.lamda, owl_m=a.owl_m, calib=a.calib,
                      eval=tuple(a.eval) if a.eval else None, nsamples=a.nsamples, seqlen=a.seqlen,
                      seed=a.seed, device=a.device, dtype=a.dtype, group=a.group, nm=a.nm, granularity=a.granularity,
@@ -91,48 +123,92 @@ def _config_from_args(a) -> ExperimentConfig:
     if a.alpha is not None and a.alpha != "auto":
         cfg = cfg.replace(alpha=a.alpha)
     if a.neval is not None:
-        cfg = cfg.replace(neval=None if a.neval == 0 else a.neval)
+        cfg = cfg.replace(neval=None if a.neval == "all" else a.neval)
     return cfg
 
 
-def cmd_prune(a) -> int:
-    cfg = _config_from_args(a)
+def _preflight(a, cfg: ExperimentConfig):
+    """Everything that can fail cheaply fails here, before the model loads."""
+    from .cache import check_writable
+    from .validation import check_device_available, check_output_dir, check_output_file
     if a.alpha_grid and a.alpha != "auto":
         raise ValueError("--alpha-grid is only used with --alpha auto")
-    lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=not a.quiet)
+    if a.alpha == "auto" and cfg.allocation != "dlp":
+        raise ValueError(f"--alpha auto chooses DLP's alpha; --allocation is {cfg.allocation!r}")
+    check_device_available(cfg.device)
+    from .data import HUB_SOURCES, TextSource
+    for source, split in [(cfg.calib, "train")] + [(s, "test") for s in cfg.eval]:
+        if source in HUB_SOURCES:  # hub data: load it (or fail offline) now, not after pass 1
+            TextSource(source).documents(split)
+    check_output_file(a.json, "--json")
+    check_output_dir(a.save, "--save")
+    check_writable()
+    tasks = None
+    if a.zero_shot:
+        from .zeroshot import resolve_tasks
+        tasks = resolve_tasks(a.zero_shot)
+    return tasks
+
+
+def _show_warnings(caught) -> None:
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+
+
+def cmd_prune(a) -> int:
+    cfg = _config_from_args(a)                                   # parse (and validate)
+    tasks = _preflight(a, cfg)
+    lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=not a.quiet, use_cache=not a.no_cache)   # load
+    from .validation import check_context_length
+    check_context_length(cfg.seqlen, lab.model.config, cfg.model)
     extra = {}
-    if a.alpha == "auto":
-        from .auto_alpha import select_alpha  # issue: automatic alpha from calibration data only
-        choice = select_alpha(lab, cfg, **({"grid": a.alpha_grid} if a.alpha_grid else {}),
-                              use_cache=not a.no_cache)
-        cfg = cfg.replace(alpha=choice["alpha"])
-        extra["alpha_selection"] = choice
-    result = lab.run(cfg, use_cache=not a.no_cache)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RatioRangeWarning)
+        if a.alpha == "auto":
+            from .auto_alpha import select_alpha
+            choice = select_alpha(lab, cfg, **({"grid": a.alpha_grid} if a.alpha_grid else {}),
+                                  use_cache=not a.no_cache)
+            cfg = cfg.replace(alpha=choice["alpha"])
+            extra["alpha_selection"] = choice
+        result = dict(lab.run(cfg))                              # prune, check sparsity, evaluate (cached)
+    _show_warnings(caught)
+    for message in result.get("warnings", []):
+        if not any(str(w.message) == message for w in caught):   # the cached result's warnings
+            print(f"warning: {message}", file=sys.stderr)
     result.update(extra)
-    if a.save:
-        if lab._pruned_key != cfg:  # the result came from the cache: prune the model now
-            lab.prune(cfg)
+    if a.save:                                                   # save
+        plan = lab.ensure(cfg)
         a.save.mkdir(parents=True, exist_ok=True)
         lab.model.save_pretrained(a.save)
         lab.tokenizer.save_pretrained(a.save)
-        from .plan import SparsityPlan
-        SparsityPlan(**result["plan"]).save(a.save / "plan.json")
+        plan.save(a.save / "plan.json")
         result["saved_to"] = str(a.save)
-    if a.zero_shot:
+    if tasks:
         from .zeroshot import zero_shot_for
-        result["zero_shot"] = zero_shot_for(lab, cfg, a.zero_shot, limit=a.zero_shot_limit, use_cache=not a.no_cache)
-    text = json.dumps(result, indent=2, default=str)
+        result["zero_shot"] = zero_shot_for(lab, cfg, tasks, limit=a.zero_shot_limit, use_cache=not a.no_cache)
     if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(text)
+        _write_result(a.json, result)
     ppl = result["perplexity"]
-    print(f"{cfg.method} + {cfg.allocation} at {cfg.sparsity:.0%} on {cfg.model}: "
+    label = f"N:M {cfg.nm}" if cfg.nm else f"{cfg.sparsity:.0%}"
+    print(f"{cfg.method} + {cfg.allocation} at {label} on {cfg.model}: "
           f"achieved {result['achieved_sparsity']['overall']:.4f}; perplexity "
           + ", ".join(f"{k}: dense {ppl['dense'][k]:.3f} -> pruned {ppl['pruned'][k]:.3f}" for k in ppl["pruned"]))
     print("ratios: " + " ".join(f"{r:.3f}" for r in result["ratios"]))
     if "zero_shot" in result:
         _print_zero_shot(result["zero_shot"])
     return 0
+
+
+def _write_result(path: Path, result: dict) -> None:
+    """Write the result JSON; if that fails after the work, keep it in a file that says where."""
+    from .cache import atomic_write_json, cache_root
+    try:
+        atomic_write_json(path, result)
+    except OSError as exc:
+        rescue = cache_root() / "unsaved" / f"{Path(path).name or 'result.json'}"
+        atomic_write_json(rescue, result)
+        raise RuntimeError(f"could not write --json {str(path)!r} ({exc.strerror or exc}); the result was saved "
+                           f"to {rescue}") from None
 
 
 def _print_zero_shot(zs: dict) -> None:
@@ -144,7 +220,10 @@ def cmd_zero_shot(a) -> int:
     from .experiment import DTYPES
     from .models import load_model
     from .zeroshot import evaluate_zero_shot, resolve_tasks
-    tasks = resolve_tasks(a.tasks)  # fail on a bad task name before loading the model
+    from .validation import check_device_available, check_output_file
+    tasks = resolve_tasks(a.tasks)  # fail on a bad task name, device or output path before loading the model
+    check_device_available(a.device)
+    check_output_file(a.json, "--json")
     model, tok = load_model(a.model, dtype=DTYPES[a.dtype], device=a.device)
     result = evaluate_zero_shot(model, tok, tasks, limit=a.limit, batch_size=a.batch_size)
     result["model"] = a.model
@@ -152,6 +231,26 @@ def cmd_zero_shot(a) -> int:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(result, indent=2, default=str))
     _print_zero_shot(result)
+    return 0
+
+
+def cmd_cache(a) -> int:
+    from . import cache
+    if a.action == "ls":
+        info = cache.summary()
+        print(f"cache at {cache.cache_root()}")
+        for kind, d in sorted(info.items()):
+            print(f"  {kind:20s} {d['entries']:6d} entries {d['bytes'] / 2**20:10.1f} MiB")
+        if not info:
+            print("  (empty)")
+    elif a.action == "verify":
+        bad = cache.verify(delete=True)
+        for path, why in bad:
+            print(f"deleted {why}")
+        print(f"{len(cache.entries())} entries readable, {len(bad)} unreadable deleted")
+        return 1 if bad else 0
+    else:
+        print(f"deleted {cache.clear(a.kind)} entries")
     return 0
 
 
@@ -165,8 +264,9 @@ def cmd_fetch(a) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"prune": cmd_prune, "fetch-data": cmd_fetch, "zero-shot": cmd_zero_shot}[args.command](args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        return {"prune": cmd_prune, "fetch-data": cmd_fetch, "zero-shot": cmd_zero_shot,
+                "cache": cmd_cache}[args.command](args)
+    except (ValueError, FileNotFoundError, RuntimeError, NotADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

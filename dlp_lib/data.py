@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .cache import atomic_torch_save, cache_root, config_key
+from .cache import cache_root, cached
 
 OFFLINE_SOURCES = ("bbc", "brown", "sotu", "mobydick")
 HUB_SOURCES = ("wikitext2", "c4", "ptb")
@@ -191,17 +191,35 @@ class TextSource:
 
     def identity(self) -> str:
         if self.is_path:
-            p = Path(self.name)
-            if not p.is_file():
-                raise FileNotFoundError(f"Text file {self.name!r} does not exist")
-            return f"file:{p.resolve()}:{hashlib.sha1(p.read_bytes()).hexdigest()[:12]}"
+            return f"file:{Path(self.name).resolve()}:{hashlib.sha1(self._file_bytes()).hexdigest()[:12]}"
         return self.name
+
+    def _file_bytes(self) -> bytes:
+        p = Path(self.name)
+        if p.is_dir():
+            raise ValueError(f"Text source {self.name!r} is a directory; give the path of a UTF-8 .txt file")
+        if not p.is_file():
+            raise FileNotFoundError(f"Text file {self.name!r} does not exist")
+        return p.read_bytes()
+
+    def file_text(self) -> str:
+        """The UTF-8 text of a local file source; binary or non-UTF-8 content is refused, not guessed."""
+        data = self._file_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"Text file {self.name!r} is not valid UTF-8 (byte {exc.start}: "
+                             f"{data[exc.start:exc.start + 1]!r}); convert it to UTF-8 text") from None
+        if "\x00" in text:
+            raise ValueError(f"Text file {self.name!r} contains NUL bytes: it looks binary, not text")
+        if not text.strip():
+            raise ValueError(f"Text file {self.name!r} is empty")
+        return text
 
     def documents(self, split: str) -> list[str]:
         """Documents of a split. A local file is one document used for every split."""
         if self.is_path:
-            self.identity()
-            return [Path(self.name).read_text(encoding="utf-8", errors="replace")]
+            return [self.file_text()]
         if self.name in OFFLINE_SOURCES:
             return [text for _, text in offline_documents(self.name, split)]
         text = _hub_text(self.name, split)
@@ -212,26 +230,25 @@ def _tokenizer_id(tokenizer) -> str:
     return f"{getattr(tokenizer, 'name_or_path', type(tokenizer).__name__)}:{len(tokenizer)}"
 
 
-def token_stream(source: str | TextSource, tokenizer, split: str) -> torch.Tensor:
+def token_stream(source: str | TextSource, tokenizer, split: str, *, use_cache: bool = True) -> torch.Tensor:
     """All documents of a split joined with blank lines and tokenised once (cached on disk).
 
     WikiText-2 follows the paper exactly (documents joined with "\\n\\n"); C4 validation is
     the first 1100 documents joined with spaces; PTB sentences joined with spaces.
     """
     src = source if isinstance(source, TextSource) else TextSource(source)
-    key = config_key({"tokens": src.identity(), "split": split, "tok": _tokenizer_id(tokenizer)})
-    path = cache_root() / "tokens" / f"{src.label}-{split}-{key}.pt"
-    if path.exists():
-        return torch.load(path)
-    docs = src.documents(split)
-    text = docs[0] if len(docs) == 1 else "\n\n".join(d.strip() for d in docs)
-    ids = torch.tensor(tokenizer(text, add_special_tokens=False).input_ids, dtype=torch.int32)
-    atomic_torch_save(path, ids)
-    return ids
+
+    def compute():
+        docs = src.documents(split)
+        text = docs[0] if len(docs) == 1 else "\n\n".join(d.strip() for d in docs)
+        return torch.tensor(tokenizer(text, add_special_tokens=False).input_ids, dtype=torch.int32)
+
+    key = {"source": src.identity(), "split": split, "tok": _tokenizer_id(tokenizer)}
+    return cached("tokens", key, compute, fmt="torch", enabled=use_cache)
 
 
 def calibration_windows(source: str | TextSource, tokenizer, nsamples: int, seqlen: int,
-                        seed: int = 0) -> torch.Tensor:
+                        seed: int = 0, *, use_cache: bool = True) -> torch.Tensor:
     """(nsamples, seqlen) token windows drawn at seeded random offsets of the train split.
 
     C4 follows Wanda/SparseGPT: pick a random document longer than seqlen, then a random
@@ -252,7 +269,7 @@ def calibration_windows(source: str | TextSource, tokenizer, nsamples: int, seql
             start = int(torch.randint(len(ids) - seqlen, (1,), generator=gen))
             out.append(torch.tensor(ids[start:start + seqlen]))
         return torch.stack(out).long()
-    stream = token_stream(src, tokenizer, "train")
+    stream = token_stream(src, tokenizer, "train", use_cache=use_cache)
     if len(stream) <= seqlen:
         raise ValueError(f"Source {src.label!r} has {len(stream)} train tokens, fewer than seqlen={seqlen}")
     starts = torch.randint(len(stream) - seqlen, (nsamples,), generator=gen)
@@ -260,9 +277,11 @@ def calibration_windows(source: str | TextSource, tokenizer, nsamples: int, seql
 
 
 def evaluation_windows(source: str | TextSource, tokenizer, seqlen: int, max_windows: int | None = None,
-                       split: str = "test") -> torch.Tensor:
+                       split: str = "test", *, use_cache: bool = True) -> torch.Tensor:
     """Non-overlapping (n, seqlen) windows of the evaluation split, in order, first `max_windows`."""
-    stream = token_stream(source, tokenizer, split)
+    if max_windows is not None and max_windows < 1:
+        raise ValueError(f"the number of evaluation windows must be >= 1 or None (all), got {max_windows}")
+    stream = token_stream(source, tokenizer, split, use_cache=use_cache)
     n = len(stream) // seqlen
     if max_windows is not None:
         n = min(n, max_windows)

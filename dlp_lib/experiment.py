@@ -6,7 +6,6 @@ Every result is cached on disk keyed by the full configuration and the model fin
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 import warnings
@@ -15,14 +14,17 @@ from dataclasses import dataclass, field
 import torch
 
 from . import allocation as alloc
-from .block_stats import LAYER_STATISTICS, DenseStatistics, dense_statistics
-from .cache import cached
+from .allocation import get_allocator
+from .block_stats import DenseStatistics, dense_statistics
+from .cache import cached, code_version, config_key
 from .data import TextSource, calibration_windows, evaluation_windows
 from .evaluation import achieved_sparsity, layer_outlier_distribution, perplexity
-from .models import load_model, model_fingerprint
-from .plan import SparsityPlan, build_plan
-from .pruning import METHODS, prune_model
-from .scores import GROUPS, NMPattern, check_ratio
+from .fingerprint import model_fingerprint
+from .models import load_model
+from .allocation import build_plan
+from .plan import SparsityPlan
+from .pruning import prune_model
+from .scores import NMPattern
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -41,64 +43,59 @@ PROFILES = {
 }
 
 
+def _role(role: str, default):
+    return field(default=default, metadata={"role": role})
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """Everything that determines a pruning result."""
-    model: str = "smollm2-135m"
-    method: str = "wanda"
-    allocation: str = "dlp"
-    sparsity: float = 0.7
-    alpha: float | None = None      # None: paper Table 19 for the sparsity
-    statistic: str = "median"       # DLP layer statistic F: median (paper) or mean (released code), ...
-    lamda: float = 0.08             # OWL lambda
-    owl_m: float = 5.0              # OWL M
-    calib: str = "bbc"
-    nsamples: int = 32
-    seqlen: int = 512
-    seed: int = 0
-    eval: tuple[str, ...] = ("brown",)
-    neval: int | None = 32
-    group: str = "per_output"
-    nm: str | None = None
-    device: str = "cpu"
-    dtype: str = "float32"
-    strict_ratios: bool = False
-    lod_m: float | None = None      # also measure the LOD (Table 2) after pruning
-    granularity: str = "block"      # dlp/owl: one ratio per block (paper) or per sublayer (Appendix C)
+    """Everything that determines a pruning result. Each field has a role: `data` (model, numerics,
+    calibration windows), `plan` (the allocator and its parameters), `prune` (what consumes the
+    plan), `eval` (what is measured afterwards). The keys below are built from the roles, so a
+    new field is in the right cache keys by declaring its role."""
+    model: str = _role("data", "smollm2-135m")        # embedded name, local directory/.gguf, or hub id
+    method: str = _role("prune", "wanda")            # magnitude | wanda | sparsegpt
+    allocation: str = _role("plan", "dlp")           # a name of the allocator registry
+    sparsity: float = _role("plan", 0.7)             # target mean sparsity p in [0, 1)
+    alpha: float | None = _role("plan", None)        # DLP alpha; None: paper Table 19 for the sparsity
+    statistic: str = _role("plan", "median")         # DLP layer statistic F: median (paper), mean (code), ...
+    lamda: float = _role("plan", 0.08)               # OWL lambda
+    owl_m: float = _role("plan", 5.0)                # OWL outlier threshold M
+    calib: str = _role("data", "bbc")                # calibration source
+    nsamples: int = _role("data", 32)                # calibration windows
+    seqlen: int = _role("data", 512)                 # tokens per calibration and evaluation window
+    seed: int = _role("data", 0)                     # calibration sampling seed
+    eval: tuple[str, ...] = _role("eval", ("brown",))  # evaluation sources
+    neval: int | None = _role("eval", 32)            # evaluation windows per source (None: all)
+    group: str | None = _role("prune", None)         # mask comparison group; None: the method's default
+    nm: str | None = _role("prune", None)            # N:M pattern, N kept of every M
+    device: str = _role("data", "cpu")               # compute device
+    dtype: str = _role("data", "float32")            # weight and activation dtype
+    strict_ratios: bool = _role("plan", False)       # an out-of-range ratio is an error, not rebalanced
+    lod_m: float | None = _role("eval", None)        # also measure the LOD (Table 2) after pruning
+    granularity: str = _role("plan", "block")        # dlp/owl: one ratio per block (paper) or per sublayer
 
     def __post_init__(self):
-        check_ratio(self.sparsity)
-        if self.method not in METHODS:
-            raise ValueError(f"Unknown method {self.method!r}; allowed: {', '.join(METHODS)}")
-        from .plan import WEIGHT_ALLOCATORS
-        allowed = alloc.ALLOCATIONS + tuple(WEIGHT_ALLOCATORS)
-        if self.allocation not in allowed:
-            raise ValueError(f"Unknown allocation {self.allocation!r}; allowed: {', '.join(allowed)}")
-        if self.granularity not in ("block", "sublayer"):
-            raise ValueError(f"Unknown granularity {self.granularity!r}; allowed: block, sublayer")
-        if self.granularity == "sublayer" and self.allocation not in ("dlp", "owl"):
-            raise ValueError(f"granularity='sublayer' applies to dlp and owl, not {self.allocation!r}")
-        if self.statistic not in LAYER_STATISTICS:
-            raise ValueError(f"Unknown statistic {self.statistic!r}; allowed: {', '.join(LAYER_STATISTICS)}")
-        if self.group not in GROUPS:
-            raise ValueError(f"Unknown group {self.group!r}; allowed: {', '.join(GROUPS)}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"Unknown dtype {self.dtype!r}; allowed: {', '.join(DTYPES)}")
-        if self.nm is not None:
-            NMPattern.parse(self.nm)
-        for s in (self.calib, *self.eval):
-            TextSource(s)
+        from .validation import validate_config
+        validate_config(self)
 
     @classmethod
     def from_profile(cls, profile: str = "default", **overrides) -> "ExperimentConfig":
         if profile not in PROFILES:
             raise ValueError(f"Unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
         names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(overrides) - names
+        if unknown:
+            raise ValueError(f"Unknown configuration field(s) {sorted(unknown)}; allowed: {sorted(names)}")
         base = {k: v for k, v in PROFILES[profile].items() if k in names}
         base.update({k: v for k, v in overrides.items() if v is not None or k in ("alpha", "nm", "neval")})
         if isinstance(base.get("eval"), list):
             base["eval"] = tuple(base["eval"])
         return cls(**base)
+
+    @classmethod
+    def fields_of(cls, *roles: str) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["role"] in roles)
 
     def replace(self, **changes) -> "ExperimentConfig":
         return dataclasses.replace(self, **changes)
@@ -108,97 +105,168 @@ class ExperimentConfig:
             return None
         return alloc.paper_alpha(self.sparsity) if self.alpha is None else float(self.alpha)
 
+    def resolved_group(self) -> str:
+        """per_layer for Magnitude (one threshold per matrix, as Wanda's and the DLP authors' code), per_output
+        (Wanda's per-row comparison) for the others, unless given."""
+        if self.group is not None:
+            return self.group
+        return "per_layer" if self.method == "magnitude" else "per_output"
+
+    def allocator_params(self) -> dict:
+        """The parameters the configured allocator reads, from this config's fields."""
+        params = {"alpha": self.resolved_alpha()} if self.allocation == "dlp" else {}
+        names = get_allocator(self.allocation).params
+        return {p: params.get(p, getattr(self, p, None)) for p in names}
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["eval"] = list(self.eval)
         d["alpha"] = self.resolved_alpha()
-        if self.granularity == "block":  # the default is left out so cache keys of earlier results stay valid
-            del d["granularity"]
+        d["group"] = self.resolved_group()
         return d
+
+    # -- cache keys: each stage's key holds the fields of its role and of every earlier stage, the
+    # identity of the weights and of the text sources, and the version of the code of those stages.
+    def _key(self, roles: tuple[str, ...], fingerprint: str) -> dict:
+        from .cache import code_version
+        d = self.to_dict()
+        key = {f: d[f] for f in self.fields_of(*roles)}
+        key["device"] = torch.device(self.device).type
+        key["fingerprint"] = fingerprint
+        key["calib"] = TextSource(self.calib).identity()
+        if "eval" in roles:
+            key["eval"] = [TextSource(s).identity() for s in self.eval]
+        key["code"] = {r: code_version(r) for r in roles}
+        return key
+
+    def data_key(self, fingerprint: str) -> dict:
+        """Model weights, numerics and calibration windows: what pass 1 (dense statistics) depends on."""
+        return self._key(("data",), fingerprint)
+
+    def plan_key(self, fingerprint: str) -> dict:
+        """data_key plus the allocator and its parameters: what the per-block budgets depend on."""
+        return self._key(("data", "plan"), fingerprint)
+
+    def pruning_key(self, fingerprint: str) -> dict:
+        """plan_key plus what consumes the budgets: two configs with equal keys prune identically."""
+        return self._key(("data", "plan", "prune"), fingerprint)
+
+    def eval_key(self, fingerprint: str) -> dict:
+        """pruning_key plus what is measured: the key of a full result."""
+        return self._key(("data", "plan", "prune", "eval"), fingerprint)
 
 
 class Lab:
-    """Holds one model (dense weights kept aside) and its calibration artefacts in memory."""
+    """Holds one model (dense weights kept aside) and its calibration artefacts in memory.
 
-    def __init__(self, model: str, *, device: str = "cpu", dtype: str = "float32", progress: bool = True):
+    The model's state is the Lab's: `ensure(cfg)` makes it pruned exactly as `cfg` says (or dense
+    for None) and is the only way to change it; `pruned_config` says what it holds now. `run`
+    returns a (possibly cached) result and leaves the model in an unspecified state; call
+    `ensure(cfg)` before using the model itself. `use_cache=False` recomputes every stage (tokens,
+    pass 1, dense perplexity, results) and overwrites what is cached.
+    """
+
+    def __init__(self, model: str, *, device: str = "cpu", dtype: str = "float32", progress: bool = True,
+                 use_cache: bool = True):
         self.model_name, self.device, self.dtype_name = model, device, dtype
-        self.progress = progress
-        self.model, self.tokenizer = load_model(model, dtype=DTYPES[dtype], device="cpu" if device == "cuda" else device)
+        self.progress, self.use_cache = progress, use_cache
+        self._model, self._tokenizer = load_model(model, dtype=DTYPES[dtype],
+                                                  device="cpu" if device == "cuda" else device)
         if device == "cuda":  # weights stay on the CPU; the engine moves one block at a time
             self._place_non_blocks(device)
-        self.fingerprint = model_fingerprint(self.model)
-        self._dense_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self._fingerprint = model_fingerprint(self._model)
+        self._dense_state = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
         self._calib: dict = {}
         self._stats: dict = {}
         self._eval: dict = {}
-        self._pruned_key = None
+        self._pruned: ExperimentConfig | None = None
+        self._pruned_key: dict | None = None
+        self._plan: SparsityPlan | None = None
+
+    model = property(lambda self: self._model, doc="the in-memory model (state: see pruned_config)")
+    tokenizer = property(lambda self: self._tokenizer)
+    fingerprint = property(lambda self: self._fingerprint, doc="hash of every dense weight's bytes")
+    pruned_config = property(lambda self: self._pruned, doc="the config the model is pruned with; None: dense")
 
     def _place_non_blocks(self, device):
         from .models import decoder_blocks
-        blocks = decoder_blocks(self.model)
-        for module in self.model.children():
+        blocks = decoder_blocks(self._model)
+        for module in self._model.children():
             for name, sub in module.named_children():
                 if sub is not blocks:
                     sub.to(device)
-        self.model.lm_head.to(device) if hasattr(self.model, "lm_head") else None
+        self._model.lm_head.to(device) if hasattr(self._model, "lm_head") else None
+
+    def _check(self, cfg: ExperimentConfig) -> None:
+        if cfg.model != self.model_name:
+            raise ValueError(f"This Lab holds {self.model_name!r}, not {cfg.model!r}")
 
     # -- data ------------------------------------------------------------------------------
     def calibration(self, cfg: ExperimentConfig) -> torch.Tensor:
-        key = (cfg.calib, cfg.nsamples, cfg.seqlen, cfg.seed)
+        return self.windows("calibration", cfg.calib, cfg.nsamples, cfg.seqlen, cfg.seed)
+
+    def windows(self, kind: str, source: str, n: int, seqlen: int, seed: int) -> torch.Tensor:
+        """(n, seqlen) token windows of a source's train split drawn with `seed`, kept in memory."""
+        key = (kind, source, n, seqlen, seed)
         if key not in self._calib:
-            self._calib[key] = calibration_windows(cfg.calib, self.tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed)
+            self._calib[key] = calibration_windows(source, self._tokenizer, n, seqlen, seed,
+                                                   use_cache=self.use_cache)
         return self._calib[key]
 
     def eval_windows(self, source: str, seqlen: int, neval: int | None) -> torch.Tensor:
         key = (source, seqlen, neval)
         if key not in self._eval:
-            self._eval[key] = evaluation_windows(source, self.tokenizer, seqlen, neval)
+            self._eval[key] = evaluation_windows(source, self._tokenizer, seqlen, neval, use_cache=self.use_cache)
         return self._eval[key]
-
-    def _data_key(self, cfg: ExperimentConfig) -> dict:
-        return {"model": self.model_name, "fingerprint": self.fingerprint, "calib": TextSource(cfg.calib).identity(),
-                "nsamples": cfg.nsamples, "seqlen": cfg.seqlen, "seed": cfg.seed, "dtype": self.dtype_name,
-                "device": torch.device(self.device).type}
 
     # -- pass 1 ------------------------------------------------------------------------------
     def dense_statistics(self, cfg: ExperimentConfig) -> DenseStatistics:
-        key = tuple(sorted(self._data_key(cfg).items()))
-        if key not in self._stats:
-            self.restore_dense()
-            self._stats[key] = dense_statistics(self.model, self.calibration(cfg), self._data_key(cfg),
-                                                device=self.device, progress=self.progress)
-        return self._stats[key]
+        key = cfg.data_key(self._fingerprint)
+        memo = config_key(key)
+        if memo not in self._stats:
+            self.ensure(None)
+            self._stats[memo] = dense_statistics(self._model, self.calibration(cfg), key, device=self.device,
+                                                 progress=self.progress, use_cache=self.use_cache)
+        return self._stats[memo]
 
     def plan(self, cfg: ExperimentConfig) -> SparsityPlan:
-        # pass 1 feeds DLP/OWL, and Global's calibration-aware scores; ER, LAMP, AlphaPruning read only the weights
-        needs_stats = cfg.allocation in ("dlp", "owl") or (cfg.allocation == "global" and cfg.method != "magnitude")
-        stats = self.dense_statistics(cfg) if needs_stats else None
-        if cfg.allocation not in alloc.ALLOCATIONS:
-            self.restore_dense()
-        from .plan import WEIGHT_ALLOCATORS
-        extra = {}
-        if cfg.allocation in WEIGHT_ALLOCATORS:  # Global scores with the method; AlphaPruning caches by fingerprint
-            extra = dict(method=cfg.method, cache_config=self._data_key(cfg))
-        plan = build_plan(cfg.allocation, cfg.sparsity, stats=stats, model=self.model, alpha=cfg.resolved_alpha(),
-                          statistic=cfg.statistic, lamda=cfg.lamda, owl_m=cfg.owl_m, strict=cfg.strict_ratios,
-                          granularity=cfg.granularity, **extra)
+        """The per-block budgets of cfg's allocator (pure in its inputs: pass-1 statistics and/or the
+        dense weights, as the allocator declares)."""
+        self._check(cfg)
+        allocator = get_allocator(cfg.allocation)
+        stats = self.dense_statistics(cfg) if allocator.needs_stats(cfg.method) else None
+        if allocator.needs_weights:
+            self.ensure(None)
+        plan = build_plan(cfg.allocation, cfg.sparsity, stats=stats, model=self._model, strict=cfg.strict_ratios,
+                          granularity=cfg.granularity, method=cfg.method,
+                          cache_config=cfg.data_key(self._fingerprint), **cfg.allocator_params())
         plan.config.update(model=self.model_name, method=cfg.method)
         return plan
 
     # -- pass 2 and evaluation ------------------------------------------------------------------
-    def restore_dense(self) -> None:
-        if self._pruned_key is not None:
-            self.model.load_state_dict(self._dense_state)
-            self._pruned_key = None
+    def ensure(self, cfg: ExperimentConfig | None) -> SparsityPlan | None:
+        """Make the model pruned exactly as `cfg` says (dense for None); returns the plan used.
 
-    def prune(self, cfg: ExperimentConfig, plan: SparsityPlan | None = None) -> SparsityPlan:
-        """Prune the in-memory model per `cfg` (from the dense weights); returns the plan used."""
-        plan = plan or self.plan(cfg)
-        self.restore_dense()
+        Configs that differ only in what is evaluated share the pruning (equal `pruning_key`)."""
+        if cfg is None:
+            if self._pruned is not None:
+                self._model.load_state_dict(self._dense_state)
+                self._pruned, self._pruned_key, self._plan = None, None, None
+            return None
+        self._check(cfg)
+        key = cfg.pruning_key(self._fingerprint)
+        if self._pruned_key == key:
+            return self._plan
+        plan = self.plan(cfg)
+        self.ensure(None)
         nm = NMPattern.parse(cfg.nm) if cfg.nm else None
-        prune_model(self.model, plan, cfg.method, self.calibration(cfg), group=cfg.group, nm=nm,
-                    device=self.device, progress=self.progress)
-        self._pruned_key = cfg
+        try:
+            prune_model(self._model, plan, cfg.method, self.calibration(cfg), group=cfg.resolved_group(), nm=nm,
+                        device=self.device, progress=self.progress)
+        except BaseException:
+            self._model.load_state_dict(self._dense_state)  # never leave a half-pruned model behind
+            raise
+        self._pruned, self._pruned_key, self._plan = cfg, key, plan
         return plan
 
     def perplexities(self, sources, seqlen: int, neval: int | None) -> dict[str, float]:
@@ -206,63 +274,68 @@ class Lab:
         # so on a GPU the blocks move there for the evaluation only (a 7B fp16 model: ~13.5 GB).
         offloaded = torch.device(self.device).type == "cuda"
         if offloaded:
-            self.model.to(self.device)
+            self._model.to(self.device)
         try:
-            return {TextSource(s).label: perplexity(self.model, self.eval_windows(s, seqlen, neval),
+            return {TextSource(s).label: perplexity(self._model, self.eval_windows(s, seqlen, neval),
                                                     device=self.device, progress=self.progress,
                                                     desc=f"perplexity {TextSource(s).label}")
                     for s in sources}
         finally:
             if offloaded:
                 from .models import decoder_blocks
-                decoder_blocks(self.model).to("cpu")
+                decoder_blocks(self._model).to("cpu")
                 torch.cuda.empty_cache()
 
     def dense_perplexity(self, cfg: ExperimentConfig) -> dict[str, float]:
         def compute():
-            self.restore_dense()
+            self.ensure(None)
             return self.perplexities(cfg.eval, cfg.seqlen, cfg.neval)
-        key = {**self._data_key(cfg), "eval": [TextSource(s).identity() for s in cfg.eval], "neval": cfg.neval}
-        key.pop("calib"), key.pop("nsamples"), key.pop("seed")
-        return cached("dense_perplexity", key, compute)
+        key = cfg.eval_key(self._fingerprint)
+        key = {k: key[k] for k in ("model", "fingerprint", "dtype", "device", "seqlen", "eval", "neval")}
+        key["code"] = {r: code_version(r) for r in ("data", "eval")}
+        return cached("dense_perplexity", key, compute, enabled=self.use_cache)
 
-    def run(self, cfg: ExperimentConfig, *, use_cache: bool = True) -> dict:
-        """Plan, prune, evaluate; the result dict is cached on disk keyed by the whole config."""
-        if cfg.model != self.model_name:
-            raise ValueError(f"This Lab holds {self.model_name!r}, not {cfg.model!r}")
+    def run(self, cfg: ExperimentConfig, *, use_cache: bool | None = None) -> dict:
+        """Plan, prune, evaluate; the result dict is cached on disk under cfg.eval_key.
+
+        use_cache=False recomputes this result (and, if the Lab was made with use_cache=False,
+        every stage before it)."""
+        self._check(cfg)
 
         def compute():
             dense_ppl = self.dense_perplexity(cfg)
             t0 = time.perf_counter()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", alloc.RatioRangeWarning)
-                plan = self.prune(cfg)
+                plan = self.ensure(cfg)
+            for w in caught:  # recorded in the result and shown to the user
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             t_prune = time.perf_counter() - t0
             ppl = self.perplexities(cfg.eval, cfg.seqlen, cfg.neval)
             out = {"config": cfg.to_dict(), "ratios": plan.ratios, "rid": plan.rid,
                    "block_statistic": plan.block_statistic, "plan": plan.to_dict(),
                    "perplexity": {"dense": dense_ppl, "pruned": ppl},
-                   "achieved_sparsity": achieved_sparsity(self.model),
+                   "achieved_sparsity": achieved_sparsity(self._model),
                    "warnings": [str(w.message) for w in caught], "prune_seconds": t_prune,
-                   "model_fingerprint": self.fingerprint}
+                   "model_fingerprint": self._fingerprint}
             if cfg.lod_m is not None:
-                out["lod"] = layer_outlier_distribution(self.model, self.calibration(cfg), cfg.lod_m,
+                out["lod"] = layer_outlier_distribution(self._model, self.calibration(cfg), cfg.lod_m,
                                                         device=self.device, progress=self.progress)
             return out
-        key = {**cfg.to_dict(), "fingerprint": self.fingerprint,
-               "calib_id": TextSource(cfg.calib).identity(),
-               "eval_ids": [TextSource(s).identity() for s in cfg.eval]}
-        return cached("results", key, compute, enabled=use_cache)
+        enabled = self.use_cache if use_cache is None else (use_cache and self.use_cache)
+        return cached("results", cfg.eval_key(self._fingerprint), compute, enabled=enabled)
 
 
 _LABS: dict = {}
 
 
-def get_lab(model: str, device: str = "cpu", dtype: str = "float32", progress: bool = True) -> Lab:
-    """A process-wide Lab per (model, device, dtype), so notebooks and the CLI load a model once."""
-    key = (model, device, dtype)
+def get_lab(model: str, device: str = "cpu", dtype: str = "float32", progress: bool = True,
+            use_cache: bool = True) -> Lab:
+    """A process-wide Lab per (model, device, dtype, use_cache), so notebooks and the CLI load a model once."""
+    key = (model, device, dtype, use_cache)
     if key not in _LABS:
-        _LABS[key] = Lab(model, device=device, dtype=dtype, progress=progress)
+        _LABS[key] = Lab(model, device=device, dtype=dtype, progress=progress, use_cache=use_cache)
+    _LABS[key].progress = progress
     return _LABS[key]
 
 

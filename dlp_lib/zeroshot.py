@@ -20,11 +20,12 @@ import socket
 import sys
 import time
 
-from .cache import cached
-from .paper_results import ZEROSHOT_TASKS as PAPER_TASKS
+from .cache import cached, code_version
 from .zeroshot_tasks import CHANCE as OFFLINE_CHANCE
 from .zeroshot_tasks import DEFAULT_EXAMPLES, OFFLINE_TASKS, build_offline_suite, suite_key
 
+# The paper's zero-shot tasks (Table 4), lm-eval names; they need the Hugging Face hub.
+PAPER_TASKS = ("boolq", "rte", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa")
 SUITES = {"offline": OFFLINE_TASKS, "paper": PAPER_TASKS}
 CHANCE = {"boolq": 0.5, "rte": 0.5, "winogrande": 0.5, "hellaswag": 0.25, "arc_easy": 0.25,
           "arc_challenge": 0.25, "openbookqa": 0.25, **OFFLINE_CHANCE}
@@ -199,38 +200,31 @@ def zero_shot_for(lab, cfg=None, tasks=("offline",), *, limit: int | float | Non
     """Zero-shot result of a Lab's model, pruned per `cfg` (dense if None); cached on disk (Table 4 sweeps)."""
     import lm_eval
 
-    from .data import TextSource
     names = resolve_tasks(tasks)
-    pruning = None
     if cfg is not None and cfg.model != lab.model_name:
         raise ValueError(f"This Lab holds {lab.model_name!r}, not {cfg.model!r}")
-    if cfg is not None:
-        pruning = {k: v for k, v in cfg.to_dict().items() if k not in ("eval", "neval", "lod_m")}
-        pruning["calib_id"] = TextSource(cfg.calib).identity()
+    pruning = None if cfg is None else cfg.pruning_key(lab.fingerprint)
     key = {"model": lab.model_name, "fingerprint": lab.fingerprint, "dtype": lab.dtype_name, "pruning": pruning,
-           "tasks": names, "limit": limit, "lm_eval": lm_eval.__version__,
+           "tasks": names, "limit": limit, "lm_eval": lm_eval.__version__, "code": code_version("eval"),
            "suite": suite_key(suite_examples, suite_seed) if set(names) & set(OFFLINE_TASKS) else None}
 
     def compute():
-        if cfg is None:
-            lab.restore_dense()
-        elif lab._pruned_key != cfg:
-            lab.prune(cfg)
+        lab.ensure(cfg)
         return evaluate_zero_shot(lab.model, lab.tokenizer, names, limit=limit, batch_size=batch_size,
                                   device=lab.device, suite_examples=suite_examples, suite_seed=suite_seed,
                                   progress=getattr(lab, "progress", False))
-    return cached("zeroshot", key, compute, enabled=use_cache)
+    return cached("zeroshot", key, compute, enabled=use_cache and lab.use_cache)
 
 
-def sweep(lab, base, tasks=("offline",), *, limit=None, methods=("magnitude", "wanda", "sparsegpt"),
-          allocations=("uniform", "owl", "dlp"), batch_size: int = 16) -> dict:
+def sweep(lab, base, tasks=("offline",), *, allocations, limit=None, methods=("magnitude", "wanda", "sparsegpt"),
+          batch_size: int = 16) -> dict:
     """Table 4 grid: {("dense", "dense"): result, (method, allocation): result} at base.sparsity (cached)."""
     runs = {("dense", "dense"): zero_shot_for(lab, None, tasks, limit=limit, batch_size=batch_size)}
     for m in methods:
         for a in allocations:
             runs[(m, a)] = zero_shot_for(lab, base.replace(method=m, allocation=a), tasks, limit=limit,
                                          batch_size=batch_size)
-    lab.restore_dense()
+    lab.ensure(None)
     return runs
 
 

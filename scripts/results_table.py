@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from dlp_lib.experiment import PROFILES, ExperimentConfig, get_lab
-from dlp_lib.report import fmt_ppl
+from dlp_studies.report import fmt_ppl
 
 ROWS = [("Uniform", dict(allocation="uniform")), ("OWL", dict(allocation="owl")),
         ("DLP (median, paper)", dict(allocation="dlp", statistic="median")),

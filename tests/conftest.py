@@ -15,3 +15,17 @@ def _figures_to_tmp(tmp_path_factory):
 def tiny():
     from dlp_lib.models import load_model
     return load_model("tiny-llama")
+
+
+@pytest.fixture()
+def tmp_cache(tmp_path, monkeypatch):
+    """A fresh result cache that still sees the downloaded corpora, models and token streams."""
+    from dlp_lib.cache import cache_root
+    real = cache_root()
+    root = tmp_path / "cache"
+    root.mkdir()
+    for sub in ("corpora", "downloads", "models", "tokens"):
+        if (real / sub).exists():
+            os.symlink(real / sub, root / sub)
+    monkeypatch.setenv("DLP_CACHE_DIR", str(root))
+    return root

@@ -5,15 +5,20 @@ import numpy as np
 import pytest
 import torch
 
+from types import SimpleNamespace
+
 from dlp_lib import allocation as alloc
-from dlp_lib import allocation_baselines as ab
+from dlp_lib.allocation import alphapruning, er, global_threshold, lamp
 from dlp_lib.block_stats import compute_dense_statistics
 from dlp_lib.experiment import ExperimentConfig
 from dlp_lib.models import decoder_blocks, linear_sublayers, load_model
-from dlp_lib.plan import WEIGHT_ALLOCATORS, build_plan
+from dlp_lib.allocation import allocator_names, build_plan
 from dlp_lib.scores import wanda_scores
 
 BUDGETED = ("global", "er", "er_plus", "lamp", "alphapruning")
+ab = SimpleNamespace(er_densities=er.er_densities, lamp_scores=lamp.lamp_scores, lamp_ratios=lamp.lamp_ratios,
+                     kth_smallest=global_threshold.kth_smallest, threshold_ratios=global_threshold.threshold_ratios,
+                     hill_alpha=alphapruning.hill_alpha, alphapruning_ratios=alphapruning.alphapruning_ratios)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +44,7 @@ def _kept_fraction(plan, numels):
 
 
 def test_registered_on_import():
-    assert set(BUDGETED) <= set(WEIGHT_ALLOCATORS)
+    assert set(BUDGETED) <= set(allocator_names())
     for name in BUDGETED:
         ExperimentConfig(model="tiny-llama", allocation=name)  # accepted by the config validation
 
@@ -218,7 +223,8 @@ def test_sublayer_granularity_uses_the_dlp_formula(tiny):
 def test_granularity_config_validation():
     cfg = ExperimentConfig(model="tiny-llama", allocation="dlp", granularity="sublayer")
     assert cfg.to_dict()["granularity"] == "sublayer"
-    assert "granularity" not in ExperimentConfig(model="tiny-llama").to_dict()  # default keeps old cache keys
+    block = ExperimentConfig(model="tiny-llama", allocation="dlp")
+    assert cfg.plan_key("fp")["granularity"] == "sublayer" and cfg.plan_key("fp") != block.plan_key("fp")
     with pytest.raises(ValueError, match="granularity"):
         ExperimentConfig(model="tiny-llama", allocation="uniform", granularity="sublayer")
     with pytest.raises(ValueError, match="granularity"):

@@ -23,19 +23,6 @@ def _one_thread():
 
 
 @pytest.fixture()
-def tmp_cache(tmp_path, monkeypatch):
-    """A fresh result cache that still sees the downloaded corpora and token streams."""
-    real = cache_root()
-    root = tmp_path / "cache"
-    root.mkdir()
-    for sub in ("corpora", "downloads", "tokens"):
-        if (real / sub).exists():
-            os.symlink(real / sub, root / sub)
-    monkeypatch.setenv("DLP_CACHE_DIR", str(root))
-    return root
-
-
-@pytest.fixture()
 def lab():
     from dlp_lib.experiment import Lab
     return Lab("tiny-llama", progress=False)
@@ -72,9 +59,9 @@ def test_uses_no_evaluation_text(tmp_cache, lab, monkeypatch):
     splits = []
     real_stream = data_mod.token_stream
 
-    def spy(source, tokenizer, split):
+    def spy(source, tokenizer, split, **kwargs):
         splits.append((str(getattr(source, "name", source)), split))
-        return real_stream(source, tokenizer, split)
+        return real_stream(source, tokenizer, split, **kwargs)
 
     def forbidden(*a, **k):
         raise AssertionError("select_alpha touched evaluation text")
@@ -109,7 +96,7 @@ def test_rejects_non_dlp(tmp_cache, lab):
 
 def test_cli_alpha_auto_smoke(tmp_cache, tmp_path, capsys):
     from dlp_lib.cli import main
-    from dlp_lib.paper_results import ALPHA_GRID
+    from dlp_studies.paper import ALPHA_GRID
     out = tmp_path / "r.json"
     assert main(["prune", "--profile", "smoke", "--alpha", "auto", "--alpha-grid", *map(str, GRID), "--quiet",
                  "--json", str(out)]) == 0
@@ -132,6 +119,7 @@ def test_score_reuses_the_model_lab_run_just_pruned(tmp_cache, lab, monkeypatch)
     cfg = _smoke()
     lab.run(cfg.replace(alpha=0.1, eval=("sotu",)))  # eval fields do not change the pruning
     calls = []
-    monkeypatch.setattr(lab, "prune", lambda *a, **k: calls.append(a))
+    import dlp_lib.experiment as experiment
+    monkeypatch.setattr(experiment, "prune_model", lambda *a, **k: calls.append(a))
     score = alpha_score(lab, cfg, 0.1)
     assert calls == [] and score > 0

@@ -41,7 +41,7 @@ def test_save_and_reload(tmp_path):
 
 @pytest.mark.parametrize("args,msg", [
     (["--sparsity", "1.2"], "sparsity must be in [0, 1), got 1.2"),
-    (["--allocation", "nope"], "Unknown allocation 'nope'"),
+    (["--allocation", "nope"], "invalid choice: 'nope'"),
     (["--calib", "wikitext2"], "Offline sources"),
     (["--eval", "/does/not/exist.txt"], "does not exist"),
     (["--alpha", "0.7"], "alpha must be in [0, 0.5)"),
@@ -65,7 +65,7 @@ def test_text_file_sources(tmp_path):
 def test_cli_recomputes_the_notebook_numbers(tmp_path, allocation, extra):
     """What a notebook shows (report.run_configs on a profile's Lab, possibly from the cache) equals a
     fresh CLI run of the same configuration (--no-cache)."""
-    from dlp_lib.report import run_configs, setup
+    from dlp_studies.report import run_configs, setup
     base, lab, _ = setup("smoke", method="wanda", allocation=allocation, sparsity=0.6, **extra)
     notebook = run_configs(lab, {"k": base})["k"]
     out = tmp_path / "r.json"

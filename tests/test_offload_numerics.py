@@ -13,7 +13,8 @@ from dlp_lib import pruning
 from dlp_lib.block_stats import compute_dense_statistics, grouped_pool_statistics, pool_statistics
 from dlp_lib.calibration import CalibrationEngine, replay_logits
 from dlp_lib.models import decoder_blocks, linear_sublayers, load_model
-from dlp_lib.plan import SparsityPlan, build_plan
+from dlp_lib.allocation import build_plan
+from dlp_lib.plan import SparsityPlan
 from dlp_lib.pruning import prune_model
 from dlp_lib.scores import prune_mask, wanda_scores
 

@@ -66,7 +66,7 @@ def test_zero_shot_for_evaluates_the_pruned_model():
     lab = get_lab("tiny-llama", progress=False)
     cfg = ExperimentConfig.from_profile("smoke", sparsity=0.5, allocation="uniform", method="magnitude")
     first = zeroshot.zero_shot_for(lab, cfg, "dlp_lastword", limit=2, suite_examples=N, use_cache=False)
-    assert lab._pruned_key == cfg and set(first["tasks"]) == {"dlp_lastword"}
+    assert lab.pruned_config == cfg and set(first["tasks"]) == {"dlp_lastword"}
 
 
 @pytest.mark.parametrize("bad", ["hellaswg", "dlp_nope", ""])

@@ -6,12 +6,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from .experiment import PROFILES, ExperimentConfig, get_lab
+from dlp_lib.experiment import PROFILES, ExperimentConfig, get_lab
+
+
+_PROFILE = {"name": "smoke"}  # the profile of the last setup(): figures of one profile never overwrite another's
 
 
 def figures_dir() -> Path:
-    """figures/ of the repository, or $DLP_FIGURES_DIR (tests write elsewhere)."""
-    d = Path(os.environ.get("DLP_FIGURES_DIR", Path(__file__).resolve().parent.parent / "figures"))
+    """$DLP_FIGURES_DIR (the batch and the tests set it), else figures/<profile of the last setup()>."""
+    default = Path(__file__).resolve().parent.parent / "figures" / _PROFILE["name"]
+    d = Path(os.environ.get("DLP_FIGURES_DIR", default))
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -26,6 +30,7 @@ def save_figure(fig, name: str) -> Path:
 def setup(profile: str, **overrides):
     """(base ExperimentConfig, Lab, profile dict) for a notebook's `profile` parameter."""
     base = ExperimentConfig.from_profile(profile, **overrides)
+    _PROFILE["name"] = profile
     if profile == "smoke":  # tiny matrices: extra threads only add synchronisation (seconds per op on a busy CPU)
         import torch
         torch.set_num_threads(1)

@@ -1,0 +1,44 @@
+"""LAMP: layer-adaptive magnitude scores pruned under one global threshold (Lee et al., 2021)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..plan import SparsityPlan
+from ..scores import check_ratio
+from .global_threshold import _one_thread, _threshold_ratios_sorted
+from .rebalance import flatten_layout, rebalance, sublayer_plan
+from .registry import register
+
+
+def _sorted_lamp(weight: torch.Tensor) -> torch.Tensor:
+    """LAMP scores in ascending-|w| order (they are non-decreasing along it)."""
+    sorted_w2 = torch.sort(weight.detach().double().pow(2).flatten(), stable=True).values
+    suffix = sorted_w2.flip(0).cumsum(0).flip(0).clamp_min(torch.finfo(torch.float64).tiny)
+    return sorted_w2 / suffix
+
+
+def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
+    """LAMP (Lee et al., 2021; SPEC): w_u^2 / sum_{v >= u} w_v^2 over the sublayer's weights in ascending order."""
+    order = torch.sort(weight.detach().double().pow(2).flatten(), stable=True).indices
+    out = torch.empty(weight.numel(), dtype=torch.float64)
+    out[order] = _sorted_lamp(weight)
+    return out.float().view_as(weight)
+
+
+def lamp_ratios(weights: Sequence[torch.Tensor], sparsity: float) -> np.ndarray:
+    """LAMP allocation: prune the globally lowest LAMP scores; returns each sublayer's pruned fraction."""
+    check_ratio(sparsity)
+    with _one_thread():
+        scores = [torch.sort(_sorted_lamp(w).float()).values for w in weights]  # re-sort: rounding ties
+    return _threshold_ratios_sorted(scores, sparsity)
+
+
+@register("lamp", needs=("weights",), source="Lee et al., 2021 (LAMP, on |W|); paper Table 9")
+def plan_lamp(inputs, sparsity, *, strict=False) -> SparsityPlan:
+    keys, weights = flatten_layout(inputs.layout)
+    numels = [w.numel() for w in weights]
+    r = rebalance(lamp_ratios(weights, sparsity), sparsity, weights=numels, strict=strict, what="LAMP ratio")
+    return sublayer_plan("lamp", sparsity, keys, r, numels, {})

@@ -1,0 +1,120 @@
+"""The one allocator registry: name -> what the allocator reads, its parameters, its paper source.
+
+An allocator is a small pure function from its inputs (pass-1 statistics of the dense model,
+the dense weights, or nothing but the number of blocks) to a budget (`SparsityPlan`). It is
+declared once, with `@register`, in its own module of this package; the CLI's choices, the
+configuration's validation, `Lab.plan` and the notebooks all read this registry.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..plan import SparsityPlan
+from ..scores import check_ratio
+
+NEEDS = ("stats", "weights")  # pass-1 statistics of the dense model; the dense weights
+
+
+@dataclass(frozen=True)
+class AllocationInputs:
+    """What an allocator may read. Only what it declared in `needs` is filled in."""
+    n_blocks: int
+    stats: object | None = None                         # DenseStatistics (pass 1)
+    layout: list[dict[str, object]] | None = None       # block -> sublayer name -> weight (C_out, C_in)
+    method: str = "wanda"                               # the pruning method the budget is for
+    cache_config: dict | None = None                    # identity of weights+data, for allocators that cache
+
+
+@dataclass(frozen=True)
+class Allocator:
+    name: str
+    fn: Callable[..., SparsityPlan]       # fn(inputs, sparsity, *, strict, **params) -> SparsityPlan
+    needs: frozenset[str]                 # subset of NEEDS
+    params: tuple[str, ...]               # keyword parameters the allocator reads (beyond sparsity, strict)
+    source: str                           # where it comes from, one line
+    granularities: tuple[str, ...] = ("block",)
+    stats_not_for: tuple[str, ...] = field(default=())  # methods for which "stats" is not needed
+
+    def needs_stats(self, method: str) -> bool:
+        return "stats" in self.needs and method not in self.stats_not_for
+
+    @property
+    def needs_weights(self) -> bool:
+        return "weights" in self.needs
+
+
+_REGISTRY: dict[str, Allocator] = {}
+
+
+def register(name: str, *, needs: tuple[str, ...] = (), source: str, granularities: tuple[str, ...] = ("block",),
+             stats_not_for: tuple[str, ...] = ()):
+    """Decorator declaring an allocator. Its parameters are read off the function's keyword-only
+    arguments other than `strict` (and `granularity`), so a misspelled parameter is an error."""
+    bad = set(needs) - set(NEEDS)
+    if bad:
+        raise ValueError(f"allocator {name!r}: unknown needs {sorted(bad)}; allowed: {', '.join(NEEDS)}")
+
+    def wrap(fn):
+        sig = inspect.signature(fn)
+        params = tuple(p for p, v in sig.parameters.items()
+                       if v.kind is inspect.Parameter.KEYWORD_ONLY and p not in ("strict", "granularity"))
+        if name in _REGISTRY and _REGISTRY[name].fn is not fn:
+            raise ValueError(f"allocator {name!r} is already registered")
+        _REGISTRY[name] = Allocator(name, fn, frozenset(needs), params, source, tuple(granularities),
+                                    tuple(stats_not_for))
+        return fn
+    return wrap
+
+
+def allocator_names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def get_allocator(name: str) -> Allocator:
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown allocation {name!r}; allowed: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def _layout(model) -> list[dict[str, object]]:
+    from ..models import decoder_blocks, linear_sublayers
+    return [{n: layer.weight for n, layer in linear_sublayers(b).items()} for b in decoder_blocks(model)]
+
+
+def build_plan(allocation: str, sparsity: float, *, stats=None, model=None, strict: bool = False,
+               granularity: str = "block", method: str = "wanda", cache_config: dict | None = None,
+               **params) -> SparsityPlan:
+    """Allocate per-block budgets with the named allocator.
+
+    `params` are the allocator's own parameters (e.g. alpha and statistic for DLP; None means its
+    default); a parameter it does not read is an error, so a misspelling never goes unnoticed.
+    """
+    allocator = get_allocator(allocation)
+    check_ratio(sparsity)
+    unknown = set(params) - set(allocator.params)
+    if unknown:
+        raise ValueError(f"allocation {allocation!r} takes {', '.join(allocator.params) or 'no parameters'}; "
+                         f"got {', '.join(sorted(unknown))}")
+    if granularity not in allocator.granularities:
+        raise ValueError(f"granularity {granularity!r} is not defined for {allocation!r}; "
+                         f"allowed: {', '.join(allocator.granularities)}")
+    if allocator.needs_stats(method) and stats is None:
+        raise ValueError(f"allocation {allocation!r} with {method} needs the dense statistics of pass 1 (stats=...)")
+    if (allocator.needs_weights or stats is None) and model is None:
+        raise ValueError(f"allocation {allocation!r} needs the model (model=...)")
+    layout = _layout(model) if model is not None else None
+    n_blocks = len(stats.blocks) if stats is not None else len(layout)
+    inputs = AllocationInputs(n_blocks=n_blocks, stats=stats if allocator.needs_stats(method) else None,
+                              layout=layout if allocator.needs_weights else None, method=method,
+                              cache_config=cache_config)
+    given = {k: v for k, v in params.items() if v is not None}
+    if len(allocator.granularities) > 1:
+        given["granularity"] = granularity
+    plan = allocator.fn(inputs, sparsity, strict=strict, **given)
+    plan.config = {"allocation": allocation, "sparsity": sparsity, **(stats.config if stats is not None else {}),
+                   **plan.config}
+    if granularity != "block":
+        plan.config["granularity"] = granularity
+    return plan

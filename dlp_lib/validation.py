@@ -1,0 +1,158 @@
+"""Validation at the boundary: every value a user gives is checked once, before any expensive work,
+with a message that names the bad value and what is allowed.
+
+`validate_config` runs when an ExperimentConfig is made (cheap checks: names, ranges, sizes, the
+consistency of N:M and sparsity). `check_runtime` runs before a model loads (the device exists,
+output paths and the cache are writable, the model's context is long enough).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DTYPE_NAMES = ("float32", "float16", "bfloat16")
+GRANULARITIES = ("block", "sublayer")
+
+
+def _fail(field: str, value, allowed: str) -> None:
+    raise ValueError(f"{field} = {value!r} is not allowed; {allowed}")
+
+
+def _int_at_least(field: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        _fail(field, value, f"expected an integer >= {low}")
+
+
+def validate_config(cfg) -> None:
+    from .allocation import allocator_names, get_allocator
+    from .block_stats import LAYER_STATISTICS, OWL_M_GRID
+    from .data import TextSource
+    from .pruning import METHODS
+    from .scores import GROUPS, NMPattern, check_ratio
+
+    if cfg.method not in METHODS:
+        _fail("method", cfg.method, f"allowed: {', '.join(METHODS)}")
+    if cfg.allocation not in allocator_names():
+        _fail("allocation", cfg.allocation, f"allowed: {', '.join(allocator_names())}")
+    check_ratio(cfg.sparsity)
+    allocator = get_allocator(cfg.allocation)
+    if cfg.granularity not in GRANULARITIES:
+        _fail("granularity", cfg.granularity, f"allowed: {', '.join(GRANULARITIES)}")
+    if cfg.granularity not in allocator.granularities:
+        _fail("granularity", cfg.granularity, f"{cfg.allocation!r} allows {', '.join(allocator.granularities)}")
+    if cfg.statistic not in LAYER_STATISTICS:
+        _fail("statistic", cfg.statistic, f"allowed: {', '.join(LAYER_STATISTICS)}")
+    if cfg.group is not None and cfg.group not in GROUPS:
+        _fail("group", cfg.group, f"allowed: {', '.join(GROUPS)} (or None: the method's default)")
+    if cfg.dtype not in DTYPE_NAMES:
+        _fail("dtype", cfg.dtype, f"allowed: {', '.join(DTYPE_NAMES)}")
+    if cfg.alpha is not None and not (0.0 <= float(cfg.alpha) < 0.5):
+        _fail("alpha", cfg.alpha, "DLP's alpha must be in [0, 0.5) (ratios span 2 * alpha)")
+    if not (0.0 <= float(cfg.lamda) < 0.5):
+        _fail("lamda", cfg.lamda, "OWL's lambda must be in [0, 0.5)")
+    if float(cfg.owl_m) not in OWL_M_GRID:
+        _fail("owl_m", cfg.owl_m, f"OWL's M must be one of the pass-1 grid {[int(m) for m in OWL_M_GRID]}")
+    if cfg.lod_m is not None and float(cfg.lod_m) <= 0:
+        _fail("lod_m", cfg.lod_m, "expected a positive threshold multiplier")
+    _int_at_least("nsamples", cfg.nsamples, 1)
+    _int_at_least("seqlen", cfg.seqlen, 2)
+    _int_at_least("seed", cfg.seed, 0)
+    if cfg.neval is not None:
+        _int_at_least("neval", cfg.neval, 1)
+    if not cfg.eval:
+        _fail("eval", cfg.eval, "give at least one evaluation source")
+    validate_device_name(cfg.device)
+    if cfg.nm is not None:
+        nm = NMPattern.parse(cfg.nm)
+        if abs(cfg.sparsity - nm.sparsity) > 1e-9:
+            _fail("sparsity", cfg.sparsity, f"N:M {nm} keeps {nm.n_kept} of {nm.m} weights, i.e. sparsity "
+                  f"{nm.sparsity:g}; give that sparsity (or omit it on the command line)")
+        if cfg.allocation != "uniform":
+            _fail("allocation", cfg.allocation, "N:M applies one pattern everywhere here; use 'uniform' with --nm")
+    for s in (cfg.calib, *cfg.eval):
+        source = TextSource(s)
+        if source.is_path:
+            _check_text_file(source)
+
+
+_CHECKED_FILES: dict = {}
+
+
+def _check_text_file(source) -> None:
+    """A local text source exists, is a file and is UTF-8 text (checked once per file version)."""
+    p = Path(source.name)
+    try:
+        st = p.stat()
+        version = (str(p.resolve()), st.st_mtime_ns, st.st_size)
+    except OSError:
+        version = None
+    if version is not None and version in _CHECKED_FILES:
+        return
+    source.file_text()
+    if version is not None:
+        _CHECKED_FILES[version] = True
+
+
+def validate_device_name(device: str) -> None:
+    import torch
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError):
+        _fail("device", device, "expected cpu, cuda, cuda:N or mps")
+
+
+def check_device_available(device: str) -> None:
+    """The device exists on this machine (checked before the model loads)."""
+    import torch
+    d = torch.device(device)
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device = {device!r} but this machine has no CUDA GPU (torch {torch.__version__}, "
+                             "cuda available: False); use --device cpu")
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise ValueError(f"device = {device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif d.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device = {device!r} but MPS is not available here; use --device cpu")
+    elif d.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device = {device!r} is not supported; allowed: cpu, cuda, cuda:N, mps")
+
+
+def check_output_file(path: Path | None, what: str) -> None:
+    """The file can be written (its folder exists or can be made, and is writable)."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a directory; give a file path")
+    folder = path.parent
+    _check_dir_writable(folder, what, path)
+
+
+def check_output_dir(path: Path | None, what: str) -> None:
+    if path is None:
+        return
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} exists and is not a directory")
+    _check_dir_writable(path, what, path)
+
+
+def _check_dir_writable(folder: Path, what: str, shown: Path) -> None:
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {str(shown)!r} cannot be written: {str(probe)!r} is not a writable directory")
+
+
+def check_context_length(seqlen: int, model_config, model_name: str) -> None:
+    """seqlen must fit the model's positions (a longer window silently extrapolates or fails later)."""
+    limit = None
+    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(model_config, attr, None)
+        if isinstance(value, int) and value > 0:
+            limit = value
+            break
+    if limit is not None and seqlen > limit:
+        raise ValueError(f"seqlen = {seqlen} exceeds {model_name}'s maximum of {limit} positions; "
+                         f"use --seqlen <= {limit}")

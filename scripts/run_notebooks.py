@@ -1,0 +1,159 @@
+"""The notebook batch: execute every notebook under a profile, survive failures, summarise.
+
+Usage: python scripts/run_notebooks.py [profile] [glob] [--notebooks DIR] [--out DIR] [--figures DIR]
+
+- Executed copies go to results/notebooks/<profile>/ (tracked for the default profile; other
+  profiles go to outputs/<profile>/, which git ignores), stamped with commit, profile, date, wall
+  time and machine. Progress bars are shown on the console while a notebook runs and removed
+  from the stored copy, so what is committed is the answer, not hundreds of tqdm lines.
+- Figures go to figures/<profile>/ (only the default profile's are committed; smoke never
+  touches them).
+- A failing notebook does not stop the batch: the rest still run, a summary table (notebook,
+  status, wall time, result configurations computed / reused from the cache) is printed, and the
+  exit status is non-zero with the failed cell named.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TRACKED_PROFILES = ("default",)
+_PROGRESS = re.compile(r"\r|\d+%\|")
+
+
+def _commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return sha + ("+uncommitted" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _machine() -> str:
+    import torch
+    return (f"{platform.machine()} {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+
+def strip_progress(nb) -> int:
+    """Remove progress-bar stream output (tqdm) from an executed notebook; returns how many were removed."""
+    removed = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr" and _PROGRESS.search(out.get("text", "")):
+                lines = [ln for ln in out["text"].split("\n") if ln and not _PROGRESS.search(ln)]
+                removed += 1
+                if lines:
+                    out["text"] = "\n".join(lines) + "\n"
+                    kept.append(out)
+                continue
+            kept.append(out)
+        cell["outputs"] = kept
+    return removed
+
+
+def _count_cache(log: Path) -> tuple[int, int]:
+    if not log.exists():
+        return 0, 0
+    lines = log.read_text().split("\n")
+    return (sum(1 for ln in lines if ln == "miss results"), sum(1 for ln in lines if ln == "hit results"))
+
+
+def run_one(path: Path, out_dir: Path, profile: str, figures: Path, stamp: dict) -> dict:
+    import nbformat
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    out_path = out_dir / path.name
+    with tempfile.TemporaryDirectory() as tmp:
+        cache_log = Path(tmp) / "cache.log"
+        env_before = dict(os.environ)
+        os.environ.update(DLP_FIGURES_DIR=str(figures), DLP_CACHE_LOG=str(cache_log))
+        t0 = time.perf_counter()
+        status, failed = "ok", ""
+        try:
+            pm.execute_notebook(str(path), str(out_path), parameters={"profile": profile}, kernel_name="python3",
+                                progress_bar=False, log_output=True, cwd=str(path.parent))
+        except PapermillExecutionError as exc:
+            status, failed = "FAILED", f"cell [{exc.exec_count}]: {exc.ename}: {str(exc.evalue)[:160]}"
+        except Exception as exc:  # noqa: BLE001 - a kernel that dies is reported like a failed cell
+            status, failed = "FAILED", f"{type(exc).__name__}: {str(exc)[:160]}"
+        finally:
+            os.environ.clear()
+            os.environ.update(env_before)
+        wall = time.perf_counter() - t0
+        computed, reused = _count_cache(cache_log)
+    if out_path.exists():
+        nb = nbformat.read(out_path, as_version=4)
+        strip_progress(nb)
+        nb.metadata["dlp_run"] = {**stamp, "notebook": path.name, "status": status, "wall_seconds": round(wall, 1),
+                                  "failed": failed or None, "results_computed": computed, "results_reused": reused}
+        header = (f"*Executed by `run_all.sh {profile}`: commit `{stamp['commit']}`, {stamp['date']}, "
+                  f"{wall / 60:.1f} min wall, {stamp['machine']}; status {status}.*")
+        if nb.cells and "dlp-run-stamp" in nb.cells[0].get("metadata", {}).get("tags", []):
+            nb.cells[0].source = header
+        else:
+            cell = nbformat.v4.new_markdown_cell(header)
+            cell.metadata["tags"] = ["dlp-run-stamp"]
+            nb.cells.insert(0, cell)
+        nbformat.write(nb, out_path)
+    return {"notebook": path.stem, "status": status, "wall": wall, "computed": computed, "reused": reused,
+            "failed": failed}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("profile", nargs="?", default="default")
+    ap.add_argument("pattern", nargs="?", default="*")
+    ap.add_argument("--notebooks", type=Path, default=ROOT / "notebooks")
+    ap.add_argument("--out", type=Path, help="executed copies (default: results/notebooks/<profile> for tracked "
+                    "profiles, outputs/<profile> otherwise)")
+    ap.add_argument("--figures", type=Path, help="figure folder (default: figures/<profile>)")
+    a = ap.parse_args(argv)
+    tracked = a.profile in TRACKED_PROFILES
+    out_dir = a.out or (ROOT / "results" / "notebooks" / a.profile if tracked else ROOT / "outputs" / a.profile)
+    figures = a.figures or ROOT / "figures" / a.profile
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    paths = sorted(a.notebooks.glob(f"{a.pattern}.ipynb"))
+    if not paths:
+        print(f"no notebook matches {a.notebooks}/{a.pattern}.ipynb", file=sys.stderr)
+        return 2
+    stamp = {"commit": _commit(), "profile": a.profile,
+             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": _machine()}
+    rows = []
+    start = time.perf_counter()
+    for path in paths:
+        print(f"== {path.name} (profile {a.profile})", flush=True)
+        row = run_one(path, out_dir, a.profile, figures, stamp)
+        print(f"   {row['status']} in {row['wall']:.0f} s" + (f": {row['failed']}" if row["failed"] else ""), flush=True)
+        rows.append(row)
+    total = time.perf_counter() - start
+    print(f"\n{'notebook':40s} {'status':7s} {'wall':>8s} {'computed':>9s} {'reused':>7s}")
+    for r in rows:
+        print(f"{r['notebook']:40s} {r['status']:7s} {r['wall'] / 60:7.1f}m {r['computed']:9d} {r['reused']:7d}")
+    failed = [r for r in rows if r["status"] != "ok"]
+    print(f"\nall notebooks: {total / 60:.1f} min wall ({len(rows) - len(failed)} ok, {len(failed)} failed); "
+          f"executed copies in {out_dir}, figures in {figures}")
+    for r in failed:
+        print(f"FAILED {r['notebook']}: {r['failed']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""The shape of the library: the import graph flows down the pipeline, one registry knows the
+allocators, a new allocator is one function, configurations own their cache keys."""
+import ast
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "dlp_lib"
+
+# The pipeline, bottom to top. A module may import modules of its own layer or below, never above.
+LAYERS = [
+    ("cache", "fingerprint"),
+    ("data", "models", "gguf_loading", "architectures", "scores", "plan"),
+    ("calibration", "engine", "zeroshot_tasks"),
+    ("block_stats", "sparsegpt"),
+    ("allocation",),
+    ("pruning", "compression", "evaluation"),
+    ("inference", "zeroshot", "auto_alpha", "finetune"),
+    ("validation", "experiment"),
+    ("api", "explorer", "export"),
+    ("cli", "__main__", "__init__"),
+]
+LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).with_suffix("")
+        yield ".".join(rel.parts), path
+
+
+def _top(module: str) -> str:
+    head = module.split(".")[0]
+    return head
+
+
+def _imports(path: Path, module: str, *, top_level_only: bool) -> set[str]:
+    """dlp_lib modules imported by `module` (relative or absolute), as dotted names inside the package."""
+    tree = ast.parse(path.read_text())
+    package_parts = module.split(".")[:-1] if path.name != "__init__.py" else module.split(".")
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package_parts[: len(package_parts) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif node.module and node.module.startswith("dlp_lib"):
+                target = node.module[len("dlp_lib."):] if node.module != "dlp_lib" else ""
+            else:
+                continue
+            if node.module is None or not target:
+                found.update(".".join(base + [a.name]) if node.level else a.name for a in node.names)
+            else:
+                found.add(target)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("dlp_lib."):
+                    found.add(a.name[len("dlp_lib."):])
+    return {f for f in found if f}
+
+
+def test_every_module_has_a_layer():
+    missing = sorted({_top(m) for m, _ in _modules()} - set(LAYER_OF))
+    assert not missing, f"modules without a pipeline layer (add them to LAYERS): {missing}"
+
+
+def test_no_upward_imports():
+    bad = []
+    for module, path in _modules():
+        mine = LAYER_OF[_top(module)]
+        for target in _imports(path, module, top_level_only=False):
+            top = _top(target)
+            if top in LAYER_OF and LAYER_OF[top] > mine:
+                bad.append(f"{module} (layer {mine}) imports {target} (layer {LAYER_OF[top]})")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_import_cycles():
+    graph = {m: {t for t in _imports(p, m, top_level_only=True)} for m, p in _modules()}
+    names = set(graph)
+
+    def resolve(t):  # a name may be a module or a package (its __init__)
+        return t if t in names else (f"{t}.__init__" if f"{t}.__init__" in names else None)
+
+    edges = {m: {r for t in ts if (r := resolve(t)) and r != m} for m, ts in graph.items()}
+    state: dict[str, int] = {}
+
+    def visit(m, stack):
+        state[m] = 1
+        for n in edges.get(m, ()):
+            if state.get(n) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(stack + [m, n]))
+            if n not in state:
+                visit(n, stack + [m])
+        state[m] = 2
+
+    for m in edges:
+        if m not in state:
+            visit(m, [])
+
+
+def test_library_never_imports_the_studies():
+    for module, path in _modules():
+        assert "dlp_studies" not in path.read_text(), f"dlp_lib.{module} refers to dlp_studies"
+
+
+def _string_sequences(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            yield [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+
+
+def test_one_place_knows_the_allocators():
+    """No tuple/list/set literal lists the allocators (four or more of them) anywhere in the library, the
+    study package or the notebooks: they ask the registry (`allocator_names()`). The library itself
+    names no set of allocators at all (a study's comparison triple belongs to the study)."""
+    import nbformat
+
+    from dlp_lib.allocation import allocator_names
+    names = set(allocator_names())
+    sources = [(p, p.read_text()) for p in list(PACKAGE.rglob("*.py")) + list((ROOT / "dlp_studies").rglob("*.py"))]
+    for nb_path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(nb_path, as_version=4)
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        sources.append((nb_path, "\n".join(ln for ln in code.split("\n") if not ln.lstrip().startswith(("%", "!")))))
+    offenders = []
+    for path, text in sources:
+        for seq in _string_sequences(ast.parse(text)):
+            limit = 2 if path.is_relative_to(PACKAGE) else 4
+            if len(names.intersection(seq)) >= limit:
+                offenders.append(f"{path.relative_to(ROOT)}: {seq}")
+    assert not offenders, "lists of allocators outside the registry:\n" + "\n".join(offenders)
+
+
+@pytest.fixture
+def reverse_dlp(monkeypatch):
+    """A new allocator declared in one function (here, in this test file)."""
+    from dlp_lib.allocation import registry
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @registry.register("reverse_dlp", needs=("stats",), source="a test: DLP's ratios reversed")
+    def plan_reverse_dlp(inputs, sparsity, *, alpha: float = 0.1, strict=False):
+        from dlp_lib.allocation import allocate_dlp
+        from dlp_lib.plan import SparsityPlan
+        r = allocate_dlp(inputs.stats.layer_statistic("median"), sparsity, alpha, strict=strict)[::-1]
+        return SparsityPlan("reverse_dlp", sparsity, r.tolist(), {"alpha": alpha})
+
+    return plan_reverse_dlp
+
+
+def test_a_new_allocator_is_one_function(reverse_dlp, tmp_cache):
+    from dlp_lib.cli import build_parser
+    from dlp_lib.experiment import ExperimentConfig, Lab
+    cfg = ExperimentConfig.from_profile("smoke", allocation="reverse_dlp", sparsity=0.6)
+    assert "reverse_dlp" in build_parser().parse_args(["prune", "--allocation", "reverse_dlp"]).allocation
+    lab = Lab("tiny-llama", progress=False)
+    plan = lab.plan(cfg)
+    dlp = lab.plan(cfg.replace(allocation="dlp", alpha=0.1))
+    np.testing.assert_allclose(plan.ratios, dlp.ratios[::-1])
+    assert plan.mean_ratio == pytest.approx(0.6)
+    result = lab.run(cfg)
+    assert result["achieved_sparsity"]["overall"] == pytest.approx(0.6, abs=0.02)
+
+
+def test_unknown_allocator_parameter_is_an_error():
+    from dlp_lib.allocation import build_plan
+    from dlp_lib.models import tiny_llama
+    model, _ = tiny_llama()
+    with pytest.raises(ValueError, match="takes no parameters; got alhpa"):
+        build_plan("uniform", 0.5, model=model, alhpa=0.1)
+
+
+def test_allocators_declare_what_they_read():
+    from dlp_lib.allocation import allocator_names, get_allocator
+    for name in allocator_names():
+        a = get_allocator(name)
+        assert a.source and a.needs <= {"stats", "weights"}
+    assert get_allocator("dlp").needs_stats("wanda") and not get_allocator("er").needs_stats("wanda")
+    assert get_allocator("global").needs_stats("wanda") and not get_allocator("global").needs_stats("magnitude")
+
+
+def test_keys_follow_the_roles():
+    from dlp_lib.experiment import ExperimentConfig
+    base = ExperimentConfig.from_profile("smoke")
+    fp = "f"
+    # an evaluation-only change keeps the pruning key, changes the result key
+    other_eval = base.replace(eval=("sotu",), neval=2)
+    assert other_eval.pruning_key(fp) == base.pruning_key(fp) and other_eval.eval_key(fp) != base.eval_key(fp)
+    # a pruning-only change keeps the plan key
+    assert base.replace(method="sparsegpt").plan_key(fp) == base.plan_key(fp)
+    assert base.replace(method="sparsegpt").pruning_key(fp) != base.pruning_key(fp)
+    # a plan change keeps the data key (pass 1 is shared)
+    assert base.replace(alpha=0.05).data_key(fp) == base.data_key(fp)
+    assert base.replace(alpha=0.05).plan_key(fp) != base.plan_key(fp)
+    # other weights, other keys everywhere
+    assert base.data_key("g") != base.data_key(fp)
+    for key in (base.data_key(fp), base.plan_key(fp), base.pruning_key(fp), base.eval_key(fp)):
+        assert key["code"] and all(len(v) == 12 for v in key["code"].values())
+    # every field has a role
+    import dataclasses
+    roles = {f.metadata.get("role") for f in dataclasses.fields(ExperimentConfig)}
+    assert roles == {"data", "plan", "prune", "eval"}
+
+
+def test_ensure_is_the_one_way_to_prune(tmp_cache):
+    from dlp_lib.evaluation import achieved_sparsity
+    from dlp_lib.experiment import ExperimentConfig, Lab
+    lab = Lab("tiny-llama", progress=False)
+    cfg = ExperimentConfig.from_profile("smoke", allocation="uniform", sparsity=0.5)
+    lab.run(cfg)
+    lab.ensure(None)
+    assert lab.pruned_config is None and achieved_sparsity(lab.model)["overall"] < 0.01
+    lab.run(cfg)  # cached now: the model is not pruned by a cache hit ...
+    plan = lab.ensure(cfg)  # ... but ensure makes it so
+    assert lab.pruned_config == cfg and achieved_sparsity(lab.model)["overall"] == pytest.approx(0.5, abs=0.01)
+    assert lab.ensure(cfg.replace(eval=("sotu",))) is plan  # same pruning key: nothing redone
+    with pytest.raises(AttributeError):
+        lab.model = None
+
+
+def test_magnitude_defaults_to_one_threshold_per_matrix():
+    from dlp_lib.experiment import ExperimentConfig
+    assert ExperimentConfig(model="tiny-llama", method="magnitude").resolved_group() == "per_layer"
+    assert ExperimentConfig(model="tiny-llama", method="wanda").resolved_group() == "per_output"
+    cfg = ExperimentConfig(model="tiny-llama", method="wanda").replace(method="magnitude")
+    assert cfg.resolved_group() == "per_layer"
+    assert ExperimentConfig(model="tiny-llama", method="magnitude", group="per_output").resolved_group() == "per_output"
+
+
+def test_plan_is_a_budget():
+    from dlp_lib.plan import SparsityPlan
+    p = SparsityPlan("uniform", 0.6, [0.6, 0.6], sublayer_ratios=[{"a": 0.5}, {"a": 0.7}])
+    assert p.keep(0) == pytest.approx(0.4) and p.keep(1, "a") == pytest.approx(0.3) and p.n_blocks == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert SparsityPlan(**p.to_dict()) == p
