@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlp_lib.tiny_families import FAMILIES, VOCAB, tiny_family
+from dlp_lib.architectures.tiny import FAMILIES, VOCAB, tiny_family
 from dlp_lib.block_stats import compute_dense_statistics
 from dlp_lib.calibration import CalibrationEngine, check_replay, replay_logits
 from dlp_lib.evaluation import achieved_sparsity
 from dlp_lib.models import UnsupportedModelError, decoder_blocks, load_model, prunable_weights
-from dlp_lib.plan import build_plan
+from dlp_lib.allocation import build_plan
 from dlp_lib.pruning import prune_model
 
 _MODELS: dict = {}
@@ -238,6 +238,9 @@ def test_unreplayable_model_is_refused_naming_its_class():
     torch.manual_seed(0)
     with pytest.raises(UnsupportedModelError, match="_LeakyDecoder: block-by-block replay differs"):
         check_replay(_LeakyDecoder())
+    # the engine runs the same guard before its first pass
+    with pytest.raises(UnsupportedModelError, match="_LeakyDecoder: block-by-block replay differs"):
+        CalibrationEngine(_LeakyDecoder(), torch.randint(0, 32, (2, 8)), progress=False).run(lambda v: None)
 
 
 def test_decoder_blocks_found_without_allow_list():
@@ -276,17 +279,18 @@ def test_load_model_from_checkpoint_directory_replays(tmp_path):
     model = _model("qwen2")
     model.save_pretrained(tmp_path / "ckpt")
     _byte_tokenizer().save_pretrained(tmp_path / "ckpt")
-    loaded, tok = load_model(str(tmp_path / "ckpt"))   # runs check_replay
+    loaded, tok = load_model(str(tmp_path / "ckpt"))
     assert type(loaded).__name__ == "Qwen2ForCausalLM"
+    check_replay(loaded)
     for (n, p), q in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(p, q), n
     assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["model_type"] == "qwen2"
 
 
 def test_gguf_is_dequantized_once_keyed_by_content_hash(tmp_path, monkeypatch):
-    from dlp_lib import models
+    from dlp_lib import gguf_loading, models
     calls = []
-    monkeypatch.setattr(models, "_dequantize", lambda gguf, out: calls.append((gguf, out)) or out)
+    monkeypatch.setattr(gguf_loading, "_dequantize", lambda gguf, out: calls.append((gguf, out)) or out)
     monkeypatch.setenv("DLP_CACHE_DIR", str(tmp_path / "cache"))
     a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
     a.write_bytes(b"GGUF one")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..architecture import decoder_blocks
+from ..architectures.discovery import decoder_blocks
 
 
 @dataclass

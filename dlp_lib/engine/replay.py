@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..architecture import PrunableWeight, UnsupportedModelError, decoder_blocks, prunable_weights
+from ..architectures.discovery import PrunableWeight, UnsupportedModelError, decoder_blocks, prunable_weights
 from .offload import _BlockMover, _normalize_device, _Staged
 from .statistics import STATISTICS, _Hooks
 
@@ -253,6 +253,18 @@ class CalibrationEngine:
             return block(*rest, hidden_states=x, **kwargs)
         return block(x, *rest, **kwargs)
 
+    def _guard(self) -> None:
+        """Refuse a model whose block-by-block replay differs from its forward (checked once per
+        model object, on the first calibration tokens). A model split across devices (the offload
+        layout: blocks on the CPU, the rest on the GPU) cannot run its own forward: whoever split it
+        checks before splitting (`check_replay`)."""
+        if getattr(self.model, "_dlp_replay_checked", False):
+            return
+        if len({p.device for p in self.model.parameters()}) > 1:
+            return
+        check_replay(self.model, self.calib_ids[:1, :16])
+        self.model._dlp_replay_checked = True
+
     # -- block loop ----------------------------------------------------------------------
     def _forward_block(self, block, acts: list[torch.Tensor], calls: list[tuple[tuple, dict]], rec: BlockCalls,
                        hooks: _Hooks | None = None, *, write: bool = True) -> None:
@@ -319,6 +331,7 @@ class CalibrationEngine:
             raise ValueError(f"offload=False but some block weights are not on {self.device}")
         if self.stream and self._cuda:
             self._h2d, self._d2h = torch.cuda.Stream(self.device), torch.cuda.Stream(self.device)
+        self._guard()
         rec = self.capture()
         acts = rec.inputs
         nseq = self.calib_ids.shape[0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..architecture import PrunableWeight, UnsupportedModelError
+from ..architectures.discovery import PrunableWeight, UnsupportedModelError
 
 
 class WandaNorms:

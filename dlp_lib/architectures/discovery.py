@@ -3,7 +3,7 @@
 No allow-list of model classes: the blocks are the largest `nn.ModuleList` whose elements all
 have one class (cross-checked with the model's `_no_split_modules` when it declares them).
 Whether block-by-block replay reproduces the model is checked separately
-(`dlp_lib.engine.replay.check_replay`).
+(`dlp_lib.engine.replay.check_replay`, run by the engine before its first pass).
 
 Prunable weights of a block, each seen as a (C_out, C_in) matrix `W` whose input is `x`
 (y = x W^T), the orientation every score, mask, Wanda norm and SparseGPT update assumes:
@@ -163,3 +163,16 @@ def block_parameter_counts(block: nn.Module) -> tuple[int, int]:
     total = sum(p.numel() for p in block.parameters())
     prunable = sum(w.weight.numel() for w in prunable_weights(block).values())
     return total, prunable
+
+
+def check_causal_lm(source: str, *, revision=None, trust_remote_code: bool = False, gguf_file: str | None = None) -> None:
+    """One-line refusal of a config that AutoModelForCausalLM cannot load (e.g. an encoder-decoder)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    config = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code, **kwargs)
+    remote = bool(getattr(config, "auto_map", None) and "AutoModelForCausalLM" in config.auto_map)
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING and not (remote and trust_remote_code):
+        raise UnsupportedModelError(f"{type(config).__name__} is not a decoder-only causal LM "
+                                    "(AutoModelForCausalLM cannot load it)")
