@@ -35,10 +35,11 @@ CODE_STAGES: dict[str, tuple[str, ...]] = {
     "data": ("data.py", "models.py", "fingerprint.py", "architectures/*.py", "gguf_loading.py"),
     "plan": ("block_stats.py", "calibration*.py", "engine/*.py", "scores.py", "allocation/*.py", "plan.py"),
     "prune": ("pruning.py", "scores.py", "sparsegpt.py", "calibration*.py", "engine/*.py", "compression/*.py"),
-    "eval": ("evaluation.py", "zeroshot.py", "zeroshot_tasks.py", "auto_alpha.py", "inference/*.py"),
+    "eval": ("evaluation.py", "zeroshot.py", "zeroshot_tasks.py", "auto_alpha.py", "inference/*.py", "finetune/*.py"),
 }
 NOT_COMPUTING = ("__init__.py", "__main__.py", "cache.py", "cli.py", "experiment.py", "validation.py",
-                 "api.py", "explorer.py")
+                 "api.py", "explorer.py", "export.py", "sweep.py",
+                 "dense_weights.py")
 
 
 class CacheError(RuntimeError):
@@ -232,7 +233,7 @@ def cached(kind: str, config: dict, compute: Callable[[], Any], *, fmt: str = "j
 
 
 # ------------------------------------------------------------------------ cache command
-ASSET_DIRS = ("corpora", "downloads", "models")  # installed assets, not computed entries
+ASSET_DIRS = ("corpora", "downloads", "models", "dense_weights")  # installed assets, not computed entries
 
 
 def entries(root: Path | None = None) -> list[Path]:

@@ -44,47 +44,56 @@ def _allocation_help() -> str:
     return "; ".join(f"{n}: {get_allocator(n).source}" for n in allocator_names())
 
 
+def _experiment_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that make an ExperimentConfig's model, data, allocation and numerics (prune, compress)."""
+    p.add_argument("--profile", choices=sorted(PROFILES), default="default",
+                   help="defaults for model/data/sizes: smoke (tiny-llama), default (smollm2-135m, CPU), paper")
+    p.add_argument("--model", help="smollm2-135m, tiny-llama, a local checkpoint directory or a hub id")
+    p.add_argument("--allocation", default="dlp", choices=allocator_names(), metavar="ALLOCATION",
+                   help=f"layerwise allocator, one of {', '.join(allocator_names())} ({_allocation_help()})")
+    p.add_argument("--alpha", type=_alpha, help="DLP alpha; default: paper Table 19 for the sparsity; 'auto': "
+                   "chosen on held-out calibration windows (train split), see dlp_lib.auto_alpha")
+    p.add_argument("--statistic", choices=LAYER_STATISTICS, default="median",
+                   help="DLP layer statistic F: median (paper, default) or mean (authors' released code), ...")
+    p.add_argument("--lamda", type=float, default=0.08, help="OWL lambda")
+    p.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M")
+    p.add_argument("--calib", help="calibration source: bbc, brown, sotu, mobydick, c4, wikitext2, ptb or a .txt path")
+    p.add_argument("--eval", nargs="+", help="evaluation sources (same names, or .txt paths)")
+    p.add_argument("--nsamples", type=int)
+    p.add_argument("--seqlen", type=int)
+    p.add_argument("--neval", type=_neval, help="number of evaluation windows per text (default: the profile's; "
+                   "'all' = every window)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.add_argument("--dtype", choices=DTYPE_NAMES)
+    p.add_argument("--granularity", choices=GRANULARITIES, default="block",
+                   help="dlp/owl: one ratio per block (paper) or per sublayer ranked across the model (Appendix C)")
+    p.add_argument("--strict-ratios", action="store_true", help="error instead of clamp+rebalance of ratios")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dlp_lib", description="DLP: dynamic layerwise pruning of LLMs")
     sub = p.add_subparsers(dest="command", required=True)
 
     pr = sub.add_parser("prune", help="prune a model and evaluate it")
-    pr.add_argument("--profile", choices=sorted(PROFILES), default="default",
-                    help="defaults for model/data/sizes: smoke (tiny-llama), default (smollm2-135m, CPU), paper")
-    pr.add_argument("--model", help="smollm2-135m, tiny-llama, a local checkpoint directory or a hub id")
+    _experiment_arguments(pr)
     pr.add_argument("--method", choices=METHODS, default="wanda")
-    pr.add_argument("--allocation", default="dlp", choices=allocator_names(), metavar="ALLOCATION",
-                    help=f"layerwise allocator, one of {', '.join(allocator_names())} ({_allocation_help()})")
     pr.add_argument("--sparsity", type=float, help="target mean sparsity in [0, 1) (default 0.7; with --nm "
                     "N:M it is 1 - N/M)")
-    pr.add_argument("--alpha", type=_alpha, help="DLP alpha; default: paper Table 19 for the sparsity; 'auto': "
-                    "chosen on held-out calibration windows (train split), see dlp_lib.auto_alpha")
     pr.add_argument("--alpha-grid", type=float, nargs="+", help="alphas tried by --alpha auto (default: Appendix G "
                     "grid 0.02 ... 0.2)")
-    pr.add_argument("--statistic", choices=LAYER_STATISTICS, default="median",
-                    help="DLP layer statistic F: median (paper, default) or mean (authors' released code), ...")
-    pr.add_argument("--lamda", type=float, default=0.08, help="OWL lambda")
-    pr.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M")
-    pr.add_argument("--calib", help="calibration source: bbc, brown, sotu, mobydick, c4, wikitext2, ptb or a .txt path")
-    pr.add_argument("--eval", nargs="+", help="evaluation sources (same names, or .txt paths)")
-    pr.add_argument("--nsamples", type=int)
-    pr.add_argument("--seqlen", type=int)
-    pr.add_argument("--neval", type=_neval, help="number of evaluation windows per text (default: the profile's; "
-                    "'all' = every window)")
-    pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--device")
-    pr.add_argument("--dtype", choices=DTYPE_NAMES)
     pr.add_argument("--group", choices=GROUPS, help="mask comparison group (default: per_layer for magnitude, "
                     "as Wanda's and the DLP authors' code, per_output for wanda/sparsegpt)")
-    pr.add_argument("--granularity", choices=GRANULARITIES, default="block",
-                    help="dlp/owl: one ratio per block (paper) or per sublayer ranked across the model (Appendix C)")
     pr.add_argument("--nm", help="N:M pattern, N weights KEPT of every M (e.g. 2:4); needs --allocation uniform")
-    pr.add_argument("--strict-ratios", action="store_true", help="error instead of clamp+rebalance of ratios")
     pr.add_argument("--no-cache", action="store_true", help="recompute every stage (tokens, pass 1, dense and "
                     "pruned evaluation) and overwrite the cache")
-    pr.add_argument("--save", type=Path, help="directory for the pruned checkpoint and plan.json")
+    pr.add_argument("--save", type=Path, help="directory for the pruned checkpoint, plan.json, plan_modules.json "
+                    "(full module name -> sparsity) and a README.md model card")
+    pr.add_argument("--export-recipe", type=Path, metavar="FILE",
+                    help="write an llm-compressor recipe (YAML) carrying the plan's per-layer sparsities "
+                         "(WandaPruningModifier or SparseGPTModifier; --method wanda or sparsegpt)")
     pr.add_argument("--json", type=Path, help="write the result JSON here")
-    pr.add_argument("--quiet", action="store_true", help="no progress bars")
     pr.add_argument("--zero-shot", metavar="TASK[,TASK...]",
                     help="also report lm-eval 0-shot accuracy of the pruned model: 'offline' (dlp_continuation, "
                          "dlp_lastword), 'paper' or task names such as boolq,rte (need the Hugging Face hub)")
@@ -101,6 +110,33 @@ def build_parser() -> argparse.ArgumentParser:
     zs.add_argument("--dtype", choices=DTYPE_NAMES, default="float32")
     zs.add_argument("--batch-size", type=int, default=16)
     zs.add_argument("--json", type=Path, help="write the result JSON here")
+
+    sw = sub.add_parser("sweep", help="run a grid of configurations as independent jobs (submitit: local, slurm)")
+    sw.add_argument("grid", type=Path, help="YAML grid file (see dlp_lib.sweep for the format)")
+    sw.add_argument("--engine", choices=("local", "slurm", "debug"), default="local",
+                    help="local: subprocesses on this machine; slurm: a SLURM job array; debug: in this process")
+    sw.add_argument("--folder", type=Path, default=Path("sweeps"), help="submitit's folder for job files and logs")
+    sw.add_argument("--max-retries", type=int, default=1, help="resubmissions of a job that died")
+    sw.add_argument("--max-parallel", type=int, default=2, help="local engine: jobs at once")
+    sw.add_argument("--timeout-min", type=int, default=240, help="per-job time limit in minutes")
+    sw.add_argument("--slurm", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="SLURM parameters, e.g. partition=gpu gpus_per_node=1 array_parallelism=16")
+
+    from .compression.command import HELP as COMPRESS_HELP
+    from .compression.command import add_arguments as compress_arguments
+    co = sub.add_parser("compress", help=COMPRESS_HELP)
+    _experiment_arguments(co)
+    compress_arguments(co)
+
+    from .finetune import add_arguments as finetune_arguments
+    ft = sub.add_parser("finetune", help="fine-tune a pruned (or dense) model: LoRA with masks fixed (Table 7) "
+                        "or layer-sampled LISA / OwLore / DLP (Table 18)")
+    finetune_arguments(ft)
+
+    from .inference.cli import add_arguments as decode_bench_arguments
+    db = sub.add_parser("decode-bench", help="decoding speed of DLP-pruned models with sparse (CSR) layers vs the "
+                        "same dense path, beside the memory-traffic bound (paper Table 5)")
+    decode_bench_arguments(db)
 
     ca = sub.add_parser("cache", help="inspect the results cache ($DLP_CACHE_DIR, default ~/.cache/dlp_lib)")
     ca.add_argument("action", choices=("ls", "verify", "clear"), help="ls: entries per kind; verify: read every "
@@ -142,6 +178,12 @@ def _preflight(a, cfg: ExperimentConfig):
             TextSource(source).documents(split)
     check_output_file(a.json, "--json")
     check_output_dir(a.save, "--save")
+    check_output_file(a.export_recipe, "--export-recipe")
+    if a.export_recipe is not None:
+        from .export import RECIPE_MODIFIERS
+        if cfg.method not in RECIPE_MODIFIERS:
+            raise ValueError(f"--export-recipe: llm-compressor has no one-shot {cfg.method} modifier with per-layer "
+                             f"sparsity; use --method {' or '.join(RECIPE_MODIFIERS)}")
     check_writable()
     tasks = None
     if a.zero_shot:
@@ -182,7 +224,15 @@ def cmd_prune(a) -> int:
         lab.model.save_pretrained(a.save)
         lab.tokenizer.save_pretrained(a.save)
         plan.save(a.save / "plan.json")
+        from .export import save_plan_modules, write_model_card
+        save_plan_modules(a.save, lab.model, plan)
+        write_model_card(a.save, result, plan, cfg.to_dict())
         result["saved_to"] = str(a.save)
+    if a.export_recipe:
+        from .export import llm_compressor_recipe
+        a.export_recipe.parent.mkdir(parents=True, exist_ok=True)
+        a.export_recipe.write_text(llm_compressor_recipe(lab.model, lab.plan(cfg), cfg.method, nm=cfg.nm))
+        result["recipe"] = str(a.export_recipe)
     if tasks:
         from .zeroshot import zero_shot_for
         result["zero_shot"] = zero_shot_for(lab, cfg, tasks, limit=a.zero_shot_limit, use_cache=not a.no_cache)
@@ -254,6 +304,47 @@ def cmd_cache(a) -> int:
     return 0
 
 
+def cmd_sweep(a) -> int:
+    from .sweep import load_grid, run_sweep
+    configs = load_grid(a.grid)
+    slurm = {}
+    for item in a.slurm:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--slurm {item!r} is not KEY=VALUE")
+        slurm[key] = int(value) if value.isdigit() else value
+    print(f"{len(configs)} configurations from {a.grid}, engine {a.engine}")
+    report = run_sweep(configs, engine=a.engine, folder=a.folder, max_retries=a.max_retries,
+                       max_parallel=a.max_parallel, timeout_min=a.timeout_min, slurm=slurm)
+    print(report.table(configs))
+    return 1 if report.failures else 0
+
+
+def cmd_compress(a) -> int:
+    from .compression.command import run, technique_config
+    technique_config(a)  # the technique's options fail before the model loads
+    a.sparsity, a.nm, a.method, a.group, a.alpha_grid = a.reduction, None, "wanda", None, None
+    cfg = _config_from_args(a)
+    from .cache import check_writable
+    from .validation import check_device_available, check_output_dir, check_output_file
+    check_device_available(cfg.device)
+    check_output_file(a.json, "--json")
+    check_output_dir(a.save, "--save")
+    check_writable()
+    return run(a, get_lab(cfg.model, cfg.device, cfg.dtype, progress=not a.quiet, use_cache=not a.no_cache), cfg)
+
+
+def cmd_finetune(a) -> int:
+    from .finetune import run
+    return run(a)
+
+
+def cmd_decode_bench(a) -> int:
+    from .inference.cli import run
+    run(a)
+    return 0
+
+
 def cmd_fetch(a) -> int:
     from .data import fetch_corpus
     for name in a.corpora:
@@ -265,7 +356,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"prune": cmd_prune, "fetch-data": cmd_fetch, "zero-shot": cmd_zero_shot,
-                "cache": cmd_cache}[args.command](args)
+                "cache": cmd_cache, "sweep": cmd_sweep, "finetune": cmd_finetune, "compress": cmd_compress,
+                "decode-bench": cmd_decode_bench}[args.command](args)
     except (ValueError, FileNotFoundError, RuntimeError, NotADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

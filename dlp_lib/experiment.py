@@ -19,6 +19,7 @@ from .block_stats import DenseStatistics, dense_statistics
 from .cache import cached, code_version, config_key
 from .data import TextSource, calibration_windows, evaluation_windows
 from .evaluation import achieved_sparsity, layer_outlier_distribution, perplexity
+from .dense_weights import DenseWeights
 from .fingerprint import model_fingerprint
 from .models import load_model
 from .allocation import build_plan
@@ -163,11 +164,13 @@ class Lab:
     for None) and is the only way to change it; `pruned_config` says what it holds now. `run`
     returns a (possibly cached) result and leaves the model in an unspecified state; call
     `ensure(cfg)` before using the model itself. `use_cache=False` recomputes every stage (tokens,
-    pass 1, dense perplexity, results) and overwrites what is cached.
+    pass 1, dense perplexity, results) and overwrites what is cached. `dense_copy` says where the
+    dense block weights are kept for restoring: "memory", "disk" (memory-mapped from the cache, no
+    second copy in RAM), or "auto" (disk above 2 GiB of block weights).
     """
 
     def __init__(self, model: str, *, device: str = "cpu", dtype: str = "float32", progress: bool = True,
-                 use_cache: bool = True):
+                 use_cache: bool = True, dense_copy: str = "auto"):
         self.model_name, self.device, self.dtype_name = model, device, dtype
         self.progress, self.use_cache = progress, use_cache
         self._model, self._tokenizer = load_model(model, dtype=DTYPES[dtype],
@@ -175,7 +178,7 @@ class Lab:
         if device == "cuda":  # weights stay on the CPU; the engine moves one block at a time
             self._place_non_blocks(device)
         self._fingerprint = model_fingerprint(self._model)
-        self._dense_state = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+        self._dense = DenseWeights(self._model, self._fingerprint, dense_copy)
         self._calib: dict = {}
         self._stats: dict = {}
         self._eval: dict = {}
@@ -250,7 +253,7 @@ class Lab:
         Configs that differ only in what is evaluated share the pruning (equal `pruning_key`)."""
         if cfg is None:
             if self._pruned is not None:
-                self._model.load_state_dict(self._dense_state)
+                self._dense.restore(self._model)
                 self._pruned, self._pruned_key, self._plan = None, None, None
             return None
         self._check(cfg)
@@ -264,7 +267,7 @@ class Lab:
             prune_model(self._model, plan, cfg.method, self.calibration(cfg), group=cfg.resolved_group(), nm=nm,
                         device=self.device, progress=self.progress)
         except BaseException:
-            self._model.load_state_dict(self._dense_state)  # never leave a half-pruned model behind
+            self._dense.restore(self._model)  # never leave a half-pruned model behind
             raise
         self._pruned, self._pruned_key, self._plan = cfg, key, plan
         return plan

@@ -666,6 +666,12 @@ KNOWN_INCONSISTENCIES = (
     "Table 20 llama1-7b magnitude/owl/ptb printed without decimals (164741); magnitude/dlp/ptb 798602.88 and llama1-13b magnitude/dlp/c4 33386.63 are worse than OWL.",
     "Table 21 llama2-7b magnitude/uniform/ptb 141244.92 equals Table 20 llama1-7b value (possible copy error).",
     "Table 16 does not name the evaluation dataset (presumably WikiText).",
+    "Table 2 LOD values after pruning (47.70-77.58%) are impossible under Eq. 4: scores are non-negative, so by "
+    "Markov's inequality at most 1/M of them exceed M times their mean (<= 14.3% for M=7); the dense 5.43% is possible. "
+    "They cannot be per-weight fractions as Eq. 4 defines them.",
+    "Section 3.4 says each layer's sparsity varies in [R-alpha, R+alpha]; Algorithm 1 (d_l in [0, 2 alpha], "
+    "R_l = p + m - d_l, m = mean of d) gives an interval of width 2 alpha that equals [p-alpha, p+alpha] only when "
+    "m = alpha (in general it lies within [p-2 alpha, p+2 alpha]).",
 )
 
 # ---------------------------------------------------------------------------

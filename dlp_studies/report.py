@@ -4,12 +4,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dlp_lib.experiment import PROFILES, ExperimentConfig, get_lab
 
 
 _PROFILE = {"name": "smoke"}  # the profile of the last setup(): figures of one profile never overwrite another's
+
+
+def set_profile(profile: str) -> None:
+    """Send this notebook's figures to figures/<profile>/ (what setup() does, for notebooks without a Lab)."""
+    _PROFILE["name"] = profile
 
 
 def figures_dir() -> Path:
@@ -63,18 +69,28 @@ def fmt_ppl(x: float) -> str:
 _ALL_STATS = ("sum", "mean", "median", "max", "var", "sd")
 _ALL_METHODS = ("magnitude", "sparsegpt", "wanda")
 _PAPER_SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-_ALPHA_GRID = (0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2)  # paper Appendix G (= paper_results.ALPHA_GRID)
+_ALPHA_GRID = (0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2)  # paper Appendix G (= dlp_studies.paper.ALPHA_GRID)
+# calibration seeds (cfg.replace(seed=s)) of the comparisons a verdict hinges on; seed 0 is every
+# other run's seed, so the first seed shares its cache entries with the single-seed runs
+_SMOKE_SEEDS = (0, 1)
+_SEEDS = (0, 1, 2)
 
 STUDY_GRIDS: dict[str, dict[str, dict]] = {
     "01_statistics": {
         "smoke": dict(sparsity=0.7, runs={"magnitude": _ALL_STATS, "sparsegpt": ("median", "mean"),
                                           "wanda": _ALL_STATS},
-                      note="smoke: all six statistics for Magnitude and Wanda, median/mean for SparseGPT."),
+                      seeds=_SMOKE_SEEDS, seeded=("median", "mean"),
+                      note="smoke: all six statistics for Magnitude and Wanda, median/mean for SparseGPT; "
+                           "median and mean over 2 calibration seeds."),
         "default": dict(sparsity=0.7, runs={"magnitude": ("median", "mean"), "sparsegpt": ("median", "mean"),
                                             "wanda": _ALL_STATS},
+                        seeds=_SEEDS, seeded=("median", "mean"),
                         note="default (reduced): all six statistics with Wanda; only median (paper) and mean "
-                             "(released code) with Magnitude and SparseGPT."),
-        "paper": dict(sparsity=0.7, runs={m: _ALL_STATS for m in _ALL_METHODS}, note="paper: full Table 1 grid."),
+                             "(released code) with Magnitude and SparseGPT; median and mean over 3 calibration "
+                             "seeds for every method, the other statistics on seed 0 only."),
+        "paper": dict(sparsity=0.7, runs={m: _ALL_STATS for m in _ALL_METHODS}, seeds=_SEEDS,
+                      seeded=("median", "mean"),
+                      note="paper: full Table 1 grid; median and mean over 3 calibration seeds."),
     },
     "03_owl_vs_dlp": {
         "smoke": dict(sparsity=0.7, methods=_ALL_METHODS, owl_m=7.0, lod_m=7.0, m_grid=(3, 5, 7, 10),
@@ -94,21 +110,29 @@ STUDY_GRIDS: dict[str, dict[str, dict]] = {
         "paper": dict(sparsity=0.7, methods=_ALL_METHODS, note="paper: 3 methods x 3 allocations x 3 texts."),
     },
     "05_sweep": {
-        "smoke": dict(sparsities=(0.5, 0.6, 0.7, 0.8), methods=("sparsegpt", "wanda"),
-                      note="smoke: 50-80% with SparseGPT and Wanda."),
-        "default": dict(sparsities=(0.5, 0.6, 0.7, 0.8), methods=("wanda",),
+        "smoke": dict(sparsities=(0.5, 0.6, 0.7, 0.8), methods=("sparsegpt", "wanda"), seeds=_SMOKE_SEEDS,
+                      seed_sparsities=(0.5,),
+                      note="smoke: 50-80% with SparseGPT and Wanda; 50% over 2 calibration seeds."),
+        "default": dict(sparsities=(0.5, 0.6, 0.7, 0.8), methods=("wanda",), seeds=_SEEDS, seed_sparsities=(0.5,),
                         note="default (reduced): Wanda only, at 50, 60, 70 and 80% (the high-sparsity half of "
-                             "Table 10, Figure 4's Wanda panel)."),
-        "paper": dict(sparsities=_PAPER_SPARSITIES, methods=_ALL_METHODS, note="paper: full Table 10 grid."),
+                             "Table 10, Figure 4's Wanda panel); 50%, where the allocations are closest, over 3 "
+                             "calibration seeds, the others on seed 0 only."),
+        "paper": dict(sparsities=_PAPER_SPARSITIES, methods=_ALL_METHODS, seeds=_SEEDS, seed_sparsities=(0.5,),
+                      note="paper: full Table 10 grid; 50% over 3 calibration seeds."),
     },
     "08_alpha": {
-        "smoke": dict(method="wanda", alphas={0.5: _ALPHA_GRID, 0.7: _ALPHA_GRID},
-                      note="smoke: the full alpha grid at 50% and 70% with Wanda."),
+        "smoke": dict(method="wanda", alphas={0.5: _ALPHA_GRID, 0.7: _ALPHA_GRID}, seeds=_SMOKE_SEEDS,
+                      seed_sparsities=(0.5,),
+                      note="smoke: the full alpha grid at 50% and 70% with Wanda; 50% over 2 calibration seeds."),
         "default": dict(method="wanda", alphas={0.5: (0.02, 0.04, 0.15), 0.7: (0.02, 0.08, 0.15, 0.2)},
+                        seeds=_SEEDS, seed_sparsities=(0.5,),
                         note="default (reduced): Wanda; alpha in {0.02, 0.08, 0.15, 0.2} at 70% and "
-                             "{0.02, 0.04, 0.15} at 50% (both include Table 19's value)."),
-        "paper": dict(method="wanda", alphas={s: _ALPHA_GRID for s in _PAPER_SPARSITIES},
-                      note="paper: the full Appendix G grid at every sparsity of Table 19, with Wanda."),
+                             "{0.02, 0.04, 0.15} at 50% (both include Table 19's value); the 50% grid, where the "
+                             "alphas are closest, over 3 calibration seeds, 70% on seed 0 only."),
+        "paper": dict(method="wanda", alphas={s: _ALPHA_GRID for s in _PAPER_SPARSITIES}, seeds=_SEEDS,
+                      seed_sparsities=(0.5, 0.7),
+                      note="paper: the full Appendix G grid at every sparsity of Table 19, with Wanda; 50% and "
+                           "70% over 3 calibration seeds."),
     },
     "06_layerwise_baselines": {
         "smoke": dict(sparsities=(0.5, 0.7), note="smoke: the 8 allocators of Table 9 at 50% and 70%."),
@@ -117,12 +141,15 @@ STUDY_GRIDS: dict[str, dict[str, dict]] = {
         "paper": dict(sparsities=_PAPER_SPARSITIES, note="paper: full Table 9 grid (8 allocators x 10-80%)."),
     },
     "07_granularity": {
-        "smoke": dict(sparsity=0.7, group_sparsities=(0.5, 0.7),
-                      note="smoke: Appendix C at 70%; Appendix D (per-output vs per-layer) at 50% and 70%."),
-        "default": dict(sparsity=0.7, group_sparsities=(0.5, 0.6, 0.7),
-                        note="default (reduced): Appendix C at 70%; Appendix D at 50, 60 and 70% only."),
-        "paper": dict(sparsity=0.7, group_sparsities=_PAPER_SPARSITIES,
-                      note="paper: Appendix C at 70%; Appendix D over the full Table 13 grid (10-80%)."),
+        "smoke": dict(sparsity=0.7, group_sparsities=(0.5, 0.7), seeds=_SMOKE_SEEDS, seed_sparsities=(0.5,),
+                      note="smoke: Appendix C at 70%; Appendix D (per-output vs per-layer) at 50% and 70%, 50% "
+                           "over 2 calibration seeds."),
+        "default": dict(sparsity=0.7, group_sparsities=(0.5, 0.6, 0.7), seeds=_SEEDS, seed_sparsities=(0.5,),
+                        note="default (reduced): Appendix C at 70%; Appendix D at 50, 60 and 70% only, 50% (the "
+                             "smallest gap) over 3 calibration seeds, the others on seed 0 only."),
+        "paper": dict(sparsity=0.7, group_sparsities=_PAPER_SPARSITIES, seeds=_SEEDS, seed_sparsities=(0.5,),
+                      note="paper: Appendix C at 70%; Appendix D over the full Table 13 grid (10-80%), 50% over "
+                           "3 calibration seeds."),
     },
     "09_zero_shot": {
         "smoke": dict(limit=4, methods=_ALL_METHODS, note="smoke: 3 methods x 3 allocations, 4 examples per task."),
@@ -154,8 +181,6 @@ def run_configs(lab, configs, *, share_identical_plans: bool = False, atol: floa
     everything except the DLP statistic, and per-block ratios equal to `atol`) reuses that result
     instead of pruning again; the copy says so in "same_plan_as" and "max_ratio_difference".
     """
-    import numpy as np
-
     out, seen = {}, []
     for key, cfg in configs.items():
         if share_identical_plans:
@@ -171,6 +196,57 @@ def run_configs(lab, configs, *, share_identical_plans: bool = False, atol: floa
         if key not in out:
             out[key] = lab.run(cfg)
     return out
+
+
+def run_seeds(lab, configs, seeds, *, seeded=lambda key: True, **kwargs) -> dict:
+    """`run_configs` over calibration seeds: {key: [result per seed]}.
+
+    Every configuration runs with `cfg.replace(seed=s)` for each of `seeds` when `seeded(key)` is
+    true, otherwise once with its own seed (a one-element list), so callers can treat both alike.
+    """
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one calibration seed")
+    expanded = {(key, s): cfg.replace(seed=s) for key, cfg in configs.items()
+                for s in (seeds if seeded(key) else (cfg.seed,))}
+    runs = run_configs(lab, expanded, **kwargs)
+    out: dict = {}
+    for (key, _), r in runs.items():
+        out.setdefault(key, []).append(r)
+    return out
+
+
+def ppl_of(results, text: str) -> list[float]:
+    """Pruned perplexity on `text` of a list of lab.run results (one per seed)."""
+    return [r["perplexity"]["pruned"][text] for r in results]
+
+
+def study_config(base: ExperimentConfig, method: str, allocation: str, owl_m: float | None = None) -> ExperimentConfig:
+    """base with `method` and `allocation`; only OWL gets `owl_m`, so the other allocators keep the
+    default fields and share their cache entries with the other notebooks."""
+    cfg = base.replace(method=method, allocation=allocation)
+    return cfg.replace(owl_m=float(owl_m)) if allocation == "owl" and owl_m is not None else cfg
+
+
+def sparsity_map(plan, sublayers, order=()) -> pd.DataFrame:
+    """block x sublayer matrix of a SparsityPlan's ratios for the qualified sublayer names
+    `sublayers` (e.g. self_attn.q_proj); columns by short name, in `order` first (the paper's
+    column order), then the rest."""
+    sublayers = list(sublayers)
+    if not sublayers:
+        raise ValueError("sparsity_map needs at least one sublayer name")
+    m = pd.DataFrame([{n.split(".")[-1]: plan.ratio(b, n) for n in sublayers} for b in range(len(plan.ratios))])
+    return m[[c for c in order if c in m.columns] + [c for c in m.columns if c not in order]]
+
+
+def map_shape(m: pd.DataFrame) -> dict:
+    """Summary of a block x sublayer sparsity map: spread of the block means, mean range inside a
+    block, Spearman correlation of depth (the index) with the block mean."""
+    from .verdicts import spearman
+    means = m.mean(axis=1)
+    return {"std of block means": float(means.std()),
+            "mean range inside a block": float((m.max(axis=1) - m.min(axis=1)).mean()),
+            "Spearman(depth, block mean)": spearman(np.asarray(m.index, dtype=float), means.values)}
 
 
 def tidy(results, names) -> pd.DataFrame:
@@ -191,7 +267,7 @@ def tidy(results, names) -> pd.DataFrame:
 
 
 def flatten(nested, depth: int) -> dict:
-    """{a: {b: v}} -> {(a, b): v} for `depth` levels of a paper_results table."""
+    """{a: {b: v}} -> {(a, b): v} for `depth` levels of a dlp_studies.paper table."""
     if depth == 1:
         return {(k,): v for k, v in nested.items()}
     return {(k, *rest): v for k, sub in nested.items() for rest, v in flatten(sub, depth - 1).items()}

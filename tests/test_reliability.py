@@ -356,3 +356,32 @@ def test_stored_outputs_drop_progress_bars():
     nb.cells = [cell]
     assert strip_progress(nb) == 1
     assert [o["text"] for o in nb.cells[0].outputs] == ["warning: kept\n", "verdict\n"]
+
+
+def test_readme_verdict_table_comes_from_executed_notebooks(tmp_path):
+    import nbformat
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import verdicts
+    finally:
+        sys.path.pop(0)
+    folder = ROOT / "results" / "notebooks" / "_test_tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        nb = nbformat.v4.new_notebook()
+        cell = nbformat.v4.new_code_cell("print(...)")
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="Verdict: DLP beats Uniform | 2.2x\n")]
+        nb.cells = [cell]
+        nb.metadata["dlp_run"] = {"commit": "abc1234", "date": "2026-12-01 20:00 UTC", "wall_seconds": 90,
+                                  "status": "ok", "profile": "default"}
+        nbformat.write(nb, folder / "00_quickstart.ipynb")
+        readme = tmp_path / "README.md"
+        readme.write_text(f"intro\n{verdicts.BEGIN}\nold\n{verdicts.END}\noutro\n")
+        assert verdicts.main([str(folder), "--readme", str(readme)]) == 0
+        text = readme.read_text()
+        assert "old" not in text and text.startswith("intro") and text.rstrip().endswith("outro")
+        assert "`abc1234`" in text and "1.5 min" in text and "DLP beats Uniform \\| 2.2x" in text
+        assert "figures/default/00_quickstart_rid.png" in text  # the committed figure of notebook 00 is linked
+    finally:
+        import shutil
+        shutil.rmtree(folder)

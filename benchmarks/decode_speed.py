@@ -1,0 +1,26 @@
+"""Decoding speed of DLP-pruned models on this CPU (the paper's Table 5 analogue). A benchmark,
+not a test: greedy batch-1 decoding with the KV cache, dense vs compressed layers on the same
+plain matmul path, interleaved repeats, and the weight-read bound beside each speedup.
+
+    OMP_NUM_THREADS=2 python benchmarks/decode_speed.py                 # the full grid (~25 min on 2 cores)
+    python benchmarks/decode_speed.py --quick                           # 3 sparsities, 1 thread, 32 tokens
+    python benchmarks/decode_speed.py --model tiny-llama --quick        # seconds
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv=None) -> dict:
+    from dlp_lib.inference.cli import add_arguments, run
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return run(add_arguments(p).parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,358 @@
+"""Interactive exploration of the Relative Importance Distribution (paper Section 3.4, Figure 3).
+
+Two pure functions and a thin widget layer:
+
+- `explorer_state(stats, sparsity, alpha, allocations, ...)`: the RID of the chosen layer
+  statistic and every chosen allocator's per-block ratios, from the cached pass-1 statistics (and
+  the dense weights for allocators that read them). Nothing is recomputed on the model, so a
+  slider move re-plans instantly after one dense pass.
+- `explorer_figure(state)`: the Figure 3 view (RID bars, per-block sparsity lines).
+- `RIDExplorer`: ipywidgets controls (model, calibration, statistic, sparsity/alpha/OWL sliders,
+  allocators, method) around a `Lab`, which computes pass 1 once per (model, calibration,
+  nsamples, seqlen, seed) and caches it on disk; a button prunes with the chosen plan and
+  evaluates perplexity (the Lab's cached `run`).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .allocation import RatioRangeWarning, allocator_names, get_allocator, paper_alpha, relative_importance
+from .api import plan as make_plan
+from .block_stats import LAYER_STATISTICS, OWL_M_GRID, DenseStatistics
+from .pruning import METHODS
+
+
+def instant_allocations() -> tuple[str, ...]:
+    """The registry's allocators that read no weights: re-planned from pass 1 alone, instantly
+    (the explorer's default selection; uniform, OWL and DLP with the built-in registry)."""
+    return tuple(n for n in allocator_names() if not get_allocator(n).needs_weights)
+
+
+COLORS = {"uniform": "#7f7f7f", "owl": "#ff7f0e", "dlp": "#d62728", "global": "#2ca02c", "er": "#8c564b",
+          "er_plus": "#e377c2", "lamp": "#17becf", "alphapruning": "#1f77b4"}
+
+
+def _check_allocations(allocations) -> tuple[str, ...]:
+    if isinstance(allocations, str) or not isinstance(allocations, Sequence) or not allocations:
+        raise ValueError(f"allocations = {allocations!r} is not allowed; give a non-empty list of names from "
+                         f"{', '.join(allocator_names())}")
+    names = tuple(allocations)
+    bad = [a for a in names if a not in allocator_names()]
+    if bad:
+        raise ValueError(f"allocations {bad} are unknown; allowed: {', '.join(allocator_names())}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"allocations = {list(names)} lists an allocator twice")
+    return names
+
+
+def explorer_state(stats: DenseStatistics, sparsity: float, alpha: float | None = None,
+                   allocations: Sequence[str] | None = None, *, statistic: str = "median",
+                   lamda: float = 0.08, owl_m: float = 5.0, method: str = "wanda", model=None,
+                   cache_config: dict | None = None, memo: dict | None = None) -> dict:
+    """RID and per-block ratios of each allocation for one setting of the sliders.
+
+    stats: pass-1 DenseStatistics; alpha: DLP's (None: paper Table 19); statistic: DLP's layer
+    statistic F (also the one the RID is drawn for); lamda, owl_m: OWL's. Allocators that read the
+    weights need the dense `model`. `memo` (a dict the caller keeps) stores plans of allocators
+    that do not read alpha/statistic/lamda/owl_m, keyed by what they depend on, so moving the DLP or
+    OWL sliders never recomputes them.
+
+    Returns {"sparsity", "alpha" (resolved), "statistic", "lamda", "owl_m", "method", "allocations",
+    "block_statistic" (S_l), "rid" (I_l), "ratios" (DataFrame: block x allocation), "plans",
+    "warnings" (allocation -> clamp messages)}. allocations=None: `instant_allocations()`.
+    """
+    if not isinstance(stats, DenseStatistics):
+        raise ValueError(f"stats = {type(stats).__name__} is not allowed; pass pass-1 DenseStatistics")
+    names = _check_allocations(instant_allocations() if allocations is None else allocations)
+    if statistic not in LAYER_STATISTICS:
+        raise ValueError(f"statistic = {statistic!r} is not allowed; allowed: {', '.join(LAYER_STATISTICS)}")
+    if float(owl_m) not in OWL_M_GRID and "owl" in names:
+        raise ValueError(f"owl_m = {owl_m!r} is not allowed; OWL's M must be one of the pass-1 grid "
+                         f"{[int(m) for m in OWL_M_GRID]}")
+    if method not in METHODS:
+        raise ValueError(f"method = {method!r} is not allowed; allowed: {', '.join(METHODS)}")
+    s = stats.layer_statistic(statistic)
+    rid = relative_importance(s)
+    knobs = {"statistic": statistic, "lamda": float(lamda), "owl_m": float(owl_m)}
+    ratios, plans, caught = {}, {}, {}
+    for name in names:
+        allocator = get_allocator(name)
+        params = {k: v for k, v in knobs.items() if k in allocator.params}
+        a = alpha if "alpha" in allocator.params else None
+        key = (name, float(sparsity), method, tuple(sorted(params.items())), a)
+        if memo is not None and key in memo:
+            plans[name], caught[name] = memo[key]
+        else:
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always", RatioRangeWarning)
+                plans[name] = make_plan(stats, name, sparsity, alpha=a, model=model if allocator.needs_weights else None,
+                                        method=method, cache_config=cache_config, **params)
+            caught[name] = [str(x.message) for x in w if issubclass(x.category, RatioRangeWarning)]
+            for x in w:
+                if not issubclass(x.category, RatioRangeWarning):
+                    warnings.warn_explicit(x.message, x.category, x.filename, x.lineno)
+            if memo is not None:
+                memo[key] = (plans[name], caught[name])
+        ratios[name] = plans[name].ratios
+    table = pd.DataFrame(ratios)
+    table.index.name = "block"
+    return {"sparsity": float(sparsity), "alpha": paper_alpha(sparsity) if alpha is None else float(alpha),
+            "alpha_from_paper": alpha is None, "statistic": statistic, "lamda": float(lamda), "owl_m": float(owl_m),
+            "method": method, "allocations": names, "block_statistic": [float(v) for v in s],
+            "rid": rid.tolist(), "ratios": table, "plans": plans, "warnings": caught}
+
+
+def explorer_table(state: dict) -> pd.DataFrame:
+    """Per-block numbers of a state: S_l, RID I_l and every allocation's ratio."""
+    t = pd.DataFrame({f"S ({state['statistic']})": state["block_statistic"], "RID": state["rid"]})
+    t = pd.concat([t, state["ratios"].add_suffix(" ratio")], axis=1)
+    t.index.name = "block"
+    return t
+
+
+def state_title(state: dict) -> str:
+    alpha = f"alpha={state['alpha']:g}" + (" (Table 19)" if state.get("alpha_from_paper") else "")
+    return (f"RID ({state['statistic']}) and per-block sparsity, target {state['sparsity']:.0%}: DLP {alpha}, "
+            f"OWL lambda={state['lamda']:g} M={state['owl_m']:g}")
+
+
+def explorer_figure(state: dict, *, ax=None, title: str | None = None):
+    """Figure 3 view of a state: RID bars (left axis) and each allocation's per-block sparsity (right)."""
+    import matplotlib.pyplot as plt
+
+    rid = np.asarray(state["rid"])
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(9, 3.8))
+    else:
+        fig = ax.figure
+    x = np.arange(len(rid))
+    ax.bar(x, rid, color="#9ecae1", label=f"RID I_l ({state['statistic']})")
+    lo, hi = float(rid.min()), float(rid.max())
+    pad = (hi - lo) * 0.5 or 1e-4
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlabel("block (layer) index")
+    ax.set_ylabel("relative importance I_l")
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2 = ax.twinx()
+    for name in state["ratios"].columns:
+        ax2.plot(x, state["ratios"][name].to_numpy(), marker="o", ms=3, lw=1.8, label=name,
+                 color=COLORS.get(name))
+    ax2.axhline(state["sparsity"], color="black", lw=0.8, ls=":", label=f"target {state['sparsity']:.2f}")
+    ax2.set_ylabel("layerwise sparsity (fraction removed)")
+    ax2.grid(False)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax2.legend(h1 + h2, l1 + l2, loc="upper left", fontsize=8, frameon=True)
+    ax.set_title(title if title is not None else state_title(state), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def explorer_grid(stats: DenseStatistics, settings: Sequence[dict], *, ncols: int = 2, model=None,
+                  allocations: Sequence[str] | None = None, **common):
+    """Static fallback: one `explorer_figure` panel per slider setting (dicts of explorer_state keywords)."""
+    import matplotlib.pyplot as plt
+
+    if not settings:
+        raise ValueError("settings is empty; give at least one dict of explorer_state arguments")
+    nrows = -(-len(settings) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7.5 * ncols, 3.6 * nrows), squeeze=False)
+    states = []
+    for ax, setting in zip(axes.flat, settings):
+        kw = {"allocations": allocations, "model": model, **common, **setting}
+        state = explorer_state(stats, **kw)
+        states.append(state)
+        explorer_figure(state, ax=ax)
+    for ax in list(axes.flat)[len(settings):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig, states
+
+
+class RIDExplorer:
+    """ipywidgets front end. `cfg` (an ExperimentConfig) gives the starting values and what the
+    widgets do not set (evaluation texts, device, dtype). Display it in JupyterLab (`display(x)` or
+    as a cell's last value); `refresh()`/`prune_and_evaluate()` are what the controls call."""
+
+    def __init__(self, cfg, *, allocations: Sequence[str] | None = None, progress: bool = True):
+        import ipywidgets as W
+
+        from .data import HUB_SOURCES, OFFLINE_SOURCES
+
+        self.base, self.progress = cfg, progress
+        self._memo: dict = {}
+        self._syncing = False
+        self.stats = None
+        self.state = None
+        self.results: list[dict] = []
+        sources = list(OFFLINE_SOURCES + HUB_SOURCES)
+        calib_is_file = cfg.calib not in sources
+        lay = W.Layout(width="440px")
+        style = {"description_width": "120px"}
+        self.model = W.Text(value=cfg.model, description="model", layout=lay, style=style,
+                            placeholder="smollm2-135m, tiny-llama, a checkpoint directory or a hub id")
+        self.calib = W.Dropdown(options=sources + ["file"], value="file" if calib_is_file else cfg.calib,
+                                description="calibration", layout=lay, style=style)
+        self.calib_path = W.Text(value=cfg.calib if calib_is_file else "", description=".txt path",
+                                 layout=lay, style=style, placeholder="used when calibration = file")
+        self.nsamples = W.BoundedIntText(value=cfg.nsamples, min=1, max=4096, description="nsamples", style=style)
+        self.seqlen = W.BoundedIntText(value=cfg.seqlen, min=2, max=131072, description="seqlen", style=style)
+        self.load_button = W.Button(description="dense pass (statistics)", button_style="info",
+                                    layout=W.Layout(width="220px"))
+        self.statistic = W.Dropdown(options=list(LAYER_STATISTICS), value=cfg.statistic, description="statistic F",
+                                    style=style)
+        self.sparsity = W.FloatSlider(value=cfg.sparsity, min=0.05, max=0.95, step=0.01, description="sparsity p",
+                                      readout_format=".2f", layout=lay, style=style)
+        self.alpha = W.FloatSlider(value=cfg.alpha if cfg.alpha is not None else paper_alpha(cfg.sparsity), min=0.0,
+                                   max=0.45, step=0.005, description="DLP alpha", readout_format=".3f", layout=lay,
+                                   style=style, disabled=cfg.alpha is None)
+        self.alpha_paper = W.Checkbox(value=cfg.alpha is None, description="alpha from paper Table 19")
+        self.lamda = W.FloatSlider(value=cfg.lamda, min=0.0, max=0.45, step=0.005, description="OWL lambda",
+                                   readout_format=".3f", layout=lay, style=style)
+        self.owl_m = W.SelectionSlider(options=[int(m) for m in OWL_M_GRID], value=int(cfg.owl_m),
+                                       description="OWL M", layout=lay, style=style)
+        self.allocations = W.SelectMultiple(options=list(allocator_names()), value=_check_allocations(instant_allocations() if allocations is None
+                                                                           else allocations),
+                                            rows=min(8, len(allocator_names())), description="allocators", style=style)
+        self.method = W.Dropdown(options=list(METHODS), value=cfg.method, description="method", style=style)
+        self.prune_with = W.Dropdown(options=list(allocator_names()), value="dlp", description="prune with",
+                                     style=style)
+        self.prune_button = W.Button(description="prune + evaluate", button_style="warning",
+                                     layout=W.Layout(width="220px"))
+        self.status = W.HTML()
+        self.plot = W.Output()
+        self.table = W.Output()
+        self.log = W.Output()
+        self.history = W.Output()
+        for w in (self.sparsity, self.alpha, self.alpha_paper, self.lamda, self.owl_m, self.allocations,
+                  self.statistic, self.method):
+            w.observe(self._on_change, names="value")
+        self.load_button.on_click(lambda _: self.load())
+        self.prune_button.on_click(lambda _: self.prune_and_evaluate())
+        data = W.VBox([self.model, W.HBox([self.calib, self.calib_path]), W.HBox([self.nsamples, self.seqlen]),
+                       self.load_button])
+        knobs = W.VBox([self.statistic, self.sparsity, W.HBox([self.alpha, self.alpha_paper]), self.lamda,
+                        self.owl_m])
+        act = W.VBox([self.allocations, self.method, self.prune_with, self.prune_button])
+        self.widget = W.VBox([W.HBox([data, act]), knobs, self.status, self.plot, self.table, self.log,
+                              self.history])
+        self.load()
+
+    # -- what the controls mean --------------------------------------------------------------
+    def config(self, allocation: str | None = None):
+        """The ExperimentConfig the widgets describe (validated)."""
+        calib = self.calib_path.value.strip() if self.calib.value == "file" else self.calib.value
+        if not calib:
+            raise ValueError("calibration = file needs a .txt path")
+        return self.base.replace(model=self.model.value.strip(), calib=calib, nsamples=int(self.nsamples.value),
+                                 seqlen=int(self.seqlen.value), statistic=self.statistic.value,
+                                 sparsity=round(float(self.sparsity.value), 6),
+                                 alpha=None if self.alpha_paper.value else round(float(self.alpha.value), 6),
+                                 lamda=round(float(self.lamda.value), 6), owl_m=float(self.owl_m.value),
+                                 method=self.method.value, allocation=allocation or self.prune_with.value)
+
+    def _lab(self, cfg):
+        from .experiment import get_lab
+        return get_lab(cfg.model, cfg.device, cfg.dtype, progress=self.progress)
+
+    def _say(self, text: str, error: bool = False) -> None:
+        import html
+        color = "#b00020" if error else "#333"
+        self.status.value = f'<span style="color:{color}">{html.escape(text)}</span>'
+
+    # -- actions ---------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load the model (once per name) and its pass-1 statistics (once per data key), then re-plan."""
+        try:
+            cfg = self.config()
+            self._say(f"dense pass on {cfg.model} ({cfg.calib} {cfg.nsamples} x {cfg.seqlen}) ...")
+            with self.log:
+                lab = self._lab(cfg)
+                self.stats = lab.dense_statistics(cfg)
+            self._lab_now, self._loaded, self._memo = lab, cfg, {}
+            self.refresh()
+        except Exception as exc:  # noqa: BLE001 - shown in the widget, the session goes on
+            self._say(f"error: {exc}", error=True)
+
+    def _on_change(self, change) -> None:
+        if self._syncing:
+            return
+        if change["owner"] is self.alpha_paper:
+            self.alpha.disabled = bool(self.alpha_paper.value)
+        if self.alpha_paper.value:      # show Table 19's alpha on the (disabled) slider, one redraw only
+            self._syncing = True
+            try:
+                self.alpha.value = paper_alpha(float(self.sparsity.value))
+            finally:
+                self._syncing = False
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-plan from the cached statistics and redraw (no forward pass)."""
+        if self.stats is None:
+            return
+        from IPython.display import clear_output, display
+        import matplotlib.pyplot as plt
+        try:
+            cfg = self.config()
+            lab = self._lab_now
+            if not self.allocations.value:
+                self._say("select at least one allocator")
+                return
+            weights = any(get_allocator(a).needs_weights for a in self.allocations.value)
+            if weights:
+                lab.ensure(None)        # allocators that read weights read the dense ones
+            self.state = explorer_state(self.stats, cfg.sparsity, cfg.alpha, list(self.allocations.value),
+                                        statistic=cfg.statistic, lamda=cfg.lamda, owl_m=cfg.owl_m, method=cfg.method,
+                                        model=lab.model if weights else None,
+                                        cache_config={"fingerprint": lab.fingerprint}, memo=self._memo)
+        except Exception as exc:  # noqa: BLE001
+            self._say(f"error: {exc}", error=True)
+            return
+        clamped = {a: m for a, m in self.state["warnings"].items() if m}
+        loaded = self._loaded
+        self._say(f"{loaded.model}, statistics from {loaded.calib} {loaded.nsamples} x {loaded.seqlen}: "
+                  f"{len(self.state['rid'])} blocks; " + (
+            "clamped and re-balanced: " + ", ".join(clamped) if clamped else "all ratios within [0, 0.99]"))
+        fig = explorer_figure(self.state)
+        with self.plot:
+            clear_output(wait=True)
+            display(fig)
+        plt.close(fig)
+        with self.table:
+            clear_output(wait=True)
+            display(explorer_table(self.state).round(4))
+
+    def prune_and_evaluate(self) -> dict | None:
+        """Prune with the 'prune with' allocator at the current settings and evaluate (Lab.run, cached)."""
+        from IPython.display import clear_output, display
+        try:
+            cfg = self.config()
+            self._say(f"pruning {cfg.model} with {cfg.method} + {cfg.allocation} at {cfg.sparsity:.2f} ...")
+            with self.log:
+                clear_output(wait=True)
+                result = self._lab(cfg).run(cfg)
+        except Exception as exc:  # noqa: BLE001
+            self._say(f"error: {exc}", error=True)
+            return None
+        ppl = result["perplexity"]
+        row = {"method": cfg.method, "allocation": cfg.allocation, "sparsity": cfg.sparsity,
+               "alpha": cfg.resolved_alpha(), "achieved": result["achieved_sparsity"]["overall"]}
+        for src, v in ppl["pruned"].items():
+            row[f"{src} dense"], row[f"{src} pruned"] = ppl["dense"][src], v
+        self.results.append(row)
+        self._say(f"{cfg.method} + {cfg.allocation}: achieved {row['achieved']:.4f}; perplexity "
+                  + ", ".join(f"{s}: {ppl['dense'][s]:.2f} -> {v:.2f}" for s, v in ppl["pruned"].items()))
+        with self.history:
+            clear_output(wait=True)
+            display(pd.DataFrame(self.results).round(4))
+        return result
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)

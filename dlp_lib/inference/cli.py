@@ -1,0 +1,71 @@
+"""Command-line entry points of the sparse-inference benchmarks, as `add_arguments` / `run` pairs
+(used by benchmarks/decode_speed.py; the main CLI can mount them as a `decode-bench` command)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = dict(sparsities=(0.5, 0.7, 0.9), threads=(1,), new_tokens=32, repeats=2, break_even_repeats=3)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of `decode-bench` (decoding speed of DLP-pruned models, paper Table 5)."""
+    p.add_argument("--model", default="smollm2-135m", help="model name (smollm2-135m, tiny-llama, a checkpoint)")
+    p.add_argument("--sparsities", type=float, nargs="+", help="DLP target sparsities (default 0.1 .. 0.9)")
+    p.add_argument("--threads", type=int, nargs="+", help="torch thread counts (default 1 2)")
+    p.add_argument("--new-tokens", type=int, help="greedy tokens decoded after the prompt (default 128)")
+    p.add_argument("--repeats", type=int, help="interleaved dense/sparse runs per point (default 3)")
+    p.add_argument("--format", dest="fmt", default="csr", choices=("csr", "bsr", "coo"),
+                   help="compressed format for layers below the break-even density")
+    p.add_argument("--break-even", type=float, default=None,
+                   help="override the measured break-even density (a layer is compressed below it)")
+    p.add_argument("--method", default="wanda", choices=("magnitude", "wanda", "sparsegpt"))
+    p.add_argument("--allocation", default="dlp")
+    p.add_argument("--nsamples", type=int, default=8,
+                   help="calibration windows for pruning (speed depends on the layer densities, not on "
+                        "which weights are kept, so fewer than the default profile's 32)")
+    p.add_argument("--seqlen", type=int, default=256, help="calibration window length in tokens")
+    p.add_argument("--quick", action="store_true", help="3 sparsities, 1 thread, 32 tokens, 2 repeats")
+    p.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/decode_<model>[_quick].json)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Prune at every sparsity, time dense vs compressed decoding, write the JSON, print a summary."""
+    from ..experiment import ExperimentConfig, get_lab
+    from .decode_bench import DecodeGrid, run_decode_benchmark
+    from .provenance import provenance
+
+    grid_args = dict(QUICK) if args.quick else {}
+    for name in ("sparsities", "threads", "new_tokens", "repeats"):
+        if getattr(args, name) is not None:
+            grid_args[name] = tuple(getattr(args, name)) if isinstance(getattr(args, name), list) else getattr(args, name)
+    grid = DecodeGrid(**grid_args, fmt=args.fmt, break_even=args.break_even, method=args.method,
+                      allocation=args.allocation)
+    profile = "smoke" if args.model == "tiny-llama" else "default"
+    cfg = ExperimentConfig.from_profile(profile, model=args.model, method=args.method, allocation=args.allocation,
+                                        nsamples=args.nsamples, seqlen=args.seqlen)
+    lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=not args.no_progress)
+    out = args.out or ROOT / "benchmarks" / "results" / f"decode_{args.model}{'_quick' if args.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    prov = provenance()
+
+    def write(partial: dict, complete: bool = False) -> None:
+        out.write_text(json.dumps({"provenance": prov, "complete": complete, **partial}, indent=1))
+
+    result = run_decode_benchmark(lab, cfg, grid, progress=not args.no_progress, checkpoint=write)
+    write(result, complete=True)
+    result = {"provenance": prov, "complete": True, **result}
+    for e in result["sparsities"]:
+        for t, r in e["threads"].items():
+            if r.get("identical_to_dense"):
+                print(f"sparsity {e['sparsity']:.0%} threads {t}: no layer below the break-even (= dense)")
+                continue
+            print(f"sparsity {e['sparsity']:.0%} threads {t}: dense {r['dense_median_ms']:.1f} ms/token, sparse "
+                  f"{r['sparse_median_ms']:.1f}, speedup {r['speedup_paired_median']:.2f}x (IQR "
+                  f"{r['speedup_paired_iqr']:.2f}, bound {r['memory_bound_speedup']:.2f}x) {r['format_counts']}")
+    print(f"wrote {out}")
+    return result

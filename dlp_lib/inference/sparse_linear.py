@@ -1,0 +1,155 @@
+"""Linear layers that multiply a pruned weight in a compressed format, and the dense twin they are
+compared against.
+
+Batch-1 decoding multiplies every weight matrix by one vector per token, so its time is mostly
+the time of reading the weights. A compressed format reads fewer bytes only below some density:
+CSR stores a 4-byte value and a 4-byte column index per kept weight (plus one row pointer per
+row), so it reads less than the dense fp32 matrix below ~50% density, and the kernel's irregular
+access moves the real break-even lower still. The break-even is therefore *measured* on the
+machine (`break_even.py`) and a layer is stored sparse only below it.
+
+Both classes take x (..., C_in) and return (..., C_out) with the same arithmetic path for dense
+and sparse (a plain `torch.mv` for one token, a matrix product otherwise), so a speedup measured
+between them is the format's, not the framework's. They are deliberately not `nn.Linear`
+subclasses: `linear_sublayers` must not find them again and prune a compressed matrix.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+# Formats a pruned layer may be stored in (all multiplied by kernels torch maintains on CPU).
+SPARSE_FORMATS = ("csr", "bsr", "coo")
+INDEX_BYTES = 4  # int32 indices (CSR/BSR); COO keeps int64 (torch requires it)
+
+
+class DenseLinear(nn.Module):
+    """y = x W^T + b through `torch.mv` (one token) or `x @ W^T`; W (C_out, C_in) dense, shared with
+    the layer it came from (a tied lm_head keeps sharing the embedding's storage)."""
+
+    format = "dense"
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+        super().__init__()
+        if weight.dim() != 2:
+            raise ValueError(f"DenseLinear needs a 2-D weight (C_out, C_in), got shape {tuple(weight.shape)}")
+        self.weight = weight if isinstance(weight, nn.Parameter) else nn.Parameter(weight, requires_grad=False)
+        self.bias = bias
+        self.out_features, self.in_features = weight.shape
+
+    @classmethod
+    def from_linear(cls, layer: nn.Linear) -> "DenseLinear":
+        return cls(layer.weight, layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, self.in_features)                       # (tokens, C_in)
+        y = torch.mv(self.weight, x2[0]).unsqueeze(0) if x2.shape[0] == 1 else x2 @ self.weight.t()
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def stored_bytes(self) -> int:
+        """Bytes of the weight read per token (the bias is counted by the caller's report)."""
+        return self.weight.numel() * self.weight.element_size()
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, format=dense"
+
+
+def to_compressed(W: torch.Tensor, fmt: str, blocksize: int = 4) -> torch.Tensor:
+    """The (C_out, C_in) matrix W in `fmt`, explicit zeros dropped; CSR/BSR with int32 indices."""
+    if fmt not in SPARSE_FORMATS:
+        raise ValueError(f"Unknown sparse format {fmt!r}; allowed: {', '.join(SPARSE_FORMATS)}")
+    W = W.detach()
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": said once per process, not per layer
+        warnings.simplefilter("ignore", UserWarning)
+        return _compress(W, fmt, blocksize)
+
+
+def _compress(W: torch.Tensor, fmt: str, blocksize: int) -> torch.Tensor:
+    if fmt == "csr":
+        c = W.to_sparse_csr()
+        return torch.sparse_csr_tensor(c.crow_indices().to(torch.int32), c.col_indices().to(torch.int32),
+                                       c.values(), W.shape, check_invariants=False)
+    if fmt == "bsr":
+        if W.shape[0] % blocksize or W.shape[1] % blocksize:
+            raise ValueError(f"BSR with blocksize {blocksize} needs both dimensions divisible by it, "
+                             f"got shape {tuple(W.shape)}")
+        b = W.to_sparse_bsr((blocksize, blocksize))
+        return torch.sparse_bsr_tensor(b.crow_indices().to(torch.int32), b.col_indices().to(torch.int32),
+                                       b.values(), W.shape, check_invariants=False)
+    return W.to_sparse().coalesce()
+
+
+def compressed_bytes(S: torch.Tensor) -> int:
+    """Bytes of a compressed matrix: values + indices (+ row pointers), as stored."""
+    layout = S.layout
+    if layout in (torch.sparse_csr, torch.sparse_bsr):
+        parts = (S.values(), S.col_indices(), S.crow_indices())
+    elif layout == torch.sparse_coo:
+        parts = (S.values(), S.indices())
+    else:
+        raise ValueError(f"not a compressed matrix: layout {layout}")
+    return sum(p.numel() * p.element_size() for p in parts)
+
+
+class SparseLinear(nn.Module):
+    """y = x W^T + b with W stored compressed (CSR, BSR or COO); one token: `torch.mv` (CSR) or
+    `torch.sparse.mm(W, x^T)`; the prompt: `torch.sparse.mm(W, X^T)^T`."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, *, fmt: str = "csr",
+                 blocksize: int = 4):
+        super().__init__()
+        if weight.dim() != 2:
+            raise ValueError(f"SparseLinear needs a 2-D weight (C_out, C_in), got shape {tuple(weight.shape)}")
+        self.format = fmt
+        self.out_features, self.in_features = weight.shape
+        self.W = to_compressed(weight, fmt, blocksize)            # (C_out, C_in), compressed
+        self.bias = bias  # shared with the layer it came from
+        self.nnz = int((weight != 0).sum())
+
+    @classmethod
+    def from_linear(cls, layer: nn.Linear, fmt: str = "csr", blocksize: int = 4) -> "SparseLinear":
+        return cls(layer.weight, layer.bias, fmt=fmt, blocksize=blocksize)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, self.in_features)                       # (tokens, C_in)
+        if x2.shape[0] == 1 and self.format == "csr":
+            y = torch.mv(self.W, x2[0]).unsqueeze(0)
+        else:
+            y = torch.sparse.mm(self.W, x2.t().contiguous()).t()
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def to_dense_weight(self) -> torch.Tensor:
+        return self.W.to_dense()
+
+    def stored_bytes(self) -> int:
+        return compressed_bytes(self.W)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, format={self.format}, "
+                f"density={self.nnz / (self.in_features * self.out_features):.3f}")
+
+
+def semi_structured_linear(layer: nn.Linear) -> nn.Module:
+    """2:4 semi-structured weight (`torch.sparse.to_sparse_semi_structured`, NVIDIA sparse tensor
+    cores). Only on a CUDA device with a 2:4 weight; refuses otherwise (there is no CPU kernel,
+    and a silent dense fallback would report a speedup that did not happen). Unmeasured here."""
+    W = layer.weight
+    if W.device.type != "cuda":
+        raise ValueError(f"2:4 semi-structured kernels need a CUDA device; the weight is on {W.device.type}")
+    groups = (W.detach().reshape(W.shape[0], -1, 4) != 0).sum(-1)
+    if W.shape[1] % 4 or bool((groups > 2).any()):
+        raise ValueError("2:4 semi-structured needs at most 2 non-zeros in every 4 consecutive inputs "
+                         "(prune with --nm 2:4)")
+    from torch.sparse import to_sparse_semi_structured
+    out = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
+                    device=W.device, dtype=W.dtype)
+    out.weight = nn.Parameter(to_sparse_semi_structured(W.detach()), requires_grad=False)
+    if layer.bias is not None:
+        out.bias = layer.bias
+    return out

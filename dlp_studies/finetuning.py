@@ -1,0 +1,273 @@
+"""Study code of notebook 13: LoRA after pruning (paper Table 7) and layer-sampled fine-tuning (Table 18).
+
+The paper's numbers, the per-profile grids (`smoke`, `default`, `paper`), the runners that
+execute a grid through `dlp_lib.finetune.finetune` (cached per configuration and seed), tidy
+tables, the training-curve figure and one tested verdict function per claim.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+# ------------------------------------------------------------------------------ the paper's numbers
+# Table 7: WikiText perplexity of SparseGPT + DLP at 70%, before -> after LoRA (Wanda's lora_ft protocol)
+TABLE7 = {"llama1-7b": {"before": 17.76, "after": 12.15}, "llama1-13b": {"before": 12.63, "after": 10.05}}
+# Table 18: LLaMA2-7B, 5-shot accuracy (%) after fine-tuning on Commonsense170K
+TABLE18_TASKS = ("boolq", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa")
+TABLE18 = {
+    "lisa": dict(zip(TABLE18_TASKS + ("mean",), (77.16, 71.60, 76.87, 74.75, 45.65, 45.20, 65.21))),
+    "owlore": dict(zip(TABLE18_TASKS + ("mean",), (82.63, 78.33, 79.08, 78.24, 51.88, 45.60, 69.29))),
+    "dlp": dict(zip(TABLE18_TASKS + ("mean",), (81.90, 78.55, 80.58, 79.92, 52.99, 46.60, 70.09))),
+}
+PAPER_BUDGET = ("paper: Table 7 follows Wanda's lora_ft (LLaMA1-7B/13B, C4 train, 1024-token blocks, lr 1e-4, "
+                "r 8, alpha 16, dropout 0.05 on q/v; Wanda trains on ~30k C4 samples, one epoch, on GPUs); "
+                "Table 18 follows OwLore (LLaMA2-7B, Commonsense170K, 5-shot lm-eval on six tasks; LISA gamma 2 "
+                "K 3, OwLore gamma 5 K 50 with GaLore rank 256, lr 3e-4), several GPU hours per method.")
+
+# ------------------------------------------------------------------------------ grids per profile
+GRIDS = {
+    "smoke": dict(
+        lora=dict(methods=("wanda",), allocations=("uniform", "dlp"), seeds=(0,), steps=4, batch_size=2,
+                  grad_accum=1, seqlen=64, lr=1e-3, warmup_steps=1, max_windows=16),
+        sampled=dict(methods=("lora", "lisa", "owlore", "dlp"), seeds=(0,), steps=4, batch_size=2, grad_accum=1,
+                     seqlen=96, lr=1e-3, warmup_steps=1, gamma=2, interval=2, task_examples=8,
+                     task_corpora=("mobydick",), eval_limit=4),
+        note="smoke: tiny random model, a few steps; the numbers only show that the pipeline runs."),
+    "default": dict(
+        lora=dict(methods=("wanda",), allocations=("uniform", "dlp"), seeds=(0,), steps=100, batch_size=4,
+                  grad_accum=1, seqlen=256, lr=1e-4, warmup_steps=10, max_windows=None),
+        sampled=dict(methods=("lora", "lisa", "owlore", "dlp"), seeds=(0, 1, 2), steps=40, batch_size=4,
+                     grad_accum=1, seqlen=128, lr=3e-5, warmup_steps=4, gamma=2, interval=5, task_examples=400,
+                     task_corpora=("bbc", "brown", "sotu", "mobydick"), eval_limit=100),
+        note="default (reduced for 2 CPU cores): Table 7 with Wanda at 70%, Uniform vs DLP, LoRA 100 steps x 4 x "
+             "256 tokens (102k tokens), one seed; Table 18 on the dense smollm2-135m, 4 methods x 3 seeds x 40 steps "
+             "x 4 examples (<= 128 tokens), 0-shot on 100 items per offline task."),
+    "paper": dict(
+        lora=dict(methods=("sparsegpt", "wanda"), allocations=("uniform", "owl", "dlp"), seeds=(0, 1, 2),
+                  steps=2000, batch_size=8, grad_accum=1, seqlen=1024, lr=1e-4, warmup_steps=100, max_windows=None),
+        sampled=dict(methods=("lora", "lisa", "owlore", "dlp"), seeds=(0, 1, 2), steps=2000, batch_size=16,
+                     grad_accum=1, seqlen=256, lr=3e-5, warmup_steps=100, gamma=2, interval=3, task_examples=20000,
+                     task_corpora=("bbc", "brown", "sotu", "mobydick"), eval_limit=None),
+        note="paper-scale budget on a GPU (still the offline task set: Commonsense170K needs the hub)."),
+}
+
+
+def grid(profile: str) -> dict:
+    if profile not in GRIDS:
+        raise ValueError(f"Unknown profile {profile!r}; allowed: {', '.join(GRIDS)}")
+    return GRIDS[profile]
+
+
+def _train_config(g: dict, seed: int):
+    from dlp_lib.finetune.loop import TrainConfig
+    return TrainConfig(steps=g["steps"], batch_size=g["batch_size"], grad_accum=g["grad_accum"], seqlen=g["seqlen"],
+                       lr=g["lr"], warmup_steps=g["warmup_steps"], seed=seed)
+
+
+def budget(g: dict, kind: str) -> str:
+    tokens = g["steps"] * g["batch_size"] * g["grad_accum"] * g["seqlen"]
+    runs = len(g["methods"]) * len(g.get("allocations", (None,))) * len(g["seeds"])
+    return (f"{kind}: {runs} runs x {g['steps']} steps x {g['batch_size'] * g['grad_accum']} x {g['seqlen']} tokens "
+            f"(<= {tokens:,} tokens per run), seeds {list(g['seeds'])}")
+
+
+# ------------------------------------------------------------------------------ runners
+def run_table7(lab, base, g: dict, *, progress: bool = False) -> dict:
+    """{(method, allocation, seed): finetune result} for LoRA after pruning on the calibration corpus (cached)."""
+    from dlp_lib.finetune import FinetuneSpec, finetune
+    out = {}
+    for m in g["methods"]:
+        for a in g["allocations"]:
+            for s in g["seeds"]:
+                spec = FinetuneSpec(method="lora", data="lm", prune=True, train=_train_config(g, s),
+                                    max_windows=g["max_windows"])
+                out[(m, a, s)] = finetune(lab, base.replace(method=m, allocation=a), spec, progress=progress)
+    return out
+
+
+def run_table18(lab, base, g: dict, *, progress: bool = False) -> dict:
+    """{(method, seed): finetune result} for LoRA / LISA / OwLore / DLP sampling on the offline task set (cached)."""
+    from dlp_lib.finetune import FinetuneSpec, finetune
+    out = {}
+    for m in g["methods"]:
+        for s in g["seeds"]:
+            spec = FinetuneSpec(method=m, data="tasks", prune=False, train=_train_config(g, s), gamma=g["gamma"],
+                                interval=g["interval"], task_examples=g["task_examples"],
+                                task_corpora=tuple(g["task_corpora"]), eval_limit=g["eval_limit"])
+            out[(m, s)] = finetune(lab, base, spec, progress=progress)
+    return out
+
+
+def table7_frame(results: dict) -> pd.DataFrame:
+    """One row per (method, allocation, seed, text): perplexity before, after (unmerged), merged, re-masked."""
+    rows = []
+    for (m, a, s), r in results.items():
+        abl = r.get("merge_ablation", {})
+        for text, before in r["before"]["perplexity"].items():
+            rows.append({"method": m, "allocation": a, "seed": s, "text": text, "before": before,
+                         "after LoRA": r["after"]["perplexity"][text],
+                         "merged (dense)": abl.get("merged", {}).get("perplexity", {}).get(text),
+                         "merged + re-masked": abl.get("remasked", {}).get("perplexity", {}).get(text),
+                         "zeros unmerged": abl.get("target_zero_fraction_unmerged"),
+                         "zeros merged": abl.get("target_zero_fraction_merged"),
+                         "base weights identical": r["base_weights_identical"]})
+    return pd.DataFrame(rows)
+
+
+def table18_frame(results: dict) -> pd.DataFrame:
+    """One row per (method, seed, task) in % (accuracy after training; the untrained model as method 'none', seed -1).
+
+    The 'mean' row's acc_stderr is the item standard error of the mean over tasks, sqrt(sum se_t^2) / T.
+    """
+    rows, none_done = [], False
+    for (m, s), r in results.items():
+        if not none_done:
+            for t, v in r["before"]["zero_shot"]["tasks"].items():
+                rows.append({"method": "none", "seed": -1, "task": t, "acc": 100 * v["acc"],
+                             "acc_stderr": 100 * (v["acc_stderr"] or 0.0)})
+            none_done = True
+        for t, v in r["after"]["zero_shot"]["tasks"].items():
+            rows.append({"method": m, "seed": s, "task": t, "acc": 100 * v["acc"],
+                         "acc_stderr": 100 * (v["acc_stderr"] or 0.0)})
+    df = pd.DataFrame(rows)
+    mean = df.groupby(["method", "seed"], sort=False).agg(
+        acc=("acc", "mean"), acc_stderr=("acc_stderr", lambda x: float(np.sqrt((x ** 2).sum()) / len(x)))).reset_index()
+    return pd.concat([df, mean.assign(task="mean")], ignore_index=True)
+
+
+def seed_summary(values: Sequence[float]) -> tuple[float, float, int]:
+    """(mean, standard error over seeds, n); the standard error is NaN with one seed."""
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    if len(v) == 0:
+        return math.nan, math.nan, 0
+    se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
+    return float(v.mean()), se, len(v)
+
+
+def cost_frame(results: dict) -> pd.DataFrame:
+    """Trainable parameters, peak memory above the start, optimiser state, wall time, tokens, per run."""
+    rows = []
+    for key, r in results.items():
+        key = key if isinstance(key, tuple) else (key,)
+        mem = r["memory"]
+        rows.append({"run": " / ".join(map(str, key)), "trainable parameters": r["trainable_parameters"],
+                     "peak memory delta (MiB)": mem["peak_delta_bytes"] / 2**20,
+                     "optimizer state (MiB)": mem["optimizer_state_bytes"] / 2**20, "measured by": mem["how"],
+                     "train seconds": r["train_seconds"], "tokens": r["tokens_trained"]})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------ verdicts
+def compare(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool, fallback_noise: float | None = None,
+            k: float = 2.0) -> dict:
+    """Lead of a over b (positive = a better), its noise and a word: 'ahead', 'behind' or 'within noise'.
+
+    The noise is k times the standard error of the difference of the seed means (Welch), never
+    below `fallback_noise` (a floor: e.g. k x the evaluation's own standard error, or a stated
+    tolerance); with fewer than two seeds on either side it is `fallback_noise` alone, and the
+    verdict says the seed spread is unknown.
+    """
+    ma, sa, na = seed_summary(a)
+    mb, sb, nb = seed_summary(b)
+    if na == 0 or nb == 0:
+        raise ValueError("compare needs at least one value on each side")
+    lead = (ma - mb) if higher_is_better else (mb - ma)
+    if na > 1 and nb > 1:
+        se = math.sqrt(sa ** 2 + sb ** 2)
+        noise, basis = k * se, f"{k:g} x seed standard error ({min(na, nb)} seeds)"
+        if fallback_noise is not None and fallback_noise > noise:
+            noise, basis = fallback_noise, f"floor {fallback_noise:.3g} (above {k:g} x seed standard error {k * se:.3g})"
+    else:
+        se = math.nan
+        noise = fallback_noise if fallback_noise is not None else math.nan
+        basis = "single seed: seed spread unknown" + (f", tolerance {noise:.3g}" if fallback_noise is not None else "")
+    if math.isnan(noise):
+        word = "ahead" if lead > 0 else "behind" if lead < 0 else "tied"
+        word += " (noise unknown)"
+    else:
+        word = "ahead" if lead > noise else "behind" if lead < -noise else "within noise"
+    return {"lead": lead, "se": se, "noise": noise, "word": word, "basis": basis, "n": (na, nb)}
+
+
+def table7_verdict(frame: pd.DataFrame, *, text: str, method: str, rel_tolerance: float = 0.02) -> list[str]:
+    """Table 7's claims on one text: LoRA lowers DLP's perplexity; DLP stays ahead of Uniform after LoRA.
+
+    The noise floor of a perplexity gap is `rel_tolerance` of the Uniform value (with one seed it is the noise).
+    """
+    f = frame[(frame.text == text) & (frame.method == method)]
+    if f.empty:
+        raise ValueError(f"no Table 7 rows for text {text!r} and method {method!r}")
+    lines = []
+    by = {a: f[f.allocation == a] for a in f.allocation.unique()}
+    if "dlp" in by:
+        d = by["dlp"]
+        before, after = d["before"].mean(), d["after LoRA"].mean()
+        word = "recovers" if after < before * (1 - rel_tolerance) else "does not recover (within tolerance)"
+        lines.append(f"LoRA {word} DLP's perplexity on {text}: {before:.2f} -> {after:.2f} "
+                     f"(paper, LLaMA1-7B SparseGPT+DLP 70%: {TABLE7['llama1-7b']['before']} -> "
+                     f"{TABLE7['llama1-7b']['after']}).")
+    if "dlp" in by and "uniform" in by:
+        for col in ("before", "after LoRA"):
+            tol = rel_tolerance * float(by["uniform"][col].mean())
+            c = compare(by["dlp"][col].tolist(), by["uniform"][col].tolist(), higher_is_better=False,
+                        fallback_noise=tol)
+            lines.append(f"DLP's lead over Uniform {'after LoRA' if col != 'before' else 'before LoRA'} on {text}: "
+                         f"{c['lead']:.2f} +/- {c['noise']:.2f} perplexity ({c['basis']}): {c['word']}.")
+    return lines
+
+
+def masks_verdict(frame: pd.DataFrame) -> list[str]:
+    """Masks fixed (the adapter unmerged: base weights bit-identical in every run) and the merge ablation."""
+    lines = ["Masks fixed: the pruned base weights are bit-identical after training in every run."
+             if bool(frame["base weights identical"].all()) else
+             "Masks NOT fixed: some run changed the pruned base weights."]
+    f = frame[frame["zeros merged"].notna()]
+    if not f.empty:
+        after, remasked, before = f["after LoRA"].mean(), f["merged + re-masked"].mean(), f["before"].mean()
+        lines.append(f"Merging the adapter makes the adapted weights dense again (zero fraction of q/v "
+                     f"{f['zeros unmerged'].mean():.3f} -> {f['zeros merged'].mean():.4f}); re-applying the mask "
+                     f"afterwards gives mean perplexity {remasked:.2f}, against {after:.2f} with the adapter unmerged "
+                     f"and {before:.2f} before LoRA: re-masking loses "
+                     f"{100 * (remasked - after) / max(before - after, 1e-12):.0f}% of LoRA's gain.")
+    return lines
+
+
+def table18_verdict(frame: pd.DataFrame) -> list[str]:
+    """Table 18's claim: DLP sampling > OwLore > LISA in mean accuracy (paper: 70.09 / 69.29 / 65.21).
+
+    Noise: 2 x the standard error of the seed means, floored at 2 x the lm-eval item standard
+    error of the mean accuracy (unpaired, so conservative: the methods answer the same items).
+    """
+    mean = frame[frame.task == "mean"]
+    acc = {m: mean[mean.method == m]["acc"].tolist() for m in mean.method.unique() if m != "none"}
+    item_se = float(mean[mean.method != "none"]["acc_stderr"].mean())
+    lines = []
+    for a, b in (("dlp", "lisa"), ("dlp", "owlore"), ("owlore", "lisa"), ("dlp", "lora")):
+        if a in acc and b in acc:
+            c = compare(acc[a], acc[b], higher_is_better=True, fallback_noise=2 * item_se)
+            pa, pb = TABLE18.get(a, {}).get("mean"), TABLE18.get(b, {}).get("mean")
+            paper = f" (paper: {pa - pb:+.2f})" if pa is not None and pb is not None else ""
+            lines.append(f"{a.upper()} vs {b.upper()}: {c['lead']:+.2f} +/- {c['noise']:.2f} points mean accuracy "
+                         f"({c['basis']}): {c['word']}{paper}.")
+    return lines
+
+
+# ------------------------------------------------------------------------------ figure
+def plot_curves(results: dict, *, title: str, ax=None, smooth: int = 5):
+    """Training loss per step (moving average over `smooth` steps), one line per run."""
+    import matplotlib.pyplot as plt
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for key, r in results.items():
+        loss = np.asarray(r["curve"]["loss"], dtype=np.float64)
+        w = max(1, min(smooth, len(loss)))
+        ma = np.convolve(loss, np.ones(w) / w, mode="valid")
+        ax.plot(np.arange(w, len(loss) + 1), ma, lw=1.2, label=" / ".join(map(str, key)))
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6)
+    return ax

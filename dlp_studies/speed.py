@@ -1,0 +1,168 @@
+"""What pruning buys and costs: decoding speedup (paper Table 5) and pruning-metric time (Table 6).
+
+The paper's numbers, the per-profile grids of notebook 12, the tables it shows, and one tested
+verdict function per claim. Every verdict respects the measured noise: a speedup is compared
+with its interquartile range over interleaved repeats, metric times with 95% t-intervals.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+# -- the paper ---------------------------------------------------------------------------------
+# Table 5: LLaMA2-7B-chat-hf, DLP + Wanda, DeepSparse on a 24-core Xeon Gold 6248R.
+PAPER_TABLE5_SPARSITIES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+PAPER_TABLE5_LATENCY_MS = (353.42, 352.40, 338.37, 323.49, 273.43, 200.17, 164.31, 124.76, 100.30, 96.86)
+PAPER_TABLE5_THROUGHPUT = (2.83, 2.84, 2.96, 3.09, 3.66, 4.99, 6.08, 8.01, 9.97, 10.32)
+PAPER_TABLE5_SPEEDUP = (1.0, 1.0, 1.1, 1.1, 1.3, 1.8, 2.2, 2.8, 3.5, 3.7)
+
+# Table 6: seconds of computing the pruning metric across the layers (forwards and the ratio
+# computation excluded), LLaMA1 7B / 13B / 30B, on the authors' GPU.
+PAPER_TABLE6 = {
+    ("magnitude", "uniform"): (1.66, 6.82, 11.04), ("magnitude", "dlp"): (1.68, 6.65, 11.01),
+    ("sparsegpt", "uniform"): (254.32, 511.30, 1052.48), ("sparsegpt", "dlp"): (257.48, 487.44, 1051.55),
+    ("wanda", "uniform"): (0.95, 5.30, 8.64), ("wanda", "dlp"): (0.98, 5.50, 8.50),
+}
+PAPER_TABLE6_MODELS = ("LLaMA1-7B", "LLaMA1-13B", "LLaMA1-30B")
+
+# -- grids ---------------------------------------------------------------------------------------
+# smoke: tiny-llama, seconds. default: the committed JSONs from benchmarks/ (smollm2-135m on this
+# 2-core CPU), or the --quick grid when run live. paper: the paper's grid (LLaMA2-7B, 10..90%).
+GRIDS = {
+    "smoke": {"decode": dict(sparsities=(0.5, 0.9), threads=(1,), new_tokens=8, repeats=2, break_even=0.5),
+              "metric": dict(methods=("magnitude", "wanda", "sparsegpt"), repeats=2, sparsity=0.7, blocks=(0, 1)),
+              "calibration": dict(nsamples=2, seqlen=32)},
+    "default": {"decode": dict(sparsities=(0.5, 0.7, 0.9), threads=(1,), new_tokens=32, repeats=2,
+                               break_even_repeats=3),
+                "metric": dict(methods=("magnitude", "wanda", "sparsegpt"), repeats=5, sparsity=0.7),
+                "calibration": dict(nsamples=8, seqlen=256),
+                "decode_json": "benchmarks/results/decode_smollm2-135m.json",
+                # further runs (other thread counts) shown beside the main one when present
+                "decode_json_extra": ("benchmarks/results/decode_smollm2-135m_2threads.json",),
+                "metric_json": "benchmarks/results/metric_time_smollm2-135m.json"},
+    "paper": {"decode": dict(sparsities=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), threads=(1, 2),
+                             new_tokens=128, repeats=3),
+              "metric": dict(methods=("magnitude", "wanda", "sparsegpt"), repeats=5, sparsity=0.7),
+              "calibration": dict(nsamples=128, seqlen=2048)},
+}
+
+
+def grid(profile: str) -> dict:
+    if profile not in GRIDS:
+        raise ValueError(f"Unknown profile {profile!r}; allowed: {', '.join(GRIDS)}")
+    return GRIDS[profile]
+
+
+def load_result(path: str | Path, root: str | Path | None = None) -> dict:
+    path = Path(path)
+    if not path.is_absolute() and root is not None:
+        path = Path(root) / path
+    if not path.exists():
+        raise FileNotFoundError(f"No benchmark result at {path}; run the benchmark (see benchmarks/README.md)")
+    return json.loads(path.read_text())
+
+
+# -- tables --------------------------------------------------------------------------------------
+def decode_rows(result: dict, threads: int | str = 1) -> list[dict]:
+    """One row per sparsity: our latencies, speedup (with the paired IQR), bound, paper's numbers."""
+    t = str(threads)
+    paper = dict(zip(PAPER_TABLE5_SPARSITIES, zip(PAPER_TABLE5_LATENCY_MS, PAPER_TABLE5_SPEEDUP)))
+    rows = []
+    for e in sorted(result["sparsities"], key=lambda e: e["sparsity"]):
+        if t not in e["threads"]:
+            continue
+        r = e["threads"][t]
+        p = paper.get(round(e["sparsity"], 2), (None, None))
+        row = {"sparsity": e["sparsity"], "achieved": e["achieved_sparsity"]["overall"],
+               "compressed layers": r["format_counts"].get(result["grid"]["fmt"], 0),
+               "memory bound": r["memory_bound_speedup"], "paper ms/token": p[0], "paper speedup": p[1]}
+        if r.get("identical_to_dense"):  # no layer below the break-even: the dense baseline itself, not timed
+            row.update({"dense ms/token": None, "sparse ms/token": None, "speedup": None, "speedup IQR": None,
+                        "CPU-time speedup": None, "fraction of bound": None, "note": "all layers dense (= baseline)"})
+        else:
+            row.update({"dense ms/token": r["dense_median_ms"], "sparse ms/token": r["sparse_median_ms"],
+                        "speedup": r["speedup_paired_median"], "speedup IQR": r["speedup_paired_iqr"],
+                        "CPU-time speedup": r["cpu_speedup_paired_median"],
+                        "fraction of bound": r["speedup_paired_median"] / r["memory_bound_speedup"], "note": ""})
+        rows.append(row)
+    return rows
+
+
+def metric_rows(result: dict) -> list[dict]:
+    """One row per (method, allocation): our mean wall seconds with the 95% CI (and CPU seconds,
+    which leave out waiting for a core), the paper's LLaMA1 7B / 13B / 30B."""
+    rows = []
+    for m, d in result["ci95"].items():
+        for a, c in d.items():
+            paper = PAPER_TABLE6.get((m, a), (None, None, None))
+            row = {"method": m, "allocation": a, "seconds": c["mean"], "ci95 low": c["low"], "ci95 high": c["high"]}
+            cpu = result.get("cpu_ci95", {}).get(m, {}).get(a)
+            if cpu is not None:
+                row.update({"CPU seconds": cpu["mean"], "CPU ci95 low": cpu["low"], "CPU ci95 high": cpu["high"]})
+            rows.append({**row, **dict(zip(PAPER_TABLE6_MODELS, paper))})
+    return rows
+
+
+# -- verdicts ------------------------------------------------------------------------------------
+def speedup_verdict(speedup: float, iqr: float, bound: float, sparsity: float) -> str:
+    """Table 5 at one sparsity: is there a speedup beyond the repeats' spread, and how much of the
+    memory-traffic bound does it reach?"""
+    if speedup <= 0 or bound <= 0 or iqr < 0:
+        raise ValueError(f"speedup and bound must be > 0 and iqr >= 0, got {speedup}, {bound}, {iqr}")
+    head = f"at {sparsity:.0%}: measured speedup {speedup:.2f}x (IQR {iqr:.2f}), memory bound {bound:.2f}x"
+    if abs(speedup - 1.0) <= max(iqr, 0.02):
+        return f"{head}: no speedup beyond noise."
+    if speedup < 1.0:
+        return f"{head}: the compressed model is SLOWER than dense ({1 / speedup:.2f}x)."
+    if speedup > bound + max(iqr, 0.02):
+        return (f"{head}: ABOVE the bound, so this time is not weight-read bound (the dense path loses time "
+                f"elsewhere, or the spread understates the noise).")
+    gain = f" ({(speedup - 1.0) / (bound - 1.0):.0%} of the bound's gain over dense)" if bound > 1.05 else ""
+    return f"{head}: a real speedup, {speedup / bound:.0%} of the bound{gain}."
+
+
+def trend_verdict(sparsities, speedups, iqrs) -> str:
+    """The paper's claim that the speedup grows with sparsity: do successive points rise, fall,
+    or stay within the spread (IQR) of each other?"""
+    pts = sorted(zip(sparsities, speedups, iqrs))
+    if len(pts) < 2:
+        raise ValueError("the trend needs at least two sparsities")
+    falls = [(a[0], b[0]) for a, b in zip(pts, pts[1:]) if b[1] < a[1] - max(a[2], b[2], 0.02)]
+    rises = [(a[0], b[0]) for a, b in zip(pts, pts[1:]) if b[1] > a[1] + max(a[2], b[2], 0.02)]
+    lo, hi = pts[0], pts[-1]
+    span = f"{lo[1]:.2f}x at {lo[0]:.0%} to {hi[1]:.2f}x at {hi[0]:.0%}"
+    if falls:
+        where = ", ".join(f"{a:.0%}->{b:.0%}" for a, b in falls)
+        return f"speedup does NOT grow monotonically with sparsity ({span}; falls beyond noise at {where})."
+    if not rises:
+        return f"speedup is flat within noise across sparsity ({span})."
+    return f"speedup grows with sparsity ({span}; no fall beyond noise), as in the paper's Table 5."
+
+
+def paired_difference(a, b, confidence: float = 0.95) -> dict:
+    """t-interval of the mean of b_r - a_r over interleaved repeats r."""
+    from dlp_lib.inference.metric_time import t_interval
+    if len(a) != len(b):
+        raise ValueError(f"paired repeats must have equal lengths, got {len(a)} and {len(b)}")
+    return t_interval([y - x for x, y in zip(a, b)], confidence)
+
+
+def metric_time_verdict(method: str, uniform_s, dlp_s, what: str = "metric time") -> str:
+    """Table 6: is DLP's metric time equal to Uniform's? Paired 95% t-interval of DLP - Uniform."""
+    d = paired_difference(uniform_s, dlp_s)
+    base = statistics.fmean(uniform_s)
+    rel = f"{d['mean'] / base:+.1%} [{d['low'] / base:+.1%}, {d['high'] / base:+.1%}]"
+    if d["low"] <= 0.0 <= d["high"]:
+        return f"{method}: DLP's {what} equals Uniform's within the 95% CI (DLP - Uniform {rel})."
+    word = "slower" if d["mean"] > 0 else "faster"
+    return f"{method}: DLP's {what} is {word} than Uniform's beyond the 95% CI (DLP - Uniform {rel})."
+
+
+def ratio_cost_verdict(ratio_seconds: float, metric_seconds: float, method: str = "wanda") -> str:
+    """DLP's own extra work (statistics reduction + allocation) against the metric's time."""
+    if metric_seconds <= 0 or ratio_seconds < 0:
+        raise ValueError(f"times must be positive, got {ratio_seconds}, {metric_seconds}")
+    return (f"DLP's ratio computation (forwards excluded) takes {ratio_seconds:.2f} s, "
+            f"{ratio_seconds / metric_seconds:.1f}x the {method} metric time ({metric_seconds:.2f} s).")

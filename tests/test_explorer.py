@@ -1,0 +1,151 @@
+"""RID explorer: pure state/figure functions against independent formulas, and the widget layer headless."""
+import warnings
+
+import numpy as np
+import pytest
+
+from dlp_lib.block_stats import DenseStatistics
+from dlp_lib.explorer import explorer_figure, explorer_grid, explorer_state, explorer_table
+
+S = [2.0, 3.0, 3.5, 5.0, 4.0]           # unimportance per block (the median Wanda score)
+D = [9.0, 7.0, 4.0, 3.0, 1.0]           # OWL outlier ratios (%) at M=5
+
+
+def _stats():
+    return DenseStatistics(blocks=[{"median": s, "mean": 2 * s, "outlier_ratio": {"5.0": d, "7.0": d / 2}}
+                                   for s, d in zip(S, D)], config={"calib": "synthetic"})
+
+
+def test_state_matches_independent_formulas():
+    p, a, lam = 0.6, 0.1, 0.08
+    state = explorer_state(_stats(), p, a, ["uniform", "owl", "dlp"], lamda=lam, owl_m=5)
+    s = np.array(S)
+    assert state["rid"] == pytest.approx(1 - s / s.sum())               # Eq. 6 over all blocks
+    n = (s - s.min()) / (s.max() - s.min())
+    assert state["ratios"]["dlp"].to_numpy() == pytest.approx(p + 2 * a * (n - n.mean()))
+    d = np.array(D)
+    dd = (d - d.min()) / (d.max() - d.min()) * 2 * lam
+    assert state["ratios"]["owl"].to_numpy() == pytest.approx(p - (dd - dd.mean()))
+    assert state["ratios"]["uniform"].to_numpy() == pytest.approx(np.full(5, p))
+    assert state["ratios"].mean().to_numpy() == pytest.approx([p] * 3)
+    assert state["alpha"] == a and not state["alpha_from_paper"]
+
+
+def test_default_allocations_are_the_instant_ones():
+    from dlp_lib.allocation import get_allocator
+    from dlp_lib.explorer import instant_allocations
+    names = instant_allocations()
+    assert {"uniform", "owl", "dlp"} <= set(names)
+    assert not any(get_allocator(n).needs_weights for n in names)
+    assert tuple(explorer_state(_stats(), 0.7, 0.1)["ratios"].columns) == names     # no model needed
+
+
+def test_state_is_pure_and_sliders_move_only_their_allocator():
+    st = _stats()
+    a = explorer_state(st, 0.7, 0.05, ["uniform", "owl", "dlp"])
+    b = explorer_state(st, 0.7, 0.15, ["uniform", "owl", "dlp"])
+    c = explorer_state(st, 0.7, 0.05, ["uniform", "owl", "dlp"])
+    assert a["ratios"].equals(c["ratios"])
+    assert a["ratios"]["owl"].equals(b["ratios"]["owl"]) and a["ratios"]["uniform"].equals(b["ratios"]["uniform"])
+    assert np.ptp(b["ratios"]["dlp"]) == pytest.approx(3 * np.ptp(a["ratios"]["dlp"]))   # span 2 * alpha
+    m = explorer_state(st, 0.7, 0.05, ["owl"], owl_m=7, lamda=0.2)
+    assert not np.allclose(m["ratios"]["owl"], a["ratios"]["owl"])
+    mean = explorer_state(st, 0.7, 0.05, ["dlp"], statistic="mean")
+    assert mean["rid"] == pytest.approx(a["rid"])                       # mean = 2 * median here: same RID
+
+
+def test_state_paper_alpha_statistic_and_clamp_warning():
+    state = explorer_state(_stats(), 0.5, None, ["dlp"])
+    assert state["alpha"] == 0.04 and state["alpha_from_paper"]        # Table 19 at 50%
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                  # clamps are recorded, not raised
+        clamped = explorer_state(_stats(), 0.05, 0.2, ["dlp"])
+    assert clamped["warnings"]["dlp"] and min(clamped["ratios"]["dlp"]) >= 0.0
+    assert clamped["ratios"]["dlp"].mean() == pytest.approx(0.05)
+    table = explorer_table(state)
+    assert list(table.columns) == ["S (median)", "RID", "dlp ratio"] and len(table) == 5
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(allocations=[]), "non-empty"),
+    (dict(allocations="dlp"), "non-empty"),
+    (dict(allocations=["dlp", "nope"]), "unknown"),
+    (dict(allocations=["dlp", "dlp"]), "twice"),
+    (dict(statistic="mode"), "statistic = 'mode'"),
+    (dict(allocations=["owl"], owl_m=5.5), "owl_m = 5.5"),
+    (dict(allocations=["lamp"]), "needs the model"),
+    (dict(alpha=0.7), "alpha must be in"),
+])
+def test_state_rejects_bad_input(kwargs, match):
+    kw = {"sparsity": 0.7, "alpha": 0.1, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        explorer_state(_stats(), **kw)
+
+
+def test_figure_draws_the_state():
+    import matplotlib.pyplot as plt
+    state = explorer_state(_stats(), 0.6, 0.1, ["uniform", "owl", "dlp"])
+    fig = explorer_figure(state)
+    ax, ax2 = fig.axes
+    assert [r.get_height() for r in ax.patches] == pytest.approx(state["rid"])
+    lines = {ln.get_label(): ln.get_ydata() for ln in ax2.get_lines()}
+    for name in ("uniform", "owl", "dlp"):
+        assert np.asarray(lines[name]) == pytest.approx(state["ratios"][name].to_numpy())
+    assert "60%" in ax.get_title() and "alpha=0.1" in ax.get_title()
+    plt.close(fig)
+    grid, states = explorer_grid(_stats(), [dict(sparsity=0.5, alpha=0.04), dict(sparsity=0.7, alpha=0.15),
+                                            dict(sparsity=0.7, alpha=0.02)], ncols=2)
+    assert len(states) == 3 and sum(a.get_visible() for a in grid.axes) == 3 * 2   # 3 panels, twin axes each
+    plt.close(grid)
+
+
+def test_widget_layer_replans_and_prunes_headless():
+    pytest.importorskip("ipywidgets")
+    import torch
+    from dlp_lib.experiment import ExperimentConfig
+    from dlp_lib.explorer import RIDExplorer
+    torch.set_num_threads(1)
+    cfg = ExperimentConfig.from_profile("smoke", allocation="dlp", sparsity=0.6)
+    x = RIDExplorer(cfg, allocations=("uniform", "owl", "dlp", "er"), progress=False)
+    assert x.stats is not None and "error" not in x.status.value, x.status.value
+    before = x.state["ratios"].copy()
+    x.alpha_paper.value = False
+    x.alpha.value = 0.2
+    assert x.state["alpha"] == pytest.approx(0.2)
+    assert not np.allclose(before["dlp"], x.state["ratios"]["dlp"])
+    assert np.allclose(before["er"], x.state["ratios"]["er"])          # weight-based plan reused, unchanged
+    x.sparsity.value = 0.5
+    assert x.state["sparsity"] == pytest.approx(0.5)
+    assert x.state["ratios"].mean().to_numpy() == pytest.approx([0.5] * 4, abs=1e-6)
+    result = x.prune_and_evaluate()
+    assert result is not None, x.status.value
+    assert result["achieved_sparsity"]["overall"] == pytest.approx(0.5, abs=0.03)
+    assert result["config"]["alpha"] == pytest.approx(0.2) and "achieved" in x.status.value
+    x.alpha_paper.value = True
+    x.sparsity.value = 0.6
+    assert x.alpha.disabled and x.alpha.value == pytest.approx(0.10) and x.state["alpha"] == pytest.approx(0.10)
+    assert x.state["alpha_from_paper"]                                  # Table 19 at 60%
+    x.calib.value = "file"
+    x.calib_path.value = ""
+    x.load()
+    assert "needs a .txt path" in x.status.value                     # shown, not raised
+
+
+def test_static_settings_verdict():
+    from dlp_studies.rid_explorer import STATIC_SETTINGS, explorer_verdict, settings_table
+    states = [explorer_state(_stats(), **s) for s in STATIC_SETTINGS]
+    t = settings_table(states)
+    assert t["DLP mean"].to_numpy() == pytest.approx(t["p"].to_numpy())
+    exact = t[~t["DLP clamped"]]
+    assert exact["DLP span"].to_numpy() == pytest.approx(exact["2 alpha (Algorithm 1)"].to_numpy())
+    assert t["Spearman(depth, DLP)"].to_numpy() == pytest.approx([0.9] * 4)      # ranks of S: 1 2 3 5 4
+    assert t["Spearman(depth, OWL)"].to_numpy() == pytest.approx([1.0] * 4)      # D falls with depth
+    v = explorer_verdict(states)
+    assert "rises with depth (Spearman > 0.5) in 4 of 4" in v and "harder' holds" in v and "alike" in v
+    assert "equals p exactly" in v and "by construction" in v and "OWL's rises with depth in 4 of 4" in v
+    flipped = DenseStatistics(blocks=[{"median": s, "outlier_ratio": {"5.0": d, "7.0": d}}
+                                      for s, d in zip(S[::-1], D[::-1])])
+    v2 = explorer_verdict([explorer_state(flipped, **s) for s in STATIC_SETTINGS], "smoke")
+    assert "does not reproduce" in v2 and "random tiny model" in v2
+    with pytest.raises(ValueError, match="include both"):
+        explorer_verdict([explorer_state(_stats(), 0.7, 0.1, ["dlp"])])
