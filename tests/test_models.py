@@ -30,10 +30,20 @@ def test_families_found_and_replayed(family):
 
 
 def test_model_without_decoder_blocks_is_rejected():
+    model = torch.nn.Sequential(torch.nn.Embedding(16, 8), torch.nn.Linear(8, 16))
+    with pytest.raises(UnsupportedModelError, match="No repeated decoder blocks.*Sequential"):
+        decoder_blocks(model)
+
+
+def test_gpt2_blocks_and_conv1d_weights_are_found():
     import transformers as tf
     model = tf.GPT2LMHeadModel(tf.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64))
-    with pytest.raises(UnsupportedModelError, match="No recognisable decoder blocks.*GPT2Block"):
-        decoder_blocks(model)
+    blocks = decoder_blocks(model)
+    assert len(blocks) == 2 and type(blocks[0]).__name__ == "GPT2Block"
+    subs = linear_sublayers(blocks[0])
+    assert set(subs) == {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"}
+    assert subs["mlp.c_fc"].weight.shape == (128, 32)   # (C_out, C_in) view of Conv1D's (C_in, C_out)
+    assert subs["mlp.c_fc"].weight.data_ptr() == blocks[0].mlp.c_fc.weight.data_ptr()
 
 
 def test_tiny_llama_is_deterministic():
