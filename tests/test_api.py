@@ -112,7 +112,7 @@ def test_dense_statistics_rejects_bad_input(kwargs, match):
 def test_dense_statistics_rejects_non_model():
     with pytest.raises(ValueError, match="not a torch.nn.Module"):
         dense_statistics("tiny-llama", calib=_ids())
-    with pytest.raises(ValueError, match="No recognisable decoder blocks"):
+    with pytest.raises(ValueError, match="No repeated decoder blocks"):
         dense_statistics(torch.nn.Linear(4, 4), calib=_ids())
 
 

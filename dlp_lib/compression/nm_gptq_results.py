@@ -20,39 +20,24 @@ from .mixed_nm import nm_compliance, prune_mixed_nm
 UNQUANTIZED = 16  # the tables' "16 bits": the model as pruned, not quantized
 
 
-# ---------------------------------------------------------------- the Lab's state, before and after its restructure
+# ---------------------------------------------------------------- the Lab's state
 def _dense(lab) -> None:
-    if hasattr(lab, "ensure"):
-        lab.ensure(None)
-    else:
-        lab.restore_dense()
+    lab.ensure(None)
 
 
 def _pruned(lab, cfg):
     """Prune the Lab's model exactly as cfg says; returns the plan."""
-    return lab.ensure(cfg) if hasattr(lab, "ensure") else lab.prune(cfg)
+    return lab.ensure(cfg)
 
 
 def _modified(lab, tag) -> None:
-    """The model was changed here (not by the Lab's ensure): make its next ensure reload the weights."""
-    if hasattr(lab, "mark_modified"):
-        lab.mark_modified(tag)
-    elif hasattr(lab, "ensure"):
-        # the Lab reloads its dense weights on ensure() whenever it holds a pruned state; this
-        # state matches no config's pruning key, so ensure(cfg) always prunes afresh
-        lab._pruned, lab._pruned_key, lab._plan = tag, {"modified_outside_the_lab": repr(tag)}, None
-    else:
-        lab._pruned_key = tag
+    """The model was changed here (not by the Lab's ensure): its next ensure reloads the dense weights."""
+    lab.mark_modified(tag)
 
 
 def pruning_key(lab, cfg) -> dict:
-    """Everything the pruned weights depend on (the Lab's own key when it offers one)."""
-    if hasattr(cfg, "pruning_key"):
-        return dict(cfg.pruning_key(lab.fingerprint))
-    key = cfg.to_dict()
-    for k in ("eval", "neval", "lod_m"):
-        key.pop(k, None)
-    return {**key, "fingerprint": lab.fingerprint, "calib_id": TextSource(cfg.calib).identity()}
+    """Everything the pruned weights depend on."""
+    return dict(cfg.pruning_key(lab.fingerprint))
 
 
 def eval_key(cfg) -> dict:

@@ -42,19 +42,13 @@ class DecodeGrid:
 
 
 def prune_lab(lab, cfg) -> None:
-    """Prune the Lab's model as cfg says (works before and after the Lab's `ensure` API)."""
-    if hasattr(lab, "ensure"):
-        lab.ensure(cfg)
-    else:
-        lab.prune(cfg)
+    """Prune the Lab's model as cfg says."""
+    lab.ensure(cfg)
 
 
 def dense_lab(lab) -> None:
-    """Return the Lab's model to its dense weights (either Lab API)."""
-    if hasattr(lab, "ensure"):
-        lab.ensure(None)
-    else:
-        lab.restore_dense()
+    """Return the Lab's model to its dense weights."""
+    lab.ensure(None)
 
 
 def iqr(values) -> float:
