@@ -11,7 +11,7 @@ from torch import nn
 
 from .architectures.discovery import (  # noqa: F401  (re-exported: callers import discovery from here)
     PrunableWeight, UnsupportedModelError, block_parameter_counts, check_causal_lm, decoder_blocks,
-    linear_sublayers, prunable_weights,
+    linear_modules, linear_sublayers, prunable_weights,
 )
 from .architectures.tiny import FAMILIES, tiny_family
 from .fingerprint import model_fingerprint  # noqa: F401  (the weights' identity; kept importable from here)

@@ -59,7 +59,7 @@ def test_sparse_logits_equal_dense_masked_model(pruned):
             assert report.format_counts() == {fmt: 28}                  # every block linear compressed
             torch.testing.assert_close(report.model(ids).logits, ref, rtol=1e-5, atol=1e-5)
     # inplace=False left the HF model untouched
-    assert all(isinstance(l, nn.Linear) for b in decoder_blocks(pruned) for l in linear_sublayers(b).values())
+    assert all(isinstance(w.module, nn.Linear) for b in decoder_blocks(pruned) for w in linear_sublayers(b).values())
 
 
 def test_greedy_tokens_identical_and_equal_generate(pruned):

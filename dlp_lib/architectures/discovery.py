@@ -158,6 +158,16 @@ def prunable_weights(block: nn.Module) -> dict[str, PrunableWeight]:
 linear_sublayers = prunable_weights
 
 
+def linear_modules(weights: dict[str, PrunableWeight], what: str) -> dict[str, nn.Linear]:
+    """The nn.Linear modules behind a block's prunable weights, for consumers that replace whole
+    modules (SVD factors, compressed sparse layers). Conv1D and expert weights are refused by name
+    rather than skipped: a partial compression would be silent."""
+    other = sorted({f"{n} ({w.kind})" for n, w in weights.items() if w.kind != "linear"})
+    if other:
+        raise UnsupportedModelError(f"{what} replaces nn.Linear layers; this block also has {', '.join(other)}")
+    return {n: w.module for n, w in weights.items()}
+
+
 def block_parameter_counts(block: nn.Module) -> tuple[int, int]:
     """(all parameters of the block, the parameters covered by its prunable weights)."""
     total = sum(p.numel() for p in block.parameters())

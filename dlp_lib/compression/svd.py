@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..cache import cached
 from ..calibration import STATISTICS, CalibrationEngine
-from ..models import decoder_blocks, linear_sublayers
+from ..models import decoder_blocks, linear_modules, linear_sublayers
 from ..plan import SparsityPlan
 
 VARIANTS = ("plain", "asvd", "svdllm")
@@ -187,7 +187,8 @@ def svd_compress(model: nn.Module, plan: SparsityPlan, cfg: SVDConfig = SVDConfi
     factors: dict[int, dict[str, tuple[torch.Tensor, torch.Tensor] | None]] = {}
     compute_device = torch.device(device) if device is not None else next(model.parameters()).device
 
-    def compress_block(index: int, subs: dict[str, nn.Linear], stats: dict[str, torch.Tensor] | None):
+    def compress_block(index: int, weights: dict, stats: dict[str, torch.Tensor] | None):
+        subs = linear_modules(weights, "SVD compression")
         out = {}
         for name, layer in subs.items():
             m, n = layer.weight.shape
@@ -215,7 +216,7 @@ def svd_compress(model: nn.Module, plan: SparsityPlan, cfg: SVDConfig = SVDConfi
             visit, statistics=(stat_name,), sequential=False, desc=f"SVD ({cfg.variant})")
 
     for index, block in enumerate(blocks):
-        subs = linear_sublayers(block)
+        subs = linear_modules(linear_sublayers(block), "SVD compression")
         before = sum(_linear_params(l) for l in subs.values())
         ranks, after = {}, 0
         for name, layer in subs.items():
@@ -365,7 +366,7 @@ def load_svd(directory, *, dtype: torch.dtype | None = None, device="cpu") -> nn
     if len(ranks) != len(blocks):
         raise ValueError(f"{SVD_CONFIG_FIELD} lists {len(ranks)} blocks, the config builds {len(blocks)}")
     for block, block_ranks in zip(blocks, ranks):
-        subs = linear_sublayers(block)
+        subs = linear_modules(linear_sublayers(block), "SVD compression")
         for name, k in block_ranks.items():
             if k is not None:
                 layer = subs[name]

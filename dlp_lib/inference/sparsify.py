@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ..models import decoder_blocks, linear_sublayers
+from ..models import decoder_blocks, linear_modules, linear_sublayers
 from .break_even import break_even_density
 from .sparse_linear import SPARSE_FORMATS, DenseLinear, SparseLinear
 
@@ -94,7 +94,7 @@ def sparsify_model(model: nn.Module, *, fmt: str = "csr", break_even: float | di
     names = {id(m): n for n, m in target.named_modules()}
     counted: set[int] = set()
     for block in decoder_blocks(target):
-        for layer in linear_sublayers(block).values():
+        for layer in linear_modules(linear_sublayers(block), "the sparse inference path").values():
             name = names[id(layer)]
             W = layer.weight
             shape = tuple(W.shape)
