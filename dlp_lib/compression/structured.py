@@ -43,6 +43,7 @@ from ..allocation import MAX_RATIO, rebalance
 from ..cache import cached
 from ..models import decoder_blocks
 from ..plan import SparsityPlan
+from .report import BlockParameterReport
 
 CONFIG_FIELD = "dlp_structured_layers"
 
@@ -245,21 +246,13 @@ def slice_block(block: nn.Module, keep_kv: torch.Tensor, keep_channels: torch.Te
 
 
 @dataclass
-class StructuredReport:
+class StructuredReport(BlockParameterReport):
     block_range: tuple[int, int]
     target_ratios: list[float]
     removed_kv_groups: list[list[int]] = field(default_factory=list)
     removed_channels: list[int] = field(default_factory=list)
     block_params_before: list[int] = field(default_factory=list)
     block_params_after: list[int] = field(default_factory=list)
-
-    @property
-    def achieved_ratios(self) -> list[float]:
-        return [1 - a / b for a, b in zip(self.block_params_after, self.block_params_before)]
-
-    @property
-    def achieved_reduction(self) -> float:
-        return 1 - sum(self.block_params_after) / sum(self.block_params_before)
 
     def to_dict(self) -> dict:
         return {"block_range": list(self.block_range), "target_ratios": self.target_ratios,

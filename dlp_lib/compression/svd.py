@@ -29,6 +29,7 @@ from ..cache import cached
 from ..calibration import STATISTICS, CalibrationEngine
 from ..models import decoder_blocks, linear_modules, linear_sublayers
 from ..plan import SparsityPlan
+from .report import BlockParameterReport
 
 VARIANTS = ("plain", "asvd", "svdllm")
 
@@ -138,21 +139,12 @@ def low_rank_linear(layer: nn.Linear, A: torch.Tensor, B: torch.Tensor) -> nn.Se
 
 
 @dataclass
-class SVDReport:
+class SVDReport(BlockParameterReport):
     """What was compressed: ranks per block and sublayer, parameter counts before and after."""
     ranks: list[dict[str, int | None]] = field(default_factory=list)   # None: kept dense
     block_params_before: list[int] = field(default_factory=list)        # linear weights + biases
     block_params_after: list[int] = field(default_factory=list)
     target_ratios: list[float] = field(default_factory=list)
-
-    @property
-    def achieved_ratios(self) -> list[float]:
-        return [1 - a / b for a, b in zip(self.block_params_after, self.block_params_before)]
-
-    @property
-    def achieved_reduction(self) -> float:
-        """Fraction of all blocks' linear parameters removed."""
-        return 1 - sum(self.block_params_after) / sum(self.block_params_before)
 
     def to_dict(self) -> dict:
         return {"ranks": self.ranks, "block_params_before": self.block_params_before,
