@@ -35,9 +35,15 @@ CODE_STAGES: dict[str, tuple[str, ...]] = {
     "data": ("data.py", "models.py", "fingerprint.py", "architectures/*.py", "gguf_loading.py"),
     "plan": ("block_stats.py", "calibration*.py", "engine/*.py", "architectures/*.py", "scores.py", "allocation/*.py",
              "plan.py"),
-    "prune": ("pruning.py", "scores.py", "sparsegpt.py", "calibration*.py", "engine/*.py", "architectures/*.py",
-              "compression/*.py"),
-    "eval": ("evaluation.py", "zeroshot.py", "zeroshot_tasks.py", "auto_alpha.py", "inference/*.py", "finetune/*.py"),
+    "prune": ("pruning.py", "scores.py", "sparsegpt.py", "calibration*.py", "engine/*.py", "architectures/*.py"),
+    # the compressors that consume budgets beyond masks (mixed N:M, GPTQ, SVD, structured): their
+    # results carry this version too, so editing one of them leaves every plain pruning result valid
+    "compress": ("compression/*.py",),
+    "eval": ("evaluation.py", "zeroshot.py", "zeroshot_tasks.py", "auto_alpha.py", "placement.py"),
+    # stages of their own, so that editing them leaves every perplexity valid: fine-tuning results
+    # carry "eval" and "finetune", the measured break-even densities "inference"
+    "finetune": ("finetune/*.py",),
+    "inference": ("inference/*.py",),
 }
 NOT_COMPUTING = ("__init__.py", "__main__.py", "cache.py", "cli.py", "experiment.py", "validation.py",
                  "api.py", "explorer.py", "export.py", "sweep.py",

@@ -16,7 +16,7 @@ from .block_stats import LAYER_STATISTICS
 from .experiment import PROFILES, ExperimentConfig, lab_for
 from .pruning import METHODS
 from .scores import GROUPS
-from .validation import DTYPE_NAMES, GRANULARITIES
+from .validation import DTYPE_CHOICES, GRANULARITIES
 
 
 def _alpha(text: str):
@@ -70,7 +70,8 @@ def _experiment_arguments(p: argparse.ArgumentParser) -> None:
                    "'all' = every window)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
-    p.add_argument("--dtype", choices=DTYPE_NAMES)
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, help="default: the profile's; 'auto': bfloat16 on a CPU with "
+                   "native bf16 matmuls, float32 on other CPUs, float16 on a GPU")
     p.add_argument("--granularity", choices=GRANULARITIES, default="block",
                    help="dlp/owl: one ratio per block (paper) or per sublayer ranked across the model (Appendix C)")
     p.add_argument("--strict-ratios", action="store_true", help="error instead of clamp+rebalance of ratios")
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "each block gets its own N at the uniform pattern's total (mixed N:M, Table 15)")
     pr.add_argument("--no-cache", action="store_true", help="recompute every stage (tokens, pass 1, dense and "
                     "pruned evaluation) and overwrite the cache")
+    pr.add_argument("--eval-devices", metavar="DEV,DEV|auto", help="spread the evaluation's forward over these "
+                    "devices (a model larger than one GPU; accelerate dispatch, blocks in contiguous runs; 'auto': "
+                    "every visible GPU); pruning still streams one block at a time on --device")
     pr.add_argument("--save", type=Path, help="directory for the pruned checkpoint, plan.json, plan_modules.json "
                     "(full module name -> sparsity) and a README.md model card")
     pr.add_argument("--export-recipe", type=Path, metavar="FILE",
@@ -115,8 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     zs.add_argument("--tasks", default="offline", help="comma-separated: 'offline' (default), 'paper' or task names")
     zs.add_argument("--limit", type=int, help="examples per task (default: all)")
     zs.add_argument("--device", default="cpu")
-    zs.add_argument("--dtype", choices=DTYPE_NAMES, default="float32")
+    zs.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32")
     zs.add_argument("--batch-size", type=int, default=16)
+    zs.add_argument("--num-fewshot", type=int, default=0, help="demonstrations per item, from each task's training "
+                    "split (the offline tasks: from train documents; Table 18 is 5-shot)")
     zs.add_argument("--json", type=Path, help="write the result JSON here")
 
     sw = sub.add_parser("sweep", help="run a grid of configurations as independent jobs (submitit: local, slurm)")
@@ -183,6 +189,9 @@ def _preflight(a, cfg: ExperimentConfig):
     if a.alpha == "auto" and cfg.allocation != "dlp":
         raise ValueError(f"--alpha auto chooses DLP's alpha; --allocation is {cfg.allocation!r}")
     check_device_available(cfg.device)
+    if a.eval_devices:
+        from .placement import parse_devices
+        parse_devices(a.eval_devices)
     from .data import HUB_SOURCES, TextSource
     for source, split in [(cfg.calib, "train")] + [(s, "test") for s in cfg.eval]:
         if source in HUB_SOURCES:  # hub data: load it (or fail offline) now, not after pass 1
@@ -216,7 +225,7 @@ def _show_warnings(caught) -> None:
 def cmd_prune(a) -> int:
     cfg = _config_from_args(a)                                   # parse (and validate)
     tasks = _preflight(a, cfg)
-    lab = lab_for(cfg, progress=not a.quiet, use_cache=not a.no_cache)   # load
+    lab = lab_for(cfg, progress=not a.quiet, use_cache=not a.no_cache, eval_devices=a.eval_devices)   # load
     from .validation import check_context_length
     check_context_length(cfg.seqlen, lab.model.config, cfg.model)
     from .compression import nm_gptq_results as compression
@@ -291,13 +300,14 @@ def _print_zero_shot(zs: dict) -> None:
 def cmd_zero_shot(a) -> int:
     from .experiment import DTYPES
     from .models import load_model
-    from .zeroshot import evaluate_zero_shot, resolve_tasks
-    from .validation import check_device_available, check_output_file
+    from .zeroshot import check_num_fewshot, evaluate_zero_shot, resolve_tasks
+    from .validation import check_device_available, check_output_file, resolve_dtype
     tasks = resolve_tasks(a.tasks)  # fail on a bad task name, device or output path before loading the model
+    check_num_fewshot(a.num_fewshot)
     check_device_available(a.device)
     check_output_file(a.json, "--json")
-    model, tok = load_model(a.model, dtype=DTYPES[a.dtype], device=a.device)
-    result = evaluate_zero_shot(model, tok, tasks, limit=a.limit, batch_size=a.batch_size)
+    model, tok = load_model(a.model, dtype=DTYPES[resolve_dtype(a.dtype, a.device)], device=a.device)
+    result = evaluate_zero_shot(model, tok, tasks, limit=a.limit, batch_size=a.batch_size, num_fewshot=a.num_fewshot)
     result["model"] = a.model
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ Every result is cached on disk keyed by the full configuration and the model fin
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import warnings
@@ -74,13 +75,15 @@ class ExperimentConfig:
     group: str | None = _role("prune", None)         # mask comparison group; None: the method's default
     nm: str | None = _role("prune", None)            # N:M pattern, N kept of every M
     device: str = _role("data", "cpu")               # compute device
-    dtype: str = _role("data", "float32")            # weight and activation dtype
+    dtype: str = _role("data", "float32")            # weight and activation dtype; "auto" is resolved here
     strict_ratios: bool = _role("plan", False)       # an out-of-range ratio is an error, not rebalanced
     lod_m: float | None = _role("eval", None)        # also measure the LOD (Table 2) after pruning
     granularity: str = _role("plan", "block")        # dlp/owl: one ratio per block (paper) or per sublayer
 
     def __post_init__(self):
-        from .validation import validate_config
+        from .validation import resolve_dtype, validate_config
+        # resolved at once, so that keys, stamps and reports name the dtype that really ran
+        object.__setattr__(self, "dtype", resolve_dtype(self.dtype, self.device))
         validate_config(self)
 
     @classmethod
@@ -174,7 +177,11 @@ class Lab:
 
     def __init__(self, model: str, *, device: str = "cpu", dtype: str = "float32", progress: bool = True,
                  use_cache: bool = True, dense_copy: str = "auto", revision: str | None = None,
-                 trust_remote_code: bool = False):
+                 trust_remote_code: bool = False, eval_devices: str | None = None):
+        from .placement import parse_devices
+        from .validation import resolve_dtype
+        self.eval_devices = parse_devices(eval_devices) if eval_devices else None
+        dtype = resolve_dtype(dtype, device)
         self.model_name, self.device, self.dtype_name = model, device, dtype
         self.revision, self.trust_remote_code = revision, trust_remote_code
         self.progress, self.use_cache = progress, use_cache
@@ -285,22 +292,37 @@ class Lab:
         matches no configuration, and the next ensure() restores the dense weights first."""
         self._pruned, self._pruned_key, self._plan = tag, {"modified_outside_the_lab": repr(tag)}, None
 
-    def perplexities(self, sources, seqlen: int, neval: int | None) -> dict[str, float]:
-        # Pruning keeps the blocks on the CPU and streams them; evaluation runs the whole model,
-        # so on a GPU the blocks move there for the evaluation only (a 7B fp16 model: ~13.5 GB).
+    @contextlib.contextmanager
+    def evaluation_placement(self):
+        """The whole model placed for an evaluation's forward; yields the device inputs go to.
+
+        Pruning keeps the blocks on the CPU and streams them; evaluation runs the whole model:
+        spread over `eval_devices` (a model larger than one GPU), or on the GPU for the evaluation
+        only (a 7B fp16 model: ~13.5 GB), or where it is (CPU)."""
+        from .models import decoder_blocks
+        if self.eval_devices:
+            from .placement import block_device_map, dispatched
+            with dispatched(self._model, block_device_map(self._model, self.eval_devices)):
+                yield self.eval_devices[0]
+            if torch.device(self.device).type == "cuda":
+                self._place_non_blocks(self.device)
+            return
         offloaded = torch.device(self.device).type == "cuda"
         if offloaded:
             self._model.to(self.device)
         try:
-            return {TextSource(s).label: perplexity(self._model, self.eval_windows(s, seqlen, neval),
-                                                    device=self.device, progress=self.progress,
-                                                    desc=f"perplexity {TextSource(s).label}")
-                    for s in sources}
+            yield self.device
         finally:
             if offloaded:
-                from .models import decoder_blocks
                 decoder_blocks(self._model).to("cpu")
                 torch.cuda.empty_cache()
+
+    def perplexities(self, sources, seqlen: int, neval: int | None) -> dict[str, float]:
+        with self.evaluation_placement() as device:
+            return {TextSource(s).label: perplexity(self._model, self.eval_windows(s, seqlen, neval),
+                                                    device=device, progress=self.progress,
+                                                    desc=f"perplexity {TextSource(s).label}")
+                    for s in sources}
 
     def dense_perplexity(self, cfg: ExperimentConfig) -> dict[str, float]:
         def compute():
@@ -346,12 +368,16 @@ _LABS: dict = {}
 
 
 def get_lab(model: str, device: str = "cpu", dtype: str = "float32", progress: bool = True,
-            use_cache: bool = True, revision: str | None = None, trust_remote_code: bool = False) -> Lab:
-    """A process-wide Lab per (model, revision, device, dtype, use_cache): notebooks and the CLI load a model once."""
-    key = (model, revision, trust_remote_code, device, dtype, use_cache)
+            use_cache: bool = True, revision: str | None = None, trust_remote_code: bool = False,
+            eval_devices: str | None = None) -> Lab:
+    """A process-wide Lab per (model, revision, device, dtype, use_cache, eval_devices): notebooks
+    and the CLI load a model once."""
+    from .validation import resolve_dtype
+    dtype = resolve_dtype(dtype, device)
+    key = (model, revision, trust_remote_code, device, dtype, use_cache, eval_devices)
     if key not in _LABS:
         _LABS[key] = Lab(model, device=device, dtype=dtype, progress=progress, use_cache=use_cache,
-                         revision=revision, trust_remote_code=trust_remote_code)
+                         revision=revision, trust_remote_code=trust_remote_code, eval_devices=eval_devices)
     _LABS[key].progress = progress
     return _LABS[key]
 
@@ -360,6 +386,8 @@ def run_experiment(cfg: ExperimentConfig, *, use_cache: bool = True, progress: b
     return lab_for(cfg, progress=progress).run(cfg, use_cache=use_cache)
 
 
-def lab_for(cfg: ExperimentConfig, *, progress: bool = True, use_cache: bool = True) -> Lab:
+def lab_for(cfg: ExperimentConfig, *, progress: bool = True, use_cache: bool = True,
+            eval_devices: str | None = None) -> Lab:
     """The process-wide Lab holding cfg's model."""
-    return get_lab(cfg.model, cfg.device, cfg.dtype, progress, use_cache, cfg.revision, cfg.trust_remote_code)
+    return get_lab(cfg.model, cfg.device, cfg.dtype, progress, use_cache, cfg.revision, cfg.trust_remote_code,
+                   eval_devices)

@@ -1,7 +1,7 @@
 """Zero-shot accuracy through lm-eval 0.4 on the in-memory model (paper Table 4, Appendix I Tables 22-23).
 
 `evaluate_zero_shot` wraps `lm_eval.simple_evaluate(HFLM(pretrained=model, tokenizer=tok))`,
-0-shot, metric `acc` (the paper's; `acc_norm` reported beside it), and records lm-eval's
+0-shot unless `num_fewshot` says otherwise (Table 18 is 5-shot), metric `acc` (the paper's; `acc_norm` reported beside it), and records lm-eval's
 version, the add_bos_token choice, the limit and the task versions with every result.
 Task names: the paper's seven lm-eval tasks (need the Hugging Face hub), any other lm-eval
 task, the offline suite `offline` (dlp_continuation, dlp_lastword; `zeroshot_tasks`), or
@@ -83,6 +83,13 @@ def resolve_tasks(tasks) -> list[str]:
     return names
 
 
+def check_num_fewshot(num_fewshot) -> None:
+    from .zeroshot_tasks import FEWSHOT_POOL
+    if isinstance(num_fewshot, bool) or not isinstance(num_fewshot, int) or not 0 <= num_fewshot <= FEWSHOT_POOL:
+        raise ZeroShotTaskError(f"num_fewshot = {num_fewshot!r} is not allowed; expected an integer in "
+                                f"0..{FEWSHOT_POOL} (the offline tasks hold {FEWSHOT_POOL} demonstrations each)")
+
+
 @contextlib.contextmanager
 def _quiet_lm_eval(progress: bool):
     """Silence lm-eval's chatter and progress bars, and skip its env report (pip/nvidia-smi/git subprocesses)."""
@@ -146,14 +153,17 @@ def _bos_prepended(tokenizer) -> bool:
 
 def evaluate_zero_shot(model, tokenizer, tasks, *, limit: int | float | None = None, batch_size: int = 16,
                        device: str | None = None, add_bos_token: bool | None = None,
-                       suite_examples: int = DEFAULT_EXAMPLES, suite_seed: int = 0, progress: bool = False) -> dict:
-    """0-shot lm-eval accuracy of an in-memory model: per-task acc/acc_norm/stderr, mean acc, and meta."""
+                       suite_examples: int = DEFAULT_EXAMPLES, suite_seed: int = 0, progress: bool = False,
+                       num_fewshot: int = 0) -> dict:
+    """lm-eval accuracy (0-shot, or `num_fewshot` demonstrations from each task's training split) of
+    an in-memory model: per-task acc/acc_norm/stderr, mean acc, and meta."""
     import lm_eval
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     names = resolve_tasks(tasks)
+    check_num_fewshot(num_fewshot)
     offline = [n for n in names if n in OFFLINE_TASKS]
     suite_dir = build_offline_suite(suite_examples, suite_seed) if offline else None
     t0 = time.perf_counter()
@@ -168,8 +178,9 @@ def evaluate_zero_shot(model, tokenizer, tasks, *, limit: int | float | None = N
         with _on_device(model, device), _threads_for(model):
             lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, add_bos_token=add_bos_token)
             try:
-                out = simple_evaluate(model=lm, tasks=names, num_fewshot=0, limit=limit, task_manager=tm,
-                                      log_samples=False, bootstrap_iters=1000)
+                out = simple_evaluate(model=lm, tasks=names, num_fewshot=num_fewshot, limit=limit,
+                                      task_manager=tm, log_samples=False, bootstrap_iters=1000,
+                                      fewshot_random_seed=1234)
             except (ConnectionError, OSError) as exc:
                 raise ZeroShotTaskError(f"lm-eval could not load its data ({type(exc).__name__}: "
                                         f"{str(exc)[:200]}). " + _offline_hint()) from exc
@@ -183,7 +194,7 @@ def evaluate_zero_shot(model, tokenizer, tasks, *, limit: int | float | None = N
             row.update(acc_norm=r["acc_norm,none"], acc_norm_stderr=r.get("acc_norm_stderr,none"))
         row.update(n=out["n-samples"][n]["effective"], chance=CHANCE.get(n))
         per_task[n] = {k: (None if v == "N/A" else v) for k, v in row.items()}
-    meta = {"lm_eval_version": lm_eval.__version__, "num_fewshot": 0, "metric": "acc", "limit": limit,
+    meta = {"lm_eval_version": lm_eval.__version__, "num_fewshot": num_fewshot, "metric": "acc", "limit": limit,
             "model_dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
             "add_bos_token": add_bos_token if add_bos_token is not None else _bos_prepended(tok),
             "add_bos_token_arg": add_bos_token, "batch_size": batch_size,
@@ -196,23 +207,33 @@ def evaluate_zero_shot(model, tokenizer, tasks, *, limit: int | float | None = N
 
 
 def zero_shot_for(lab, cfg=None, tasks=("offline",), *, limit: int | float | None = None, batch_size: int = 16,
-                  use_cache: bool = True, suite_examples: int = DEFAULT_EXAMPLES, suite_seed: int = 0) -> dict:
-    """Zero-shot result of a Lab's model, pruned per `cfg` (dense if None); cached on disk (Table 4 sweeps)."""
+                  use_cache: bool = True, suite_examples: int = DEFAULT_EXAMPLES, suite_seed: int = 0,
+                  num_fewshot: int = 0) -> dict:
+    """Zero-shot (or few-shot) result of a Lab's model, pruned per `cfg` (dense if None); cached on
+    disk (Table 4 sweeps)."""
     import lm_eval
 
     names = resolve_tasks(tasks)
+    check_num_fewshot(num_fewshot)
     if cfg is not None and cfg.model != lab.model_name:
         raise ValueError(f"This Lab holds {lab.model_name!r}, not {cfg.model!r}")
     pruning = None if cfg is None else cfg.pruning_key(lab.fingerprint)
     key = {"model": lab.model_name, "fingerprint": lab.fingerprint, "dtype": lab.dtype_name, "pruning": pruning,
            "tasks": names, "limit": limit, "lm_eval": lm_eval.__version__, "code": code_version("eval"),
            "suite": suite_key(suite_examples, suite_seed) if set(names) & set(OFFLINE_TASKS) else None}
+    if num_fewshot:
+        key["num_fewshot"] = num_fewshot
 
     def compute():
         lab.ensure(cfg)
+        if getattr(lab, "eval_devices", None):  # spread over several devices for the forward
+            with lab.evaluation_placement():
+                return evaluate_zero_shot(lab.model, lab.tokenizer, names, limit=limit, batch_size=batch_size,
+                                          device=None, suite_examples=suite_examples, suite_seed=suite_seed,
+                                          progress=getattr(lab, "progress", False), num_fewshot=num_fewshot)
         return evaluate_zero_shot(lab.model, lab.tokenizer, names, limit=limit, batch_size=batch_size,
                                   device=lab.device, suite_examples=suite_examples, suite_seed=suite_seed,
-                                  progress=getattr(lab, "progress", False))
+                                  progress=getattr(lab, "progress", False), num_fewshot=num_fewshot)
     return cached("zeroshot", key, compute, enabled=use_cache and lab.use_cache)
 
 

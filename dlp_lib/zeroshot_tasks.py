@@ -12,7 +12,10 @@ can see (the train split, whatever corpus is used for calibration) is ever a tas
 
 Each task is one JSONL file plus an lm-eval YAML (`dataset_path: json`) written under
 `cache_root()/zeroshot_tasks/<hash>/`, a folder given to `lm_eval.tasks.TaskManager(include_path=...)`.
-Chance is 25% on both (four choices).
+Chance is 25% on both (four choices). For few-shot evaluation (Table 18 is 5-shot) each task also
+has a `train` split of demonstrations built by the same generators from TRAIN documents (as
+lm-eval draws few-shot examples from a task's training split), so a demonstration never repeats
+an evaluated item.
 """
 from __future__ import annotations
 
@@ -28,8 +31,10 @@ from pathlib import Path
 from .cache import cache_root, config_key
 from .data import OFFLINE_SOURCES, fetch_corpus, offline_documents
 
-SUITE_VERSION = 2
+SUITE_VERSION = 3
 EVAL_SPLITS = ("validation", "test")     # never "train": calibration windows come from train
+FEWSHOT_SPLIT = "train"                  # few-shot demonstrations (never evaluated)
+FEWSHOT_POOL = 64                        # demonstrations per task, spread over the corpora
 OFFLINE_TASKS = ("dlp_continuation", "dlp_lastword")
 CHANCE = {"dlp_continuation": 0.25, "dlp_lastword": 0.25}
 N_CHOICES = 4
@@ -74,6 +79,14 @@ def _split_corpus(corpus: str, folder: str) -> list[tuple[str, list[str | None]]
     train = {x for _, text in offline_documents(corpus, "train") for x in sentences(text)}
     return [(doc_id, [None if x in train else x for x in sentences(text)])
             for split in EVAL_SPLITS for doc_id, text in offline_documents(corpus, split)]
+
+
+@functools.lru_cache(maxsize=8)
+def train_documents(corpus: str, folder: str) -> tuple:
+    """Sentences of the train documents; a sentence also found in a validation/test document is None."""
+    held_out = {x for split in EVAL_SPLITS for _, text in offline_documents(corpus, split) for x in sentences(text)}
+    return tuple((doc_id, [None if x in held_out else x for x in sentences(text)])
+                 for doc_id, text in offline_documents(corpus, FEWSHOT_SPLIT))
 
 
 def _context_before(sents: list[str | None], i: int, lo: int, hi: int) -> str | None:
@@ -159,11 +172,14 @@ def _lastword_items(corpus: str, docs, n: int, rng: random.Random) -> list[dict]
 _BUILDERS = {"dlp_continuation": _continuation_items, "dlp_lastword": _lastword_items}
 
 
-def task_yaml(task: str, data_file: Path) -> str:
-    """lm-eval 0.4 local-task config: 0-shot multiple choice over a JSONL file, acc and acc_norm."""
+def task_yaml(task: str, data_file: Path, fewshot_file: Path) -> str:
+    """lm-eval 0.4 local-task config: multiple choice over a JSONL file, acc and acc_norm; few-shot
+    demonstrations from the train split."""
     return "\n".join([
         f"task: {task}", "tag: [dlp_offline]", "dataset_path: json", "dataset_kwargs:", "  data_files:",
-        f"    test: {json.dumps(str(data_file))}", "output_type: multiple_choice", "test_split: test",
+        f"    test: {json.dumps(str(data_file))}", f"    train: {json.dumps(str(fewshot_file))}",
+        "output_type: multiple_choice", "test_split: test", "training_split: train", "fewshot_split: train",
+        'target_delimiter: " "', 'fewshot_delimiter: "\\n\\n"',
         "doc_to_text: context", "doc_to_choice: choices", "doc_to_target: label", "metric_list:",
         "  - {metric: acc, aggregation: mean, higher_is_better: true}",
         "  - {metric: acc_norm, aggregation: mean, higher_is_better: true}",
@@ -195,7 +211,16 @@ def build_offline_suite(n_examples: int = DEFAULT_EXAMPLES, seed: int = 0, corpo
             item["id"] = i
         lines = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
         (tmp / f"{task}.jsonl").write_text(lines, encoding="utf-8")
-        (tmp / f"{task}.yaml").write_text(task_yaml(task, out / f"{task}.jsonl"))
+        demos = []
+        for c, corpus in enumerate(corpora):
+            share = FEWSHOT_POOL // len(corpora) + (c < FEWSHOT_POOL % len(corpora))
+            docs = list(train_documents(corpus, str(fetch_corpus(corpus).resolve())))
+            demos += build(corpus, docs, share, random.Random(f"fewshot:{seed}:{task}:{corpus}"))
+        for i, item in enumerate(demos):
+            item["id"] = i
+        (tmp / f"{task}_fewshot.jsonl").write_text(
+            "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in demos), encoding="utf-8")
+        (tmp / f"{task}.yaml").write_text(task_yaml(task, out / f"{task}.jsonl", out / f"{task}_fewshot.jsonl"))
         summary[task] = len(items)
     (tmp / "suite.json").write_text(json.dumps({"version": SUITE_VERSION, "n_examples": n_examples, "seed": seed,
                                                 "corpora": list(corpora), "splits": list(EVAL_SPLITS),
@@ -208,7 +233,8 @@ def build_offline_suite(n_examples: int = DEFAULT_EXAMPLES, seed: int = 0, corpo
     return out
 
 
-def load_items(task: str, suite_dir: Path | None = None) -> list[dict]:
-    """The items of one offline task (for inspection and tests)."""
+def load_items(task: str, suite_dir: Path | None = None, *, fewshot: bool = False) -> list[dict]:
+    """The items of one offline task (for inspection and tests); fewshot: its demonstrations instead."""
     folder = suite_dir or build_offline_suite()
-    return [json.loads(line) for line in (Path(folder) / f"{task}.jsonl").read_text(encoding="utf-8").splitlines()]
+    name = f"{task}_fewshot.jsonl" if fewshot else f"{task}.jsonl"
+    return [json.loads(line) for line in (Path(folder) / name).read_text(encoding="utf-8").splitlines()]

@@ -34,23 +34,23 @@ GRIDS = {
                   grad_accum=1, seqlen=64, lr=1e-3, warmup_steps=1, max_windows=16),
         sampled=dict(methods=("lora", "lisa", "owlore", "dlp"), seeds=(0,), steps=4, batch_size=2, grad_accum=1,
                      seqlen=96, lr=1e-3, warmup_steps=1, gamma=2, interval=2, task_examples=8,
-                     task_corpora=("mobydick",), eval_limit=4),
+                     task_corpora=("mobydick",), eval_limit=4, num_fewshot=2),
         note="smoke: tiny random model, a few steps; the numbers only show that the pipeline runs."),
     "default": dict(
         lora=dict(methods=("wanda",), allocations=("uniform", "dlp"), seeds=(0,), steps=100, batch_size=4,
                   grad_accum=1, seqlen=256, lr=1e-4, warmup_steps=10, max_windows=None),
         sampled=dict(methods=("lora", "lisa", "owlore", "dlp"), seeds=(0, 1, 2), steps=40, batch_size=4,
                      grad_accum=1, seqlen=128, lr=3e-5, warmup_steps=4, gamma=2, interval=5, task_examples=400,
-                     task_corpora=("bbc", "brown", "sotu", "mobydick"), eval_limit=100),
+                     task_corpora=("bbc", "brown", "sotu", "mobydick"), eval_limit=100, num_fewshot=5),
         note="default (reduced for 2 CPU cores): Table 7 with Wanda at 70%, Uniform vs DLP, LoRA 100 steps x 4 x "
              "256 tokens (102k tokens), one seed; Table 18 on the dense smollm2-135m, 4 methods x 3 seeds x 40 steps "
-             "x 4 examples (<= 128 tokens), 0-shot on 100 items per offline task."),
+             "x 4 examples (<= 128 tokens), 5-shot on 100 items per offline task."),
     "paper": dict(
         lora=dict(methods=("sparsegpt", "wanda"), allocations=("uniform", "owl", "dlp"), seeds=(0, 1, 2),
                   steps=2000, batch_size=8, grad_accum=1, seqlen=1024, lr=1e-4, warmup_steps=100, max_windows=None),
         sampled=dict(methods=("lora", "lisa", "owlore", "dlp"), seeds=(0, 1, 2), steps=2000, batch_size=16,
                      grad_accum=1, seqlen=256, lr=3e-5, warmup_steps=100, gamma=2, interval=3, task_examples=20000,
-                     task_corpora=("bbc", "brown", "sotu", "mobydick"), eval_limit=None),
+                     task_corpora=("bbc", "brown", "sotu", "mobydick"), eval_limit=None, num_fewshot=5),
         note="paper-scale budget on a GPU (still the offline task set: Commonsense170K needs the hub)."),
 }
 
@@ -96,7 +96,8 @@ def run_table18(lab, base, g: dict, *, progress: bool = False) -> dict:
         for s in g["seeds"]:
             spec = FinetuneSpec(method=m, data="tasks", prune=False, train=_train_config(g, s), gamma=g["gamma"],
                                 interval=g["interval"], task_examples=g["task_examples"],
-                                task_corpora=tuple(g["task_corpora"]), eval_limit=g["eval_limit"])
+                                task_corpora=tuple(g["task_corpora"]), eval_limit=g["eval_limit"],
+                                num_fewshot=g["num_fewshot"])
             out[(m, s)] = finetune(lab, base, spec, progress=progress)
     return out
 

@@ -55,6 +55,11 @@ def strip_progress(nb) -> int:
             continue
         kept = []
         for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if (out.get("output_type") == "display_data" and "application/vnd.jupyter.widget-view+json" in data
+                    and _PROGRESS.search("".join(data.get("text/plain", "")))):
+                removed += 1   # a tqdm.auto widget bar: nothing but its last text would survive
+                continue
             if out.get("output_type") == "stream" and out.get("name") == "stderr" and _PROGRESS.search(out.get("text", "")):
                 lines = [ln for ln in out["text"].split("\n") if ln and not _PROGRESS.search(ln)]
                 removed += 1

@@ -353,11 +353,18 @@ def test_stored_outputs_drop_progress_bars():
     cell = nbformat.v4.new_code_cell("x")
     cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="blocks:  50%|#####     | 2/4\rblocks: 100%|##########| 4/4\n"),
                     nbformat.v4.new_output("stream", name="stderr", text="warning: kept\n"),
-                    nbformat.v4.new_output("stream", name="stdout", text="verdict\n")]
+                    nbformat.v4.new_output("stream", name="stdout", text="verdict\n"),
+                    # tqdm.auto in a kernel: a widget whose text fallback is the bar
+                    nbformat.v4.new_output("display_data", data={
+                        "application/vnd.jupyter.widget-view+json": {"model_id": "ab", "version_major": 2},
+                        "text/plain": "perplexity brown:   0%|          | 0/32 [00:00<?, ?it/s]"}),
+                    nbformat.v4.new_output("display_data", data={"text/plain": "<Figure size 9x3>"})]
     nb = nbformat.v4.new_notebook()
     nb.cells = [cell]
-    assert strip_progress(nb) == 1
-    assert [o["text"] for o in nb.cells[0].outputs] == ["warning: kept\n", "verdict\n"]
+    assert strip_progress(nb) == 2
+    outs = nb.cells[0].outputs
+    assert [o.get("text") for o in outs[:2]] == ["warning: kept\n", "verdict\n"]
+    assert len(outs) == 3 and outs[2]["data"]["text/plain"] == "<Figure size 9x3>"
 
 
 def test_readme_verdict_table_comes_from_executed_notebooks(tmp_path):

@@ -98,3 +98,34 @@ def test_cli_zero_shot_dense(tmp_path, capsys):
     res = json.loads(out.read_text())
     assert res["model"] == "tiny-llama" and res["tasks"]["dlp_lastword"]["n"] == 2
     assert "dlp_lastword" in capsys.readouterr().out
+
+
+def test_fewshot_demonstrations_come_from_train_documents_only(suite):
+    for task in zeroshot_tasks.OFFLINE_TASKS:
+        demos = zeroshot_tasks.load_items(task, suite, fewshot=True)
+        items = zeroshot_tasks.load_items(task, suite)
+        assert len(demos) >= 8
+        assert {split_of(d["doc"]) for d in demos} == {"train"}
+        assert not {d["context"] for d in demos} & {it["context"] for it in items}
+        assert all(len(d["choices"]) == 4 and 0 <= d["label"] < 4 for d in demos)
+
+
+def test_lm_eval_builds_the_fewshot_prompt_from_the_demonstrations(suite):
+    from lm_eval.tasks import TaskManager
+    tm = TaskManager(include_path=str(suite), include_defaults=False)
+    task = tm.load_task_or_group(["dlp_continuation"])["dlp_continuation"]
+    demos = zeroshot_tasks.load_items("dlp_continuation", suite, fewshot=True)
+    item = zeroshot_tasks.load_items("dlp_continuation", suite)[0]
+    ctx = task.fewshot_context(task.test_docs()[0], num_fewshot=3)
+    shown = [d for d in demos if d["context"] + " " + d["choices"][d["label"]] in ctx]
+    assert len(shown) == 3                       # three demonstrations, each with its correct answer
+    assert ctx.endswith(item["context"])         # then the evaluated item, without its answer
+
+
+def test_wrapper_fewshot_on_tiny_llama(suite, tiny):
+    model, tok = tiny
+    res = zeroshot.evaluate_zero_shot(model, tok, "dlp_lastword", limit=3, batch_size=8, suite_examples=N,
+                                      num_fewshot=2)
+    assert res["meta"]["num_fewshot"] == 2 and res["tasks"]["dlp_lastword"]["n"] == 3
+    with pytest.raises(ValueError, match="num_fewshot = -1"):
+        zeroshot.evaluate_zero_shot(model, tok, "dlp_lastword", limit=3, num_fewshot=-1)

@@ -42,12 +42,13 @@ def pruning_key(lab, cfg) -> dict:
 
 def eval_key(cfg) -> dict:
     return {"eval_ids": [TextSource(s).identity() for s in cfg.eval], "neval": cfg.neval, "seqlen": cfg.seqlen,
-            "eval_code": code_version("eval")}
+            "eval_code": code_version("eval"), "compress_code": code_version("compress")}
 
 
 def _calibration_key(lab, cfg) -> dict:
     """The dense model's key: only the data and the model (no method, allocation, sparsity), and
-    the code of the quantizer (stage prune)."""
+    the code of the OBS loop it shares with SparseGPT (stage prune; the quantizer's own code is in
+    eval_key's "compress_code")."""
     if hasattr(cfg, "data_key"):
         key = dict(cfg.data_key(lab.fingerprint))
     else:

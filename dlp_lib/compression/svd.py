@@ -26,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..cache import cached
-from ..calibration import STATISTICS, CalibrationEngine
+from ..calibration import CalibrationEngine
 from ..models import decoder_blocks, linear_modules, linear_sublayers
 from ..plan import SparsityPlan
 from .report import BlockParameterReport
@@ -34,26 +34,6 @@ from .report import BlockParameterReport
 VARIANTS = ("plain", "asvd", "svdllm")
 
 
-class AbsMeanAccumulator:
-    """Per input column: mean over all tokens of |x_j| (fp32); ASVD's activation scale.
-
-    Registered in the engine's STATISTICS registry as "abs_mean" (here, so that adding it does not
-    change the engine's code version and with it every cached plan and result)."""
-
-    def __init__(self, layer: nn.Linear):
-        self.abs_sum = torch.zeros(layer.in_features, dtype=torch.float32, device=layer.weight.device)
-        self.ntokens = 0
-
-    def add(self, x: torch.Tensor) -> None:
-        x = x.reshape(-1, x.shape[-1])
-        self.abs_sum += x.abs().sum(dim=0, dtype=torch.float32)
-        self.ntokens += x.shape[0]
-
-    def finish(self, nsequences: int) -> torch.Tensor:
-        return self.abs_sum / max(self.ntokens, 1)
-
-
-STATISTICS.setdefault("abs_mean", AbsMeanAccumulator)
 _VARIANT_STATISTIC = {"asvd": "abs_mean", "svdllm": "hessian"}
 
 
@@ -243,8 +223,9 @@ def dense_copy(lab) -> nn.Module:
 
 def result_key(lab, cfg) -> dict:
     """Everything that determines a compression result of cfg: data, plan, evaluation, and the
-    code versions of every stage (the compressors are stage "prune")."""
-    return cfg.eval_key(lab.fingerprint)
+    code versions of every stage, the compressors' own ("compress") included."""
+    from ..cache import code_version
+    return {**cfg.eval_key(lab.fingerprint), "compress_code": code_version("compress")}
 
 
 def evaluate(lab, model: nn.Module, cfg) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""Statistics collected by hooks during a block's forward: Wanda column norms, SparseGPT Hessians.
+"""Statistics collected by hooks during a block's forward: Wanda column norms, SparseGPT Hessians,
+ASVD's mean absolute activations.
 
 Inputs are read where each prunable weight receives them: the first positional input of a
 Linear / Conv1D layer (both compute from x of shape (..., C_in)), or, for mixture-of-experts
@@ -80,7 +81,23 @@ class HessianAccumulator:
         return self.H.mul_(2.0 / max(self.ntokens, 1))
 
 
-STATISTICS = {"wanda": WandaNorms, "hessian": HessianAccumulator}
+class AbsMeanAccumulator:
+    """Per input column: mean over all tokens of |x_j| (fp32); ASVD's activation scale."""
+
+    def __init__(self, layer):
+        self.abs_sum = torch.zeros(layer.in_features, dtype=torch.float32, device=layer.weight.device)
+        self.ntokens = 0
+
+    def add(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, x.shape[-1])
+        self.abs_sum += x.abs().sum(dim=0, dtype=torch.float32)
+        self.ntokens += x.shape[0]
+
+    def finish(self, nsequences: int) -> torch.Tensor:
+        return self.abs_sum / max(self.ntokens, 1)
+
+
+STATISTICS = {"wanda": WandaNorms, "hessian": HessianAccumulator, "abs_mean": AbsMeanAccumulator}
 
 
 # ---------------------------------------------------------------- mixture-of-experts inputs

@@ -33,6 +33,9 @@ from .loop import Examples, KeepZeros, TrainConfig, check_disjoint, count_parame
 from .lora import LoraSettings, adapter_parameters, lora_attached, merge_ablation, target_weights
 
 METHODS = ("lora",) + SAMPLERS
+# OwLore trains its sampled blocks with GaLore; Table 18 runs DLP "following the settings of OwLore",
+# so DLP's sampler uses it too and the two differ only in their probabilities (LISA: full AdamW)
+LOW_RANK_METHODS = ("owlore", "dlp")
 DATA = ("lm", "tasks")
 FINETUNE_VERSION = 1
 
@@ -48,10 +51,14 @@ class FinetuneSpec:
     gamma: int = 2                        # blocks unfrozen at a time (LISA's script: 2; OwLore: 5)
     interval: int = 3                     # K: steps between switches (LISA's script: 3; OwLore: 50)
     dlp_weights: str = "rid"              # dlp: p proportional to the RID (paper) or to DLP's keep fraction 1 - R_l
+    galore_rank: int = 128                # owlore/dlp: GaLore rank of the sampled blocks' matrices (0: full AdamW)
+    galore_gap: int = 200                 # owlore/dlp: steps between GaLore projector refreshes
+    galore_scale: float = 0.25            # owlore/dlp: GaLore's scale of the projected update
     max_windows: int | None = None        # data="lm": cap on training windows (None: all of the train split)
     task_examples: int = 400              # data="tasks": training items per task
     task_corpora: tuple[str, ...] = ("bbc", "brown", "sotu", "mobydick")  # data="tasks": train documents of these
     eval_limit: int | None = 200          # data="tasks": evaluated items per task
+    num_fewshot: int = 0                  # data="tasks": demonstrations per evaluated item (Table 18: 5)
     merge_ablation: bool = True           # lora + lm: also measure merged and re-masked models
 
     def __post_init__(self):
@@ -63,6 +70,9 @@ class FinetuneSpec:
             raise ValueError(f"the switching interval K must be >= 1 step, got {self.interval}")
         if self.gamma < 1:
             raise ValueError(f"gamma (blocks unfrozen at a time) must be >= 1, got {self.gamma}")
+        if self.galore_rank < 0 or self.galore_gap < 1 or self.galore_scale <= 0:
+            raise ValueError(f"GaLore needs galore_rank >= 0, galore_gap >= 1 and galore_scale > 0; got "
+                             f"{self.galore_rank}, {self.galore_gap}, {self.galore_scale}")
         if self.dlp_weights not in DLP_WEIGHTS:
             raise ValueError(f"Unknown dlp_weights {self.dlp_weights!r}; allowed: {', '.join(DLP_WEIGHTS)}")
         from ..data import OFFLINE_SOURCES
@@ -71,6 +81,8 @@ class FinetuneSpec:
             raise ValueError(f"task_corpora {list(self.task_corpora)}: allowed offline corpora {', '.join(OFFLINE_SOURCES)}")
         if self.task_examples < 1:
             raise ValueError(f"task_examples must be >= 1, got {self.task_examples}")
+        from ..zeroshot import check_num_fewshot
+        check_num_fewshot(self.num_fewshot)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -82,8 +94,10 @@ class FinetuneSpec:
             del d["gamma"], d["interval"]
         if self.method != "dlp":
             del d["dlp_weights"]
+        if self.method not in LOW_RANK_METHODS:
+            del d["galore_rank"], d["galore_gap"], d["galore_scale"]
         if self.data == "lm":
-            del d["task_examples"], d["eval_limit"], d["task_corpora"]
+            del d["task_examples"], d["eval_limit"], d["task_corpora"], d["num_fewshot"]
         else:
             del d["max_windows"]
         if not (self.method == "lora" and self.data == "lm"):
@@ -149,12 +163,17 @@ def finetune(lab, cfg, spec: FinetuneSpec, *, use_cache: bool = True, progress: 
     n_blocks = len(decoder_blocks(lab.model))
     if spec.method != "lora" and spec.gamma > n_blocks:
         raise ValueError(f"gamma={spec.gamma} exceeds the model's {n_blocks} blocks")
+    if spec.method != "lora" and lab.dtype_name != "float32":
+        # the base weights themselves are trained: a 16-bit weight cannot hold updates of lr ~1e-5
+        # (they round away), and this loop keeps no fp32 master copy
+        raise ValueError(f"--method {spec.method} trains the block weights in place and needs float32 weights; "
+                         f"the model is {lab.dtype_name}: use dtype float32 (--dtype float32)")
     progress = getattr(lab, "progress", True) if progress is None else progress
     pcfg = cfg if spec.prune else None
     evaluation = ({"eval": [TextSource(s).identity() for s in cfg.eval], "seqlen": cfg.seqlen, "neval": cfg.neval}
                   if spec.data == "lm" else {"suite": "offline"})
     from ..cache import code_version
-    key = {"v": FINETUNE_VERSION, "code": code_version("eval"), "model": lab.model_name, "fingerprint": lab.fingerprint,
+    key = {"v": FINETUNE_VERSION, "code": {"eval": code_version("eval"), "finetune": code_version("finetune")}, "model": lab.model_name, "fingerprint": lab.fingerprint,
            "dtype": lab.dtype_name, "device": torch.device(lab.device).type, "pruning": pruning_key(lab, pcfg), "spec": spec.to_dict(),
            "evaluation": evaluation,
            # the layer scores of owlore/dlp come from the calibration of cfg even for a dense model
@@ -170,14 +189,15 @@ def _evaluate(lab, cfg, spec: FinetuneSpec, model, progress: bool) -> dict:
         return {"perplexity": lab.perplexities(cfg.eval, cfg.seqlen, cfg.neval)}
     from ..zeroshot import evaluate_zero_shot
     return {"zero_shot": evaluate_zero_shot(model, lab.tokenizer, "offline", limit=spec.eval_limit,
-                                            device=lab.device, progress=progress)}
+                                            device=lab.device, progress=progress, num_fewshot=spec.num_fewshot)}
 
 
 def _before(lab, cfg, pcfg, spec: FinetuneSpec, key: dict, progress: bool, use_cache: bool) -> dict:
     """The untrained model's metrics, cached apart from the training runs (shared by every method and seed)."""
     if spec.data == "tasks":
         from ..zeroshot import zero_shot_for
-        return {"zero_shot": zero_shot_for(lab, pcfg, "offline", limit=spec.eval_limit, use_cache=use_cache)}
+        return {"zero_shot": zero_shot_for(lab, pcfg, "offline", limit=spec.eval_limit, use_cache=use_cache,
+                                           num_fewshot=spec.num_fewshot)}
     bkey = {k: key[k] for k in ("code", "model", "fingerprint", "dtype", "device", "pruning", "evaluation")}
 
     def compute():
@@ -223,9 +243,12 @@ def _finetune(lab, cfg, pcfg, spec: FinetuneSpec, key: dict, progress: bool, che
         for p in fixed:
             p.requires_grad_(True)
         try:
+            galore = (dict(rank=spec.galore_rank, update_gap=spec.galore_gap, scale=spec.galore_scale)
+                      if spec.method in LOW_RANK_METHODS and spec.galore_rank else None)
             hist = train(model, sampler.trainable_parameters() + fixed, data, spec.train, hooks=hooks,
                          device=lab.device, checkpoint_dir=ckpt_dir, checkpoint_every=checkpoint_every,
-                         run_id={"key": config_key(key)}, progress=progress, desc=spec.method)
+                         run_id={"key": config_key(key)}, progress=progress, desc=spec.method,
+                         low_rank=block_weights(model), galore=galore)
             after = _evaluate(lab, cfg, spec, model, progress)
             if pcfg is not None:
                 out["zeros_kept"] = all(bool((w[m == 0] == 0).all()) for w, m in
@@ -285,14 +308,23 @@ def add_arguments(p) -> None:
     p.add_argument("--lora-targets", nargs="+", default=["q_proj", "v_proj"])
     p.add_argument("--gamma", type=int, default=2, help="blocks unfrozen at a time (layer sampling)")
     p.add_argument("--interval", type=int, default=3, help="K: steps between block switches (layer sampling)")
+    p.add_argument("--galore-rank", type=int, default=128, help="owlore/dlp: GaLore rank of the sampled blocks' "
+                   "matrices (0: full-rank AdamW)")
+    p.add_argument("--galore-gap", type=int, default=200, help="owlore/dlp: steps between GaLore projector refreshes")
+    p.add_argument("--galore-scale", type=float, default=0.25, help="owlore/dlp: scale of GaLore's projected update")
     p.add_argument("--dlp-weights", choices=DLP_WEIGHTS, default="rid",
                    help="dlp sampling weights: rid (p proportional to the RID, paper) or keep (DLP's kept fraction)")
     p.add_argument("--max-windows", type=int, help="--data lm: at most this many training windows")
     p.add_argument("--task-examples", type=int, default=400, help="--data tasks: training items per task")
     p.add_argument("--eval-limit", type=int, default=200, help="--data tasks: evaluated items per task")
+    p.add_argument("--num-fewshot", type=int, default=0, help="--data tasks: demonstrations per evaluated item "
+                   "(Table 18: 5)")
     p.add_argument("--no-merge-ablation", action="store_true", help="lora: skip the merged / re-masked evaluation")
     p.add_argument("--checkpoint-every", type=int, default=0, help="write a resumable checkpoint every N steps")
     p.add_argument("--device")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "auto"), default="float32",
+                   help="weight dtype (default float32: lisa/owlore/dlp update the weights themselves, which "
+                        "16-bit weights cannot hold; LoRA adapters are float32 in any case)")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--json", type=Path, help="write the result JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -307,6 +339,7 @@ def spec_from_args(args) -> tuple:
                                         else prune_method, allocation=args.allocation, sparsity=args.sparsity,
                                         alpha=args.alpha, owl_m=args.owl_m, calib=args.calib,
                                         eval=tuple(args.eval) if args.eval else None, device=args.device,
+                                        dtype=args.dtype,
                                         **({"neval": args.neval} if args.neval is not None else {}))
     train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
                             seqlen=args.train_seqlen, lr=lr,
@@ -316,8 +349,9 @@ def spec_from_args(args) -> tuple:
                         lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
                                           targets=tuple(args.lora_targets)),
                         gamma=args.gamma, interval=args.interval, dlp_weights=args.dlp_weights,
+                        galore_rank=args.galore_rank, galore_gap=args.galore_gap, galore_scale=args.galore_scale,
                         max_windows=args.max_windows, task_examples=args.task_examples, eval_limit=args.eval_limit,
-                        merge_ablation=not args.no_merge_ablation)
+                        num_fewshot=args.num_fewshot, merge_ablation=not args.no_merge_ablation)
     return cfg, spec
 
 

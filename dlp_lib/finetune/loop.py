@@ -276,13 +276,16 @@ def load_checkpoint(path: Path, *, params: dict[str, nn.Parameter], optimizer, s
 def train(model: nn.Module, params: Sequence[nn.Parameter], data: Examples, cfg: TrainConfig, *,
           hooks: Sequence[StepHook] = (), device: str | torch.device | None = None,
           checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, stop_after: int | None = None,
-          run_id: dict | None = None, progress: bool = True, desc: str = "fine-tune") -> dict:
+          run_id: dict | None = None, progress: bool = True, desc: str = "fine-tune",
+          low_rank: Sequence[nn.Parameter] = (), galore: dict | None = None) -> dict:
     """Optimise `params` of `model` on `data` for cfg.steps AdamW steps; returns the loss curve and costs.
 
     `params`: every parameter the run may update (hooks may switch `requires_grad` among them).
     `checkpoint_dir` + `checkpoint_every`: write `last.pt` every that many steps and resume from
     it when present (its `run_id` must match). `stop_after`: stop after that many steps (to test
-    resume). The model is left in eval mode.
+    resume). `galore` (rank, update_gap, scale) with `low_rank` (a subset of params): those take
+    GaLore's projected AdamW step (`galore.GaLoreAdamW`), the rest plain AdamW. The model is left in
+    eval mode.
     """
     from tqdm.auto import tqdm
 
@@ -292,8 +295,16 @@ def train(model: nn.Module, params: Sequence[nn.Parameter], data: Examples, cfg:
         raise ValueError("nothing to train: the parameter list is empty")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     named = _named(model, params)
-    optimizer = torch.optim.AdamW(list(named.values()), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  betas=(0.9, 0.999), eps=1e-8, foreach=False)
+    if galore:
+        from .galore import GaLoreAdamW
+        projected = {id(p) for p in low_rank}
+        groups = [{"params": [p for p in named.values() if id(p) not in projected]},
+                  {"params": [p for p in named.values() if id(p) in projected], **galore}]
+        optimizer = GaLoreAdamW([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                betas=(0.9, 0.999), eps=1e-8)
+    else:
+        optimizer = torch.optim.AdamW(list(named.values()), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                      betas=(0.9, 0.999), eps=1e-8, foreach=False)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps))
     run_id = {"train": cfg.to_dict(), "data": data.source, **(run_id or {})}

@@ -10,33 +10,24 @@ ever trained on; `check_no_overlap` asserts it against the built evaluation suit
 """
 from __future__ import annotations
 
-import functools
 import random
 
 import torch
 
-from ..data import OFFLINE_SOURCES, fetch_corpus, offline_documents
-from ..zeroshot_tasks import EVAL_SPLITS, OFFLINE_TASKS, _continuation_items, _lastword_items, sentences
+from ..data import OFFLINE_SOURCES, fetch_corpus
+from ..zeroshot_tasks import OFFLINE_TASKS, _continuation_items, _lastword_items, train_documents
 from .loop import Examples
 
 TRAIN_SPLIT = "train"
 _BUILDERS = {"dlp_continuation": _continuation_items, "dlp_lastword": _lastword_items}
 
 
-@functools.lru_cache(maxsize=8)
-def _train_documents(corpus: str, folder: str) -> tuple:
-    """Sentences of the train documents; a sentence also found in a validation/test document is None."""
-    held_out = {x for split in EVAL_SPLITS for _, text in offline_documents(corpus, split) for x in sentences(text)}
-    return tuple((doc_id, [None if x in held_out else x for x in sentences(text)])
-                 for doc_id, text in offline_documents(corpus, TRAIN_SPLIT))
-
-
 def training_items(n_per_task: int, seed: int = 0, corpora=OFFLINE_SOURCES, tasks=OFFLINE_TASKS) -> list[dict]:
     """Multiple-choice items of the offline tasks built from TRAIN documents only (seeded, deterministic; cached)."""
-    from ..cache import cached
+    from ..cache import cached, code_version
     from ..zeroshot_tasks import SUITE_VERSION
     key = {"n": n_per_task, "seed": seed, "corpora": list(corpora), "tasks": list(tasks), "suite": SUITE_VERSION,
-           "split": TRAIN_SPLIT, "v": 1}
+           "split": TRAIN_SPLIT, "v": 1, "code": [code_version("eval"), code_version("finetune")]}
     return cached("finetune_task_items", key, lambda: _training_items(n_per_task, seed, tuple(corpora), tuple(tasks)))
 
 
@@ -49,7 +40,7 @@ def _training_items(n_per_task: int, seed: int, corpora, tasks) -> list[dict]:
     items = []
     for task in tasks:
         for c, corpus in enumerate(corpora):
-            docs = list(_train_documents(corpus, str(fetch_corpus(corpus).resolve())))
+            docs = list(train_documents(corpus, str(fetch_corpus(corpus).resolve())))
             share = n_per_task // len(corpora) + (c < n_per_task % len(corpora))
             for item in _BUILDERS[task](corpus, docs, share, random.Random(f"train:{seed}:{task}:{corpus}")):
                 items.append({**item, "task": task, "split": TRAIN_SPLIT})

@@ -46,8 +46,10 @@ def run(args: argparse.Namespace) -> dict:
     grid = DecodeGrid(**grid_args, fmt=args.fmt, break_even=args.break_even, method=args.method,
                       allocation=args.allocation)
     profile = "smoke" if args.model == "tiny-llama" else "default"
+    # fp32 whatever the profile says: torch's CPU sparse kernels (CSR/BSR/COO matmul) have no bf16
+    # implementation, and dense and compressed layers must run the same arithmetic
     cfg = ExperimentConfig.from_profile(profile, model=args.model, method=args.method, allocation=args.allocation,
-                                        nsamples=args.nsamples, seqlen=args.seqlen)
+                                        nsamples=args.nsamples, seqlen=args.seqlen, dtype="float32")
     lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=not args.no_progress)
     out = args.out or ROOT / "benchmarks" / "results" / f"decode_{args.model}{'_quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

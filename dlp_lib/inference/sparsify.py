@@ -88,6 +88,10 @@ def sparsify_model(model: nn.Module, *, fmt: str = "csr", break_even: float | di
         raise ValueError(f"Unknown sparse format {fmt!r}; allowed: {', '.join(SPARSE_FORMATS)}")
     if isinstance(break_even, (int, float)) and not (0.0 <= break_even <= 1.0):
         raise ValueError(f"break_even must be a density in [0, 1], got {break_even}")
+    dtype = next(model.parameters()).dtype
+    if dtype != torch.float32 and next(model.parameters()).device.type == "cpu":
+        raise ValueError(f"the model is {str(dtype).replace('torch.', '')}; torch's CPU sparse matmul kernels "
+                         "exist for float32 only: load or convert the model to float32 first (dtype='float32')")
     threads = torch.get_num_threads() if threads is None else int(threads)
     target = model if inplace else copy.deepcopy(model)
     report = SparsifyReport(threads=threads, model=target)
