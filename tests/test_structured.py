@@ -171,8 +171,15 @@ def test_saved_and_reloaded_model_gives_identical_logits(tmp_path):
     assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in model.parameters())
     with torch.no_grad():
         assert torch.equal(loaded(ids).logits, model(ids).logits)
-    # the per-layer shapes are not expressible in LlamaConfig: plain from_pretrained must not load it silently
+    # plain transformers loads it through the checkpoint's own modelling code (no dlp_lib import)...
     from transformers import AutoModelForCausalLM
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt", trust_remote_code=True)
+    assert type(plain).__name__ == "DLPStructuredForCausalLM"
+    assert "dlp_lib" not in (tmp_path / "ckpt" / "modeling_dlp_structured.py").read_text().split('"""', 2)[2]
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        assert torch.equal(plain(ids).logits, model(ids).logits)
+    # ... and refuses it loudly without that code: LlamaConfig alone cannot express per-layer shapes
     with pytest.raises(Exception, match="(?i)size|shape"):
         AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt")
 

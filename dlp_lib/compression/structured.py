@@ -303,11 +303,77 @@ def structured_prune(model: nn.Module, plan: SparsityPlan, calib_ids: torch.Tens
 
 
 # ---------------------------------------------------------------- saving and loading
+# The checkpoint's own modelling code (transformers' remote-code mechanism, so that plain
+# `AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)` loads it without dlp_lib):
+# the base architecture, then each block's projections rebuilt with that block's shapes before the
+# weights are read. {base_config} / {base_model} name the original transformers classes.
+REMOTE_CODE_FILE = "modeling_dlp_structured.py"
+_REMOTE_CODE = '''"""A structurally pruned {base_model} (written by dlp_lib; needs only transformers).
+
+Each decoder block keeps its own number of attention heads (whole grouped-query groups) and MLP
+channels, listed in config.{field}; every other part is {base_model}'s. Load with
+AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True).
+"""
+from torch import nn
+from transformers import {base_config} as _BaseConfig
+from transformers import {base_model} as _BaseModel
+
+
+class DLPStructuredConfig(_BaseConfig):
+    pass
+
+
+class DLPStructuredForCausalLM(_BaseModel):
+    config_class = DLPStructuredConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        layers = getattr(config, "{field}")
+        if len(layers) != len(self.model.layers):
+            raise ValueError(f"{field} lists {{len(layers)}} layers, the model has {{len(self.model.layers)}}")
+        for block, spec in zip(self.model.layers, layers):
+            attn, mlp = block.self_attn, block.mlp
+            hidden, hd = attn.q_proj.in_features, attn.head_dim
+            q, kv, channels = spec["num_attention_heads"] * hd, spec["num_key_value_heads"] * hd, spec["intermediate_size"]
+
+            def linear(old, n_in, n_out):
+                return nn.Linear(n_in, n_out, bias=old.bias is not None, dtype=old.weight.dtype,
+                                 device=old.weight.device)
+            attn.q_proj = linear(attn.q_proj, hidden, q)
+            attn.k_proj = linear(attn.k_proj, hidden, kv)
+            attn.v_proj = linear(attn.v_proj, hidden, kv)
+            attn.o_proj = linear(attn.o_proj, q, hidden)
+            mlp.gate_proj = linear(mlp.gate_proj, hidden, channels)
+            mlp.up_proj = linear(mlp.up_proj, hidden, channels)
+            mlp.down_proj = linear(mlp.down_proj, channels, hidden)
+            if hasattr(mlp, "intermediate_size"):
+                mlp.intermediate_size = channels
+'''
+
+
 def save_structured(model: nn.Module, tokenizer, directory: str | Path) -> Path:
-    """save_pretrained with the per-layer shapes in config.dlp_structured_layers."""
+    """save_pretrained with the per-layer shapes in config.dlp_structured_layers, and the modelling
+    code that rebuilds them (REMOTE_CODE_FILE), so that plain transformers loads the checkpoint with
+    trust_remote_code=True."""
+    import transformers
     directory = Path(directory)
+    base_model = type(model).__name__
+    base_config = type(model.config).__name__
+    if base_model == "DLPStructuredForCausalLM":   # re-saving a loaded structured checkpoint
+        base_model, base_config = model.config.dlp_structured_base
+    if not (hasattr(transformers, base_model) and hasattr(transformers, base_config)):
+        raise ValueError(f"{base_model} / {base_config} are not transformers classes; the structured checkpoint's "
+                         "modelling code subclasses them")
     setattr(model.config, CONFIG_FIELD, layer_shapes(model))
+    model.config.dlp_structured_base = [base_model, base_config]
+    model.config.auto_map = {"AutoConfig": f"{REMOTE_CODE_FILE[:-3]}.DLPStructuredConfig",
+                             "AutoModelForCausalLM": f"{REMOTE_CODE_FILE[:-3]}.DLPStructuredForCausalLM"}
     model.save_pretrained(directory)
+    (directory / REMOTE_CODE_FILE).write_text(_REMOTE_CODE.format(base_model=base_model, base_config=base_config,
+                                                                  field=CONFIG_FIELD))
+    config = json.loads((directory / "config.json").read_text())
+    config["architectures"] = ["DLPStructuredForCausalLM"]
+    (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)
     return directory
