@@ -276,6 +276,35 @@ def reference_pooling(model, ids, device, act_dtype) -> dict:
     return res
 
 
+# ---------------------------------------------------------------- Table 6: metric time per method
+def metric_time_table(model, ids, device, dtype, args) -> dict:
+    """The paper's Table 6 analogue on this model: seconds of the pruning metric (scores, mask,
+    SparseGPT's update; forwards excluded, synchronised timers) summed over the blocks, Magnitude /
+    Wanda / SparseGPT x Uniform / DLP, interleaved repeats with 95% t-intervals (the library's own
+    `inference.metric_time` functions, as the CPU benchmark uses them)."""
+    from dlp_lib.inference.metric_time import collect_block_statistics, t_interval, time_block_metric
+
+    blocks = decoder_blocks(model)
+    timed = list(range(len(blocks))) if not args.metric_blocks else list(args.metric_blocks)
+    nstat = min(args.nsamples, args.metric_nsamples)
+    stats = compute_dense_statistics(model, ids[:nstat], device=device, act_dtype=dtype, progress=False)
+    plans = {a: build_plan(a, args.sparsity, stats=stats) for a in ("uniform", "dlp")}
+    block_stats = collect_block_statistics(model, ids[:nstat], device=device, progress=False)
+    times = {m: {a: [] for a in plans} for m in ("magnitude", "wanda", "sparsegpt")}
+    for _ in range(args.metric_repeats):
+        for m in times:
+            for a, plan in plans.items():
+                stat = {"wanda": "wanda", "sparsegpt": "hessian"}.get(m)
+                total = 0.0
+                for b in timed:
+                    s = {stat: block_stats[b][stat]} if stat else {}
+                    total += time_block_metric(blocks[b], b, s, plan, m, device=device)[0]
+                times[m][a].append(total * len(blocks) / len(timed))
+    return {"seconds": times, "ci95": {m: {a: t_interval(v) for a, v in d.items()} for m, d in times.items()},
+            "timed_blocks": timed, "n_blocks": len(blocks), "repeats": args.metric_repeats,
+            "statistics_nsamples": nstat, "sparsity": args.sparsity}
+
+
 # ---------------------------------------------------------------- numerics (16-bit vs fp32)
 def numerics(model_name: str, device: torch.device, nsamples: int, seqlen: int, neval: int, sparsities,
              calib: str = "bbc", eval_source: str = "brown", windows_file: str | None = None) -> dict:
@@ -353,9 +382,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: float16 on GPU, float32 on CPU")
     ap.add_argument("--sparsity", type=float, default=0.7)
     ap.add_argument("--skip", nargs="*", default=[],
-                    choices=["floor", "resident", "sparsegpt", "stream", "checks", "reference", "all"],
+                    choices=["floor", "resident", "sparsegpt", "stream", "checks", "reference", "metric", "all"],
                     help="phases to leave out ('resident': pass 1 and Wanda with activations on the GPU; "
                          "'all': everything but --numerics)")
+    ap.add_argument("--metric-repeats", type=int, default=3, help="Table 6 phase: interleaved repeats")
+    ap.add_argument("--metric-blocks", type=int, nargs="*", default=None,
+                    help="Table 6 phase: time only these blocks (totals scaled to all blocks)")
+    ap.add_argument("--metric-nsamples", type=int, default=32,
+                    help="Table 6 phase: calibration windows for the statistics (the metric's cost does not "
+                         "depend on them)")
     ap.add_argument("--numerics", action="store_true", help="also fp16/bf16 vs fp32 (needs --model)")
     ap.add_argument("--numerics-sparsities", type=float, nargs="*", default=None, help="default: --sparsity")
     ap.add_argument("--numerics-windows", default=None, nargs="*",
@@ -381,8 +416,8 @@ def main(argv=None) -> dict:
 
     skip = set(args.skip)
     if "all" in skip:
-        skip |= {"floor", "resident", "sparsegpt", "stream", "checks", "reference"}
-    if skip >= {"floor", "resident", "sparsegpt", "stream", "checks", "reference"}:
+        skip |= {"floor", "resident", "sparsegpt", "stream", "checks", "reference", "metric"}
+    if skip >= {"floor", "resident", "sparsegpt", "stream", "checks", "reference", "metric"}:
         if args.numerics:
             run_numerics(args, device, results)
         return finish(args, results)
@@ -459,6 +494,11 @@ def main(argv=None) -> dict:
             results["stream_vs_resident_max_ratio_diff"] = max(abs(a - b) for a, b in zip(plan.ratios, plan_s.ratios))
             results["stream_vs_resident_median_equal"] = (stats.layer_statistic("median")
                                                           == stats_s.layer_statistic("median"))
+    if "metric" not in skip:
+        restore(model, dense)
+        results["metric_time"] = metric_time_table(model, ids, device, dtype, args)
+        log("  metric time (s, all blocks): " + json.dumps(
+            {m: {a: round(v["mean"], 3) for a, v in d.items()} for m, d in results["metric_time"]["ci95"].items()}))
     if device.type == "cuda" and "reference" not in skip:
         restore(model, dense)
         results["reference_pooling_block0"] = reference_pooling(model, ids, device, dtype)

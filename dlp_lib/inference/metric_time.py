@@ -83,7 +83,8 @@ def time_block_metric(block, index: int, stats: dict, plan, method: str, *, devi
     """(wall, CPU) seconds of the metric on copies of one block's layers (copies made outside the
     timers). CPU time is the process's, all threads: on a shared machine it leaves out the time
     spent waiting for a core, which the wall time includes."""
-    work = copy.deepcopy(block)
+    work = copy.deepcopy(block).to(device)  # an offloaded block is timed where the engine prunes it
+    stats = {k: {n: t.to(device) for n, t in v.items()} for k, v in stats.items()}
     subs = linear_sublayers(work)
     visit = BlockVisit(index, work, subs, stats)
     _sync(device)
