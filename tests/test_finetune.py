@@ -36,6 +36,17 @@ def _pruned_tiny(seed=0):
     return model, tok
 
 
+def _sampled(model, *, gamma, seed):
+    """A layer sampler over tiny-llama's 4 blocks (uniform), with only the always-trainable parts on."""
+    sampler = LayerSampler(model, [1, 1, 1, 1], gamma=gamma, interval=100, seed=seed)
+    fixed = always_trainable(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in fixed:
+        p.requires_grad_(True)
+    return sampler, fixed
+
+
 def _cfg(**kw):
     base = dict(steps=6, batch_size=2, seqlen=32, lr=1e-2, warmup_steps=1, seed=0)
     base.update(kw)
@@ -250,12 +261,7 @@ def test_sampler_switches_gamma_blocks_every_k_steps_and_keeps_embeddings_traina
 def test_layer_sampled_training_changes_only_active_blocks_and_keeps_zeros():
     model, _ = _pruned_tiny()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    sampler = LayerSampler(model, [1, 1, 1, 1], gamma=1, interval=100, seed=3)
-    fixed = always_trainable(model)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in fixed:
-        p.requires_grad_(True)
+    sampler, fixed = _sampled(model, gamma=1, seed=3)
     from dlp_lib.finetune.layer_sampling import block_weights
     keep = KeepZeros(block_weights(model))
     train(model, sampler.trainable_parameters() + fixed, _windows(), _cfg(steps=4, lr=1e-2), hooks=[sampler, keep],
@@ -554,12 +560,7 @@ def test_owlore_with_galore_trains_with_smaller_optimiser_state_and_keeps_zeros(
     for galore in (None, dict(rank=4, update_gap=50, scale=1.0)):
         model, _ = _pruned_tiny()
         masks = [w.detach() != 0 for w in block_weights(model)]
-        sampler = LayerSampler(model, [1, 1, 1, 1], gamma=2, interval=100, seed=0)
-        fixed = always_trainable(model)
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for p in fixed:
-            p.requires_grad_(True)
+        sampler, fixed = _sampled(model, gamma=2, seed=0)
         hist = train(model, sampler.trainable_parameters() + fixed, _windows(n=2), _cfg(steps=15, lr=1e-2),
                      hooks=[sampler, KeepZeros(block_weights(model))], progress=False,
                      low_rank=block_weights(model), galore=galore)
