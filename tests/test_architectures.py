@@ -300,3 +300,30 @@ def test_gguf_is_dequantized_once_keyed_by_content_hash(tmp_path, monkeypatch):
     import hashlib
     assert out_a.name == "gguf-" + hashlib.sha256(b"GGUF one").hexdigest()[:16]
     assert models.resolve_source(str(a)) == str(out_a)
+
+
+def test_blocks_of_different_sizes_reach_the_target_over_all_weights():
+    """A dense first block before a mixture-of-experts block (ERNIE-4.5-MoE; DeepSeek-V3 and GLM-4.5
+    are built alike): the plain mean of DLP's ratios at p would remove only ~64% of the weights; the
+    ratios are shifted by one constant so that 70% of ALL prunable weights go, order and spread kept."""
+    import transformers as tf
+    cfg = tf.Ernie4_5_MoeConfig(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=2, head_dim=32, moe_intermediate_size=128,
+                                moe_num_experts=4, moe_k=2, moe_num_shared_experts=1, max_position_embeddings=256)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    model = tf.Ernie4_5_MoeForCausalLM(cfg).eval()
+    sizes = [sum(w.weight.numel() for w in prunable_weights(b).values()) for b in decoder_blocks(model)]
+    assert sizes[1] >= 2 * sizes[0]                                  # really unequal blocks
+    ids = _ids()
+    stats = compute_dense_statistics(model, ids, progress=False)
+    for allocation in ("dlp", "owl"):
+        plan = build_plan(allocation, 0.7, stats=stats)
+        weighted = sum(r * n for r, n in zip(plan.ratios, sizes)) / sum(sizes)
+        assert weighted == pytest.approx(0.7, abs=1e-9) and plan.config["weighted_by_block_size"]
+        assert plan.config["unweighted_mean"] == pytest.approx(0.7)   # what the allocator itself gave
+    plan = build_plan("dlp", 0.7, stats=stats)
+    assert plan.ratios[0] - plan.ratios[1] == pytest.approx(2 * plan.config["alpha"])  # DLP's span kept
+    prune_model(model, plan, "wanda", ids, progress=False)
+    assert abs(achieved_sparsity(model)["overall"] - 0.7) < 0.01
+    assert build_plan("uniform", 0.7, stats=stats).ratios == [0.7, 0.7]

@@ -7,12 +7,16 @@ configuration's validation, `Lab.plan` and the notebooks all read this registry.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from ..plan import SparsityPlan
 from ..scores import check_ratio
+from .rebalance import rebalance
 
 NEEDS = ("stats", "weights")  # pass-1 statistics of the dense model; the dense weights
 
@@ -83,6 +87,34 @@ def _layout(model) -> list[dict[str, object]]:
     return [{n: layer.weight for n, layer in linear_sublayers(b).items()} for b in decoder_blocks(model)]
 
 
+def _block_sizes(stats, layout) -> list[int] | None:
+    """Prunable weights per block, from pass 1's per-sublayer counts or the model's weights."""
+    if stats is not None and stats.sublayers:
+        return [int(sum(c["numel"] for c in subs.values())) for subs in stats.sublayers]
+    if layout is not None:
+        return [int(sum(w.numel() for w in subs.values())) for subs in layout]
+    return None
+
+
+def _at_weighted_target(plan: SparsityPlan, sizes: list[int] | None, target: float, strict: bool) -> SparsityPlan:
+    """Blocks of different sizes (a dense first block before mixture-of-experts blocks, ...): shift
+    every ratio by one constant so that the fraction of ALL prunable weights removed is the target.
+
+    The allocators keep the plain mean of the ratios at p, as the paper's equal-sized blocks make
+    equivalent; with unequal blocks that mean would miss the requested overall sparsity (70% of the
+    ratios' mean can be 64% of the weights). One shift keeps the allocator's order and spread."""
+    if sizes is None or len(set(sizes)) <= 1 or len(sizes) != len(plan.ratios):
+        return plan
+    w = np.asarray(sizes, dtype=np.float64) / sum(sizes)
+    r = np.asarray(plan.ratios, dtype=np.float64)
+    if abs(float(w @ r) - target) < 1e-12:
+        return plan
+    shifted = r + (target - float(w @ r))          # exact when nothing leaves the range
+    out = rebalance(shifted, target, weights=w, strict=strict, what=f"{plan.allocation} ratio")
+    config = {**plan.config, "weighted_by_block_size": True, "unweighted_mean": float(r.mean())}
+    return dataclasses.replace(plan, ratios=out.tolist(), config=config)
+
+
 def build_plan(allocation: str, sparsity: float, *, stats=None, model=None, strict: bool = False,
                granularity: str = "block", method: str = "wanda", cache_config: dict | None = None,
                **params) -> SparsityPlan:
@@ -113,6 +145,8 @@ def build_plan(allocation: str, sparsity: float, *, stats=None, model=None, stri
     if len(allocator.granularities) > 1:
         given["granularity"] = granularity
     plan = allocator.fn(inputs, sparsity, strict=strict, **given)
+    if granularity == "block":
+        plan = _at_weighted_target(plan, _block_sizes(stats, layout), sparsity, strict)
     plan.config = {"allocation": allocation, "sparsity": sparsity, **(stats.config if stats is not None else {}),
                    **plan.config}
     if granularity != "block":
