@@ -85,6 +85,10 @@ def run_one(path: Path, out_dir: Path, profile: str, figures: Path, stamp: dict)
     from papermill.exceptions import PapermillExecutionError
 
     out_path = out_dir / path.name
+    # papermill rewrites its output after every cell: run into a hidden partial copy and replace the
+    # executed copy only when the run has ended, so a batch stopped midway never leaves a
+    # half-executed notebook among the results
+    partial = out_dir / f".{path.stem}.partial.ipynb"
     with tempfile.TemporaryDirectory() as tmp:
         cache_log = Path(tmp) / "cache.log"
         env_before = dict(os.environ)
@@ -92,7 +96,7 @@ def run_one(path: Path, out_dir: Path, profile: str, figures: Path, stamp: dict)
         t0 = time.perf_counter()
         status, failed = "ok", ""
         try:
-            pm.execute_notebook(str(path), str(out_path), parameters={"profile": profile}, kernel_name="python3",
+            pm.execute_notebook(str(path), str(partial), parameters={"profile": profile}, kernel_name="python3",
                                 progress_bar=False, log_output=True, cwd=str(path.parent))
         except PapermillExecutionError as exc:
             status, failed = "FAILED", f"cell [{exc.exec_count}]: {exc.ename}: {str(exc.evalue)[:160]}"
@@ -103,8 +107,8 @@ def run_one(path: Path, out_dir: Path, profile: str, figures: Path, stamp: dict)
             os.environ.update(env_before)
         wall = time.perf_counter() - t0
         computed, reused = _count_cache(cache_log)
-    if out_path.exists():
-        nb = nbformat.read(out_path, as_version=4)
+    if partial.exists():
+        nb = nbformat.read(partial, as_version=4)
         strip_progress(nb)
         nb.metadata["dlp_run"] = {**stamp, "notebook": path.name, "status": status, "wall_seconds": round(wall, 1),
                                   "failed": failed or None, "results_computed": computed, "results_reused": reused}
@@ -116,7 +120,8 @@ def run_one(path: Path, out_dir: Path, profile: str, figures: Path, stamp: dict)
             cell = nbformat.v4.new_markdown_cell(header)
             cell.metadata["tags"] = ["dlp-run-stamp"]
             nb.cells.insert(0, cell)
-        nbformat.write(nb, out_path)
+        nbformat.write(nb, partial)
+        os.replace(partial, out_path)
     return {"notebook": path.stem, "status": status, "wall": wall, "computed": computed, "reused": reused,
             "failed": failed}
 

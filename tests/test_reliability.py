@@ -341,6 +341,38 @@ def test_batch_runner_survives_a_failing_notebook(tmp_path):
     assert "(2 ok, 1 failed)" in proc.stdout
     good = nbformat.read(tmp_path / "out" / "03_good.ipynb", as_version=4)
     assert good.metadata["dlp_run"]["status"] == "ok" and good.metadata["dlp_run"]["profile"] == "smoke"
+    assert not list((tmp_path / "out").glob(".*partial*"))   # partial copies are replaced when a run ends
+
+
+def test_a_stopped_batch_leaves_no_half_executed_notebook_among_the_results(tmp_path):
+    """papermill rewrites its output after every cell; killing the batch mid-notebook must leave the
+    previous executed copy (or none), never the half-executed one."""
+    import nbformat
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    nbs.mkdir()
+    out.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell("profile = 'smoke'")
+    params.metadata["tags"] = ["parameters"]
+    marker = tmp_path / "started"
+    nb.cells = [params, nbformat.v4.new_code_cell(f"open({str(marker)!r}, 'w').write('x')\nprint('first cell')"),
+                nbformat.v4.new_code_cell("import time\ntime.sleep(120)")]
+    nbformat.write(nb, nbs / "01_slow.ipynb")
+    (out / "01_slow.ipynb").write_text("previous executed copy")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "smoke", "*",
+                             "--notebooks", str(nbs), "--out", str(out), "--figures", str(tmp_path / "f")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not marker.exists() and time.time() < deadline:
+            time.sleep(0.5)
+        assert marker.exists(), "the notebook never started"
+        time.sleep(2)   # papermill has written the partial copy with the first cell's output
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (out / "01_slow.ipynb").read_text() == "previous executed copy"
 
 
 def test_stored_outputs_drop_progress_bars():
