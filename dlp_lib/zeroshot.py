@@ -226,14 +226,12 @@ def zero_shot_for(lab, cfg=None, tasks=("offline",), *, limit: int | float | Non
 
     def compute():
         lab.ensure(cfg)
-        if getattr(lab, "eval_devices", None):  # spread over several devices for the forward
-            with lab.evaluation_placement():
-                return evaluate_zero_shot(lab.model, lab.tokenizer, names, limit=limit, batch_size=batch_size,
-                                          device=None, suite_examples=suite_examples, suite_seed=suite_seed,
-                                          progress=getattr(lab, "progress", False), num_fewshot=num_fewshot)
-        return evaluate_zero_shot(lab.model, lab.tokenizer, names, limit=limit, batch_size=batch_size,
-                                  device=lab.device, suite_examples=suite_examples, suite_seed=suite_seed,
-                                  progress=getattr(lab, "progress", False), num_fewshot=num_fewshot)
+        spread = bool(getattr(lab, "eval_devices", None))  # placed over several devices for the forward
+        with lab.evaluation_placement() if spread else contextlib.nullcontext():
+            return evaluate_zero_shot(lab.model, lab.tokenizer, names, limit=limit, batch_size=batch_size,
+                                      device=None if spread else lab.device, suite_examples=suite_examples,
+                                      suite_seed=suite_seed, progress=getattr(lab, "progress", False),
+                                      num_fewshot=num_fewshot)
     return cached("zeroshot", key, compute, enabled=use_cache and lab.use_cache)
 
 
