@@ -27,7 +27,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACKED_PROFILES = ("default",)
-_PROGRESS = re.compile(r"\r|\d+%\|")
+# a tqdm bar: a carriage return, "NN%|", or the unknown-total form "[00:00, ? examples/s]"
+_PROGRESS = re.compile(r"\r|\d+%\||\[\d+:\d+(<[^\]]*)?, [^\]]*/s\]")
+# pip's notice that an optional local package mirror is absent (printed when a registry model is
+# installed): about the machine, not about the result
+_NOISE = re.compile(r"Location 'file://[^']*' is ignored: it is neither a file nor a directory")
 
 
 def _commit() -> str:
@@ -60,8 +64,10 @@ def strip_progress(nb) -> int:
                     and _PROGRESS.search("".join(data.get("text/plain", "")))):
                 removed += 1   # a tqdm.auto widget bar: nothing but its last text would survive
                 continue
-            if out.get("output_type") == "stream" and out.get("name") == "stderr" and _PROGRESS.search(out.get("text", "")):
-                lines = [ln for ln in out["text"].split("\n") if ln and not _PROGRESS.search(ln)]
+            text = out.get("text", "")
+            if out.get("output_type") == "stream" and out.get("name") == "stderr" and (
+                    _PROGRESS.search(text) or _NOISE.search(text)):
+                lines = [ln for ln in text.split("\n") if ln and not _PROGRESS.search(ln) and not _NOISE.search(ln)]
                 removed += 1
                 if lines:
                     out["text"] = "\n".join(lines) + "\n"
