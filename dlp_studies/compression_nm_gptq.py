@@ -39,7 +39,7 @@ GRIDS = {
                   gptq=dict(bits=(16, 8, 4, 3), rows=("dense", "uniform", "dlp"), sparsity=0.7, method="sparsegpt",
                             group_size=None, mode="gptq", joint_bits=(4,)),
                   overrides=dict()),
-    # smollm2-135m on 2 idle CPU cores (about 10 min): four patterns with Wanda (the 1:4 and 3:4
+    # smollm2-135m on 2 idle CPU cores (5.7 min measured): four patterns with Wanda (the 1:4 and 3:4
     # ends, 2:4 and 4:8 at the same density), every bit width of Table 17 x 3 rows, per-row grids,
     # with a smaller calibration (8 x 512) and evaluation (8 x 512 tokens of one text) than the
     # other notebooks: every GPTQ pass is a full sequential calibration pass, like SparseGPT's

@@ -39,8 +39,6 @@ GRIDS = {
                 "metric": dict(methods=("magnitude", "wanda", "sparsegpt"), repeats=5, sparsity=0.7),
                 "calibration": dict(nsamples=8, seqlen=256),
                 "decode_json": "benchmarks/results/decode_smollm2-135m.json",
-                # further runs (other thread counts) shown beside the main one when present
-                "decode_json_extra": (),
                 "metric_json": "benchmarks/results/metric_time_smollm2-135m.json"},
     "paper": {"decode": dict(sparsities=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), threads=(1, 2),
                              new_tokens=128, repeats=3),
