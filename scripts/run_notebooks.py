@@ -9,8 +9,9 @@ Usage: python scripts/run_notebooks.py [profile] [glob] [--notebooks DIR] [--out
 - Figures go to figures/<profile>/ (only the default profile's are committed; smoke never
   touches them).
 - A failing notebook does not stop the batch: the rest still run, a summary table (notebook,
-  status, wall time, result configurations computed / reused from the cache) is printed, and the
-  exit status is non-zero with the failed cell named.
+  status, wall time, perplexity configurations computed / reused from the cache: its "results"
+  entries; zero-shot, compression and fine-tuning results are cached under kinds of their own and
+  not counted) is printed, and the exit status is non-zero with the failed cell named.
 """
 from __future__ import annotations
 
@@ -51,6 +52,37 @@ def _machine() -> str:
             f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
 
+_WIDGET_VIEW, _WIDGET_STATE = "application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"
+_MODEL_REF = re.compile(r"IPY_MODEL_([0-9a-f]+)")
+
+
+def prune_widget_state(nb) -> int:
+    """Keep only the saved widget models that an output still displays (and the models they refer to).
+
+    Jupyter saves the state of every widget the kernel created, so the tqdm bars removed from the
+    outputs would otherwise stay in the notebook's metadata; returns how many models were dropped.
+    """
+    widgets = nb.metadata.get("widgets", {}).get(_WIDGET_STATE)
+    if not widgets:
+        return 0
+    state = widgets.get("state", {})
+    todo = [out["data"][_WIDGET_VIEW]["model_id"] for cell in nb.cells for out in cell.get("outputs", [])
+            if _WIDGET_VIEW in out.get("data", {})]
+    keep: set[str] = set()
+    while todo:
+        mid = todo.pop()
+        if mid in keep or mid not in state:
+            continue
+        keep.add(mid)
+        todo.extend(_MODEL_REF.findall(str(state[mid])))
+    dropped = len(state) - len(keep)
+    if keep:
+        widgets["state"] = {k: v for k, v in state.items() if k in keep}
+    else:
+        del nb.metadata["widgets"]
+    return dropped
+
+
 def strip_progress(nb) -> int:
     """Remove progress-bar stream output (tqdm) from an executed notebook; returns how many were removed."""
     removed = 0
@@ -75,6 +107,7 @@ def strip_progress(nb) -> int:
                 continue
             kept.append(out)
         cell["outputs"] = kept
+    prune_widget_state(nb)
     return removed
 
 

@@ -5,7 +5,10 @@ Usage: python scripts/verdicts.py [results/notebooks/default] [--readme README.m
 Each row: the notebook (linking its executed copy), when and how it was executed (the stamp that
 `run_all.sh` writes), its verdict (the text its last code cell printed: the notebooks end with a
 verdict computed by tested code) and links to its figures in figures/<profile>/. With --readme the
-table replaces what stands between the markers `<!-- verdicts:begin -->` and `<!-- verdicts:end -->`.
+table replaces what stands between the markers `<!-- verdicts:begin -->` and `<!-- verdicts:end -->`,
+and, where the README has the markers `<!-- walltime:begin -->` and `<!-- walltime:end -->`, the
+table of wall times between them (per notebook: wall time, result configurations computed and reused
+from the cache, from the same stamps; the total says whether every copy comes from one commit).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- verdicts:begin -->", "<!-- verdicts:end -->"
+WALL_BEGIN, WALL_END = "<!-- walltime:begin -->", "<!-- walltime:end -->"
 
 
 def last_printed_text(nb: dict) -> str:
@@ -53,6 +57,34 @@ def markdown(table: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def wall_markdown(table: list[dict]) -> str:
+    # the batch runner counts the cache's "results" entries (one per perplexity configuration); the
+    # zero-shot, compression and fine-tuning results have cache kinds of their own, not counted here
+    lines = ["| notebook | commit | wall time | perplexity configurations computed | reused from the cache |",
+             "|---|---|---:|---:|---:|"]
+    total, computed, reused = 0.0, 0, 0
+    for r in table:
+        s = r["stamp"]
+        wall = s.get("wall_seconds", 0) or 0
+        c, u = s.get("results_computed"), s.get("results_reused")
+        total += wall
+        computed += c or 0
+        reused += u or 0
+        lines.append(f"| {r['name']} | `{s.get('commit', '?')}` | {wall / 60:.1f} min | "
+                     f"{'?' if c is None else c} | {'?' if u is None else u} |")
+    commits = {r["stamp"].get("commit") for r in table}
+    where = (f"one commit (`{commits.pop()}`)" if len(commits) == 1
+             else f"{len(commits)} different commits: not one batch")
+    lines.append(f"| **total** | {where} | **{total / 60:.1f} min** | {computed} | {reused} |")
+    return "\n".join(lines)
+
+
+def _replace_between(text: str, begin: str, end: str, body: str) -> str:
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{body}\n{end}{tail}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("folder", nargs="?", default=ROOT / "results" / "notebooks" / "default", type=Path)
@@ -69,9 +101,10 @@ def main(argv=None) -> int:
         if BEGIN not in readme or END not in readme:
             print(f"{a.readme} has no {BEGIN} ... {END} markers", file=sys.stderr)
             return 1
-        head, rest = readme.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        a.readme.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+        readme = _replace_between(readme, BEGIN, END, text)
+        if WALL_BEGIN in readme and WALL_END in readme:
+            readme = _replace_between(readme, WALL_BEGIN, WALL_END, wall_markdown(table))
+        a.readme.write_text(readme)
         print(f"wrote {len(table)} rows into {a.readme}")
     else:
         print(text)

@@ -403,6 +403,33 @@ def test_stored_outputs_drop_progress_bars():
     assert len(outs) == 3 and outs[2]["data"]["text/plain"] == "<Figure size 9x3>"
 
 
+def test_saved_widget_state_keeps_only_what_an_output_displays():
+    import nbformat
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from run_notebooks import strip_progress
+    finally:
+        sys.path.pop(0)
+    view = "application/vnd.jupyter.widget-view+json"
+    shown = nbformat.v4.new_code_cell("explorer")
+    shown.outputs = [nbformat.v4.new_output("display_data", data={view: {"model_id": "aa", "version_major": 2},
+                                                                  "text/plain": "VBox(...)"})]
+    bar = nbformat.v4.new_code_cell("tqdm")
+    bar.outputs = [nbformat.v4.new_output("display_data", data={view: {"model_id": "bb", "version_major": 2},
+                                                                "text/plain": " 50%|#####     | 1/2 [00:01<00:01]"})]
+    state = {"aa": {"state": {"children": ["IPY_MODEL_cc"]}}, "cc": {"state": {"layout": "IPY_MODEL_dd"}},
+             "dd": {"state": {}}, "bb": {"state": {"layout": "IPY_MODEL_ee"}}, "ee": {"state": {}}}
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [shown, bar]
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": state, "version_major": 2}}
+    strip_progress(nb)
+    # the explorer and everything it refers to stay; the removed bar's models go
+    assert set(nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]) == {"aa", "cc", "dd"}
+    nb.cells = [bar]
+    strip_progress(nb)
+    assert "widgets" not in nb.metadata   # nothing displayed any more: no saved state at all
+
+
 def test_readme_verdict_table_comes_from_executed_notebooks(tmp_path):
     import nbformat
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -418,15 +445,23 @@ def test_readme_verdict_table_comes_from_executed_notebooks(tmp_path):
         cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="Verdict: DLP beats Uniform | 2.2x\n")]
         nb.cells = [cell]
         nb.metadata["dlp_run"] = {"commit": "abc1234", "date": "2026-12-01 20:00 UTC", "wall_seconds": 90,
-                                  "status": "ok", "profile": "default"}
+                                  "status": "ok", "profile": "default", "results_computed": 3, "results_reused": 2}
         nbformat.write(nb, folder / "00_quickstart.ipynb")
+        nb.metadata["dlp_run"] = {**nb.metadata["dlp_run"], "commit": "def5678", "wall_seconds": 30,
+                                  "results_computed": 1, "results_reused": 0}
+        nbformat.write(nb, folder / "01_empirical_study_I_statistics.ipynb")
         readme = tmp_path / "README.md"
-        readme.write_text(f"intro\n{verdicts.BEGIN}\nold\n{verdicts.END}\noutro\n")
+        readme.write_text(f"intro\n{verdicts.BEGIN}\nold\n{verdicts.END}\nmiddle\n"
+                          f"{verdicts.WALL_BEGIN}\nold wall\n{verdicts.WALL_END}\noutro\n")
         assert verdicts.main([str(folder), "--readme", str(readme)]) == 0
         text = readme.read_text()
         assert "old" not in text and text.startswith("intro") and text.rstrip().endswith("outro")
         assert "`abc1234`" in text and "1.5 min" in text and "DLP beats Uniform \\| 2.2x" in text
         assert "figures/default/00_quickstart_rid.png" in text  # the committed figure of notebook 00 is linked
+        assert "old wall" not in text and "middle" in text
+        assert "| 00_quickstart | `abc1234` | 1.5 min | 3 | 2 |" in text
+        # the total adds the stamps and says the copies do not come from one batch
+        assert "**2.0 min** | 4 | 2 |" in text and "2 different commits" in text
     finally:
         import shutil
         shutil.rmtree(folder)
