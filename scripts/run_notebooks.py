@@ -9,9 +9,8 @@ Usage: python scripts/run_notebooks.py [profile] [glob] [--notebooks DIR] [--out
 - Figures go to figures/<profile>/ (only the default profile's are committed; smoke never
   touches them).
 - A failing notebook does not stop the batch: the rest still run, a summary table (notebook,
-  status, wall time, perplexity configurations computed / reused from the cache: its "results"
-  entries; zero-shot, compression and fine-tuning results are cached under kinds of their own and
-  not counted) is printed, and the exit status is non-zero with the failed cell named.
+  status, wall time, result configurations computed / reused from the cache: perplexity, zero-shot,
+  compression and fine-tuning results, RESULT_KINDS) is printed, and the exit status is non-zero with the failed cell named.
 """
 from __future__ import annotations
 
@@ -28,6 +27,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACKED_PROFILES = ("default",)
+# the cache kinds that hold one experiment configuration's result (the others are intermediates:
+# tokens, dense statistics, per-task items, ...); the batch counts these as computed or reused
+RESULT_KINDS = ("results", "zeroshot", "mixed_nm", "quantized", "compression_svd", "compression_structured",
+                "finetune")
 # a tqdm bar: a carriage return, "NN%|", or the unknown-total form "[00:00, ? examples/s]"
 _PROGRESS = re.compile(r"\r|\d+%\||\[\d+:\d+(<[^\]]*)?, [^\]]*/s\]")
 # pip's notice that an optional local package mirror is absent (printed when a registry model is
@@ -114,8 +117,9 @@ def strip_progress(nb) -> int:
 def _count_cache(log: Path) -> tuple[int, int]:
     if not log.exists():
         return 0, 0
-    lines = log.read_text().split("\n")
-    return (sum(1 for ln in lines if ln == "miss results"), sum(1 for ln in lines if ln == "hit results"))
+    events = [ln.split(" ", 1) for ln in log.read_text().split("\n") if " " in ln]
+    return (sum(1 for e, kind in events if e == "miss" and kind in RESULT_KINDS),
+            sum(1 for e, kind in events if e == "hit" and kind in RESULT_KINDS))
 
 
 def run_one(path: Path, out_dir: Path, profile: str, figures: Path, stamp: dict) -> dict:
@@ -150,7 +154,8 @@ def run_one(path: Path, out_dir: Path, profile: str, figures: Path, stamp: dict)
         nb = nbformat.read(partial, as_version=4)
         strip_progress(nb)
         nb.metadata["dlp_run"] = {**stamp, "notebook": path.name, "status": status, "wall_seconds": round(wall, 1),
-                                  "failed": failed or None, "results_computed": computed, "results_reused": reused}
+                                  "failed": failed or None, "results_computed": computed, "results_reused": reused,
+                                  "counted_kinds": list(RESULT_KINDS)}
         header = (f"*Executed by `run_all.sh {profile}`: commit `{stamp['commit']}`, {stamp['date']}, "
                   f"{wall / 60:.1f} min wall, {stamp['machine']}; status {status}.*")
         if nb.cells and "dlp-run-stamp" in nb.cells[0].get("metadata", {}).get("tags", []):

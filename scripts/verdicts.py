@@ -58,24 +58,28 @@ def markdown(table: list[dict]) -> str:
 
 
 def wall_markdown(table: list[dict]) -> str:
-    # the batch runner counts the cache's "results" entries (one per perplexity configuration); the
-    # zero-shot, compression and fine-tuning results have cache kinds of their own, not counted here
-    lines = ["| notebook | commit | wall time | perplexity configurations computed | reused from the cache |",
+    lines = ["| notebook | commit | wall time | result configurations computed | reused from the cache |",
              "|---|---|---:|---:|---:|"]
-    total, computed, reused = 0.0, 0, 0
+    total, computed, reused, partial = 0.0, 0, 0, False
     for r in table:
         s = r["stamp"]
         wall = s.get("wall_seconds", 0) or 0
         c, u = s.get("results_computed"), s.get("results_reused")
+        # stamps written before the batch counted every result kind counted the perplexity results only
+        mark = "" if c is None or "counted_kinds" in s else "*"
+        partial |= bool(mark)
         total += wall
         computed += c or 0
         reused += u or 0
         lines.append(f"| {r['name']} | `{s.get('commit', '?')}` | {wall / 60:.1f} min | "
-                     f"{'?' if c is None else c} | {'?' if u is None else u} |")
+                     f"{'?' if c is None else c}{mark} | {'?' if u is None else u}{mark} |")
     commits = {r["stamp"].get("commit") for r in table}
     where = (f"one commit (`{commits.pop()}`)" if len(commits) == 1
              else f"{len(commits)} different commits: not one batch")
     lines.append(f"| **total** | {where} | **{total / 60:.1f} min** | {computed} | {reused} |")
+    if partial:
+        lines.append("\n\\* perplexity configurations only: the runner that wrote this stamp did not count "
+                     "zero-shot, compression and fine-tuning results.")
     return "\n".join(lines)
 
 

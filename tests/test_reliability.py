@@ -403,6 +403,19 @@ def test_stored_outputs_drop_progress_bars():
     assert len(outs) == 3 and outs[2]["data"]["text/plain"] == "<Figure size 9x3>"
 
 
+def test_batch_counts_every_result_kind_and_no_intermediate(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from run_notebooks import _count_cache
+    finally:
+        sys.path.pop(0)
+    log = tmp_path / "cache.log"
+    log.write_text("miss results\nhit results\nmiss zeroshot\nmiss finetune\nhit mixed_nm\n"
+                   "miss tokens\nmiss dense_statistics\nhit finetune_task_items\n")
+    assert _count_cache(log) == (3, 2)
+    assert _count_cache(tmp_path / "absent.log") == (0, 0)
+
+
 def test_saved_widget_state_keeps_only_what_an_output_displays():
     import nbformat
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -448,7 +461,7 @@ def test_readme_verdict_table_comes_from_executed_notebooks(tmp_path):
                                   "status": "ok", "profile": "default", "results_computed": 3, "results_reused": 2}
         nbformat.write(nb, folder / "00_quickstart.ipynb")
         nb.metadata["dlp_run"] = {**nb.metadata["dlp_run"], "commit": "def5678", "wall_seconds": 30,
-                                  "results_computed": 1, "results_reused": 0}
+                                  "results_computed": 1, "results_reused": 0, "counted_kinds": ["results"]}
         nbformat.write(nb, folder / "01_empirical_study_I_statistics.ipynb")
         readme = tmp_path / "README.md"
         readme.write_text(f"intro\n{verdicts.BEGIN}\nold\n{verdicts.END}\nmiddle\n"
@@ -459,7 +472,9 @@ def test_readme_verdict_table_comes_from_executed_notebooks(tmp_path):
         assert "`abc1234`" in text and "1.5 min" in text and "DLP beats Uniform \\| 2.2x" in text
         assert "figures/default/00_quickstart_rid.png" in text  # the committed figure of notebook 00 is linked
         assert "old wall" not in text and "middle" in text
-        assert "| 00_quickstart | `abc1234` | 1.5 min | 3 | 2 |" in text
+        # a stamp without counted_kinds comes from a runner that counted perplexity results only
+        assert "| 00_quickstart | `abc1234` | 1.5 min | 3* | 2* |" in text and "perplexity configurations only" in text
+        assert "| 01_empirical_study_I_statistics | `def5678` | 0.5 min | 1 | 0 |" in text
         # the total adds the stamps and says the copies do not come from one batch
         assert "**2.0 min** | 4 | 2 |" in text and "2 different commits" in text
     finally:
