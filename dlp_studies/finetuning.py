@@ -31,24 +31,26 @@ PAPER_BUDGET = ("paper: Table 7 follows Wanda's lora_ft (LLaMA1-7B/13B, C4 train
 GRIDS = {
     "smoke": dict(
         lora=dict(methods=("wanda",), allocations=("uniform", "dlp"), seeds=(0,), steps=4, batch_size=2,
-                  grad_accum=1, seqlen=64, lr=1e-3, warmup_steps=1, max_windows=16),
+                  grad_accum=1, seqlen=64, lr=1e-3, warmup_steps=1, max_windows=16, eval_texts=None),
         sampled=dict(methods=("lora", "lisa", "owlore", "dlp"), seeds=(0,), steps=4, batch_size=2, grad_accum=1,
                      seqlen=96, lr=1e-3, warmup_steps=1, gamma=2, interval=2, task_examples=8,
                      task_corpora=("mobydick",), eval_limit=4, num_fewshot=2),
         note="smoke: tiny random model, a few steps; the numbers only show that the pipeline runs."),
     "default": dict(
         lora=dict(methods=("wanda",), allocations=("uniform", "dlp"), seeds=(0,), steps=50, batch_size=4,
-                  grad_accum=1, seqlen=256, lr=1e-4, warmup_steps=5, max_windows=None),
-        sampled=dict(methods=("lora", "lisa", "owlore", "dlp"), seeds=(0, 1, 2), steps=30, batch_size=4,
+                  grad_accum=1, seqlen=256, lr=1e-4, warmup_steps=5, max_windows=None, eval_texts=1),
+        sampled=dict(methods=("lora", "lisa", "owlore", "dlp"), seeds=(0,), steps=30, batch_size=4,
                      grad_accum=1, seqlen=128, lr=3e-5, warmup_steps=3, gamma=2, interval=5, task_examples=400,
                      task_corpora=("bbc", "brown", "sotu", "mobydick"), eval_limit=50, num_fewshot=0),
         note="default (reduced for 2 CPU cores): Table 7 with Wanda at 70%, Uniform vs DLP, LoRA 50 steps x 4 x "
-             "256 tokens (51k tokens), one seed; Table 18 on the dense smollm2-135m, 4 methods x 3 seeds x 30 steps "
+             "256 tokens (51k tokens), one seed, perplexity on the profile's first evaluation text only (Brown; the "
+             "paper's Table 7 has one text, WikiText); Table 18 on the dense smollm2-135m, 4 methods x 1 seed x 30 steps "
              "x 4 examples (<= 128 tokens), 0-shot on 50 items per offline task (the paper is 5-shot: 5-shot prompts are "
              "about 6x longer, 13 evaluations would take hours on 2 cores; the paper profile runs 5-shot)."),
     "paper": dict(
         lora=dict(methods=("sparsegpt", "wanda"), allocations=("uniform", "owl", "dlp"), seeds=(0, 1, 2),
-                  steps=2000, batch_size=8, grad_accum=1, seqlen=1024, lr=1e-4, warmup_steps=100, max_windows=None),
+                  steps=2000, batch_size=8, grad_accum=1, seqlen=1024, lr=1e-4, warmup_steps=100, max_windows=None,
+                  eval_texts=None),
         sampled=dict(methods=("lora", "lisa", "owlore", "dlp"), seeds=(0, 1, 2), steps=2000, batch_size=16,
                      grad_accum=1, seqlen=256, lr=3e-5, warmup_steps=100, gamma=2, interval=3, task_examples=20000,
                      task_corpora=("bbc", "brown", "sotu", "mobydick"), eval_limit=None, num_fewshot=5),
@@ -77,8 +79,15 @@ def budget(g: dict, kind: str) -> str:
 
 # ------------------------------------------------------------------------------ runners
 def run_table7(lab, base, g: dict, *, progress: bool = False) -> dict:
-    """{(method, allocation, seed): finetune result} for LoRA after pruning on the calibration corpus (cached)."""
+    """{(method, allocation, seed): finetune result} for LoRA after pruning on the calibration corpus (cached).
+
+    Perplexity is measured on the first `g["eval_texts"]` of `base.eval` (None: all of them).
+    """
     from dlp_lib.finetune import FinetuneSpec, finetune
+    n_texts = g.get("eval_texts")
+    if n_texts is not None and not (isinstance(n_texts, int) and 1 <= n_texts):
+        raise ValueError(f"eval_texts={n_texts!r}: expected None (every evaluation text) or a positive integer")
+    base = base.replace(eval=tuple(base.eval[:n_texts]))
     out = {}
     for m in g["methods"]:
         for a in g["allocations"]:
