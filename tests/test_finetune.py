@@ -569,3 +569,22 @@ def test_owlore_with_galore_trains_with_smaller_optimiser_state_and_keeps_zeros(
     assert runs["galore"]["loss"][-1] < runs["galore"]["loss"][0]
     assert (runs["galore"]["memory"]["optimizer_state_bytes"]
             < runs["adamw"]["memory"]["optimizer_state_bytes"])
+
+
+def test_table7_runner_evaluates_the_grids_texts_and_rejects_a_bad_count(monkeypatch):
+    import dlp_lib.finetune as ft
+    from dlp_lib.experiment import ExperimentConfig
+    from dlp_studies.finetuning import grid, run_table7
+
+    seen = []
+    monkeypatch.setattr(ft, "finetune", lambda lab, cfg, spec, progress=False: seen.append(cfg.eval) or {})
+    base = ExperimentConfig(eval=("brown", "sotu", "mobydick"))
+    g = dict(grid("default")["lora"])
+    run_table7(None, base, g)
+    assert g["eval_texts"] == 1 and set(seen) == {("brown",)} and len(seen) == len(g["allocations"])
+    seen.clear()
+    run_table7(None, base, {**g, "eval_texts": None})
+    assert set(seen) == {("brown", "sotu", "mobydick")}
+    for bad in (0, -1, 1.5, "1"):
+        with pytest.raises(ValueError, match="eval_texts"):
+            run_table7(None, base, {**g, "eval_texts": bad})
