@@ -33,9 +33,6 @@ RESULT_KINDS = ("results", "zeroshot", "mixed_nm", "quantized", "compression_svd
                 "finetune")
 # a tqdm bar: a carriage return, "NN%|", or the unknown-total form "[00:00, ? examples/s]"
 _PROGRESS = re.compile(r"\r|\d+%\||\[\d+:\d+(<[^\]]*)?, [^\]]*/s\]")
-# pip's notice that an optional local package mirror is absent (printed when a registry model is
-# installed): about the machine, not about the result
-_NOISE = re.compile(r"Location 'file://[^']*' is ignored: it is neither a file nor a directory")
 
 
 def _commit() -> str:
@@ -101,8 +98,8 @@ def strip_progress(nb) -> int:
                 continue
             text = out.get("text", "")
             if out.get("output_type") == "stream" and out.get("name") == "stderr" and (
-                    _PROGRESS.search(text) or _NOISE.search(text)):
-                lines = [ln for ln in text.split("\n") if ln and not _PROGRESS.search(ln) and not _NOISE.search(ln)]
+                    _PROGRESS.search(text)):
+                lines = [ln for ln in text.split("\n") if ln and not _PROGRESS.search(ln)]
                 removed += 1
                 if lines:
                     out["text"] = "\n".join(lines) + "\n"
