@@ -35,7 +35,8 @@ CODE_STAGES: dict[str, tuple[str, ...]] = {
     "data": ("data.py", "models.py", "fingerprint.py", "architectures/*.py", "gguf_loading.py"),
     "plan": ("block_stats.py", "calibration*.py", "engine/*.py", "architectures/*.py", "scores.py", "allocation/*.py",
              "plan.py"),
-    "prune": ("pruning.py", "scores.py", "sparsegpt.py", "calibration*.py", "engine/*.py", "architectures/*.py"),
+    "prune": ("pruning.py", "pruned_weights.py", "scores.py", "sparsegpt.py", "calibration*.py", "engine/*.py",
+              "architectures/*.py"),
     # the compressors that consume budgets beyond masks (mixed N:M, GPTQ, SVD, structured): their
     # results carry this version too, so editing one of them leaves every plain pruning result valid
     "compress": ("compression/*.py",),

@@ -16,7 +16,7 @@ from .block_stats import LAYER_STATISTICS
 from .experiment import PROFILES, ExperimentConfig, lab_for
 from .pruning import METHODS
 from .scores import GROUPS
-from .validation import DTYPE_CHOICES, GRANULARITIES
+from .validation import DTYPE_CHOICES, EVAL_DTYPE_CHOICES, GRANULARITIES
 
 
 def _alpha(text: str):
@@ -72,6 +72,9 @@ def _experiment_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device")
     p.add_argument("--dtype", choices=DTYPE_CHOICES, help="default: the profile's; 'auto': bfloat16 on a CPU with "
                    "native bf16 matmuls, float32 on other CPUs, float16 on a GPU")
+    p.add_argument("--eval-dtype", choices=EVAL_DTYPE_CHOICES,
+                   help="perplexity compute dtype (default: the profile's): 'same' as the weights, 'auto' (bf16 "
+                        "autocast over fp32 weights on a CPU with native bf16), or bfloat16/float16 autocast")
     p.add_argument("--granularity", choices=GRANULARITIES, default="block",
                    help="dlp/owl: one ratio per block (paper) or per sublayer ranked across the model (Appendix C)")
     p.add_argument("--strict-ratios", action="store_true", help="error instead of clamp+rebalance of ratios")
@@ -169,7 +172,7 @@ def _config_from_args(a) -> ExperimentConfig:
     overrides = dict(model=a.model, method=a.method, allocation=a.allocation, sparsity=sparsity,
                      statistic=a.statistic, lamda=a.lamda, owl_m=a.owl_m, calib=a.calib,
                      eval=tuple(a.eval) if a.eval else None, nsamples=a.nsamples, seqlen=a.seqlen,
-                     seed=a.seed, device=a.device, dtype=a.dtype, group=a.group, nm=nm, granularity=a.granularity,
+                     seed=a.seed, device=a.device, dtype=a.dtype, eval_dtype=a.eval_dtype, group=a.group, nm=nm, granularity=a.granularity,
                      strict_ratios=a.strict_ratios, revision=a.revision,
                      trust_remote_code=a.trust_remote_code or None)
     cfg = ExperimentConfig.from_profile(a.profile, **overrides)

@@ -1,6 +1,7 @@
 """Perplexity on non-overlapping windows, achieved sparsity, and the LOD of Table 2."""
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -12,15 +13,32 @@ from .models import decoder_blocks, linear_sublayers
 from .scores import wanda_scores
 
 
+def evaluation_numerics(device, model_dtype: torch.dtype, compute_dtype: torch.dtype | None):
+    """The context an evaluation's forward runs in: the weights' own dtype, or autocast to a
+    16-bit compute dtype over fp32 weights (matmuls in bf16 with fp32 accumulation; norms,
+    softmax and the loss stay fp32), which leaves the weights, and so the masks, untouched."""
+    if compute_dtype is None or compute_dtype == model_dtype:
+        return contextlib.nullcontext()
+    if model_dtype != torch.float32 or compute_dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"evaluation compute dtype {compute_dtype} over {model_dtype} weights is not allowed; "
+                         "allowed: the weights' dtype, or bfloat16/float16 autocast over float32 weights")
+    return torch.autocast(device_type=torch.device(device).type, dtype=compute_dtype)
+
+
 @torch.no_grad()
 def perplexity(model, windows: torch.Tensor, *, device=None, batch_size: int = 1, progress: bool = True,
-               desc: str = "perplexity") -> float:
-    """exp(mean next-token NLL) over non-overlapping windows (paper: T=2048, batch 1)."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+               desc: str = "perplexity", compute_dtype: torch.dtype | None = None) -> float:
+    """exp(mean next-token NLL) over non-overlapping windows (paper: T=2048, batch 1).
+
+    compute_dtype: None (the weights' dtype) or a 16-bit autocast dtype over fp32 weights."""
+    first = next(model.parameters())
+    device = torch.device(device) if device is not None else first.device
     total_nll, total_tokens = 0.0, 0
     for batch in tqdm(windows.split(batch_size), desc=desc, disable=not progress, leave=False):
         batch = batch.to(device)
-        logits = model(batch, use_cache=False).logits[:, :-1].float()
+        with evaluation_numerics(device, first.dtype, compute_dtype):
+            logits = model(batch, use_cache=False).logits
+        logits = logits[:, :-1].float()
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="sum")
         total_nll += float(nll)
         total_tokens += batch[:, 1:].numel()

@@ -26,6 +26,7 @@ from .calibration import check_replay
 from .models import load_model
 from .allocation import build_plan
 from .plan import SparsityPlan
+from . import pruned_weights
 from .pruning import prune_model
 from .scores import NMPattern
 
@@ -34,14 +35,14 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 PROFILES = {
     # seconds on a CPU: a random tiny model, what CI executes for every notebook
     "smoke": dict(model="tiny-llama", calib="bbc", nsamples=4, seqlen=64, eval=("brown",), neval=4,
-                  device="cpu", dtype="float32", sparsities=(0.5, 0.7), extra_eval=("sotu",)),
+                  device="cpu", dtype="float32", eval_dtype="auto", sparsities=(0.5, 0.7), extra_eval=("sotu",)),
     # the embedded real model on a 2-core laptop CPU
     "default": dict(model="smollm2-135m", calib="bbc", nsamples=32, seqlen=512, eval=("brown",), neval=32,
-                    device="cpu", dtype="float32", sparsities=(0.5, 0.6, 0.7),
+                    device="cpu", dtype="float32", eval_dtype="auto", sparsities=(0.5, 0.6, 0.7),
                     extra_eval=("sotu", "mobydick")),
     # the paper's protocol: LLaMA-1 7B, 128 x 2048 C4 calibration, WikiText-2 at 2048, fp16 GPU
     "paper": dict(model="huggyllama/llama-7b", calib="c4", nsamples=128, seqlen=2048, eval=("wikitext2",),
-                  neval=None, device="cuda", dtype="float16", sparsities=(0.5, 0.6, 0.7, 0.8),
+                  neval=None, device="cuda", dtype="float16", eval_dtype="same", sparsities=(0.5, 0.6, 0.7, 0.8),
                   extra_eval=("ptb", "c4")),
 }
 
@@ -72,6 +73,7 @@ class ExperimentConfig:
     seed: int = _role("data", 0)                     # calibration sampling seed
     eval: tuple[str, ...] = _role("eval", ("brown",))  # evaluation sources
     neval: int | None = _role("eval", 32)            # evaluation windows per source (None: all)
+    eval_dtype: str = _role("eval", "same")          # perplexity compute: same | auto | bf16/fp16 autocast of fp32
     group: str | None = _role("prune", None)         # mask comparison group; None: the method's default
     nm: str | None = _role("prune", None)            # N:M pattern, N kept of every M
     device: str = _role("data", "cpu")               # compute device
@@ -81,9 +83,10 @@ class ExperimentConfig:
     granularity: str = _role("plan", "block")        # dlp/owl: one ratio per block (paper) or per sublayer
 
     def __post_init__(self):
-        from .validation import resolve_dtype, validate_config
+        from .validation import resolve_dtype, resolve_eval_dtype, validate_config
         # resolved at once, so that keys, stamps and reports name the dtype that really ran
         object.__setattr__(self, "dtype", resolve_dtype(self.dtype, self.device))
+        object.__setattr__(self, "eval_dtype", resolve_eval_dtype(self.eval_dtype, self.dtype, self.device))
         validate_config(self)
 
     @classmethod
@@ -105,6 +108,10 @@ class ExperimentConfig:
         return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["role"] in roles)
 
     def replace(self, **changes) -> "ExperimentConfig":
+        if "dtype" in changes and "eval_dtype" not in changes:
+            # the evaluation follows the new weights, unless it was an autocast those weights allow
+            keeps = self.eval_dtype != self.dtype and changes["dtype"] == "float32"
+            changes["eval_dtype"] = self.eval_dtype if keeps else "same"
         return dataclasses.replace(self, **changes)
 
     def resolved_alpha(self) -> float | None:
@@ -172,19 +179,22 @@ class Lab:
     `ensure(cfg)` before using the model itself. `use_cache=False` recomputes every stage (tokens,
     pass 1, dense perplexity, results) and overwrites what is cached. `dense_copy` says where the
     dense block weights are kept for restoring: "memory", "disk" (memory-mapped from the cache, no
-    second copy in RAM), or "auto" (disk above 2 GiB of block weights).
+    second copy in RAM), or "auto" (disk above 2 GiB of block weights). `share_pruning` stores each
+    pruned model's masks (and SparseGPT's updated weights) by pruning key, so another notebook or
+    process pruning identically applies them instead of pruning again (`dlp_lib.pruned_weights`).
     """
 
     def __init__(self, model: str, *, device: str = "cpu", dtype: str = "float32", progress: bool = True,
                  use_cache: bool = True, dense_copy: str = "auto", revision: str | None = None,
-                 trust_remote_code: bool = False, eval_devices: str | None = None):
+                 trust_remote_code: bool = False, eval_devices: str | None = None, share_pruning: bool = True):
         from .placement import parse_devices
         from .validation import resolve_dtype
         self.eval_devices = parse_devices(eval_devices) if eval_devices else None
         dtype = resolve_dtype(dtype, device)
         self.model_name, self.device, self.dtype_name = model, device, dtype
         self.revision, self.trust_remote_code = revision, trust_remote_code
-        self.progress, self.use_cache = progress, use_cache
+        self.progress, self.use_cache, self.share_pruning = progress, use_cache, share_pruning
+        self._prune_seconds, self._pruned_from_cache = None, False
         self._model, self._tokenizer = load_model(model, dtype=DTYPES[dtype],
                                                   device="cpu" if device == "cuda" else device,
                                                   revision=revision, trust_remote_code=trust_remote_code)
@@ -277,15 +287,45 @@ class Lab:
             return self._plan
         plan = self.plan(cfg)
         self.ensure(None)
-        nm = NMPattern.parse(cfg.nm) if cfg.nm else None
         try:
-            prune_model(self._model, plan, cfg.method, self.calibration(cfg), group=cfg.resolved_group(), nm=nm,
-                        device=self.device, progress=self.progress)
+            self._prune_seconds, self._pruned_from_cache = self._prune(cfg, key, plan)
         except BaseException:
             self._dense.restore(self._model)  # never leave a half-pruned model behind
             raise
         self._pruned, self._pruned_key, self._plan = cfg, key, plan
         return plan
+
+    def _prune(self, cfg: ExperimentConfig, key: dict, plan: SparsityPlan) -> tuple[float, bool]:
+        """Prune the dense model as cfg says, or apply the stored weights of an identical earlier
+        pruning (same pruning key); returns (seconds the pruning took, whether it was stored)."""
+        nm = NMPattern.parse(cfg.nm) if cfg.nm else None
+
+        def prune() -> float:
+            t0 = time.perf_counter()
+            prune_model(self._model, plan, cfg.method, self.calibration(cfg), group=cfg.resolved_group(), nm=nm,
+                        device=self.device, progress=self.progress)
+            return time.perf_counter() - t0
+
+        with_values = cfg.method in pruned_weights.WEIGHT_UPDATING_METHODS
+        if (not self.share_pruning or pruned_weights.entry_bytes(self._model, with_values, 1 - cfg.sparsity)
+                > pruned_weights.MAX_ENTRY_BYTES):
+            return prune(), False
+        computed = []
+
+        def compute() -> dict:
+            computed.append(True)
+            return {"prune_seconds": prune(), **pruned_weights.capture(self._model, with_values)}
+        entry = cached("pruned_weights", key, compute, fmt="torch", enabled=self.use_cache)
+        if computed:
+            return entry["prune_seconds"], False
+        try:
+            pruned_weights.apply_(self._model, entry)
+        except (ValueError, RuntimeError, KeyError, TypeError) as exc:  # an entry that does not fit this model
+            warnings.warn(f"stored pruned weights do not fit the model ({exc}); pruning again", stacklevel=3)
+            self._dense.restore(self._model)
+            entry = cached("pruned_weights", key, compute, fmt="torch", enabled=False)
+            return entry["prune_seconds"], False
+        return entry["prune_seconds"], True
 
     def mark_modified(self, tag) -> None:
         """Record that a compressor changed the block weights in place (outside ensure): the model now
@@ -317,21 +357,53 @@ class Lab:
                 decoder_blocks(self._model).to("cpu")
                 torch.cuda.empty_cache()
 
-    def perplexities(self, sources, seqlen: int, neval: int | None) -> dict[str, float]:
+    def perplexities(self, sources, seqlen: int, neval: int | None, eval_dtype: str | None = None
+                     ) -> dict[str, float]:
+        """Perplexity of the model as it is now on each source; eval_dtype: the compute dtype
+        (None: the weights'; "bfloat16"/"float16": autocast over fp32 weights). Not cached: the
+        model may have been changed by the caller."""
+        compute_dtype = DTYPES[eval_dtype] if eval_dtype else None
         with self.evaluation_placement() as device:
-            return {TextSource(s).label: perplexity(self._model, self.eval_windows(s, seqlen, neval),
-                                                    device=device, progress=self.progress,
-                                                    desc=f"perplexity {TextSource(s).label}")
+            return {TextSource(s).label: perplexity(self._model, self.eval_windows(s, seqlen, neval), device=device,
+                                                    progress=self.progress, desc=f"perplexity {TextSource(s).label}",
+                                                    compute_dtype=compute_dtype)
                     for s in sources}
 
+    def _state_perplexities(self, cfg: ExperimentConfig, *, dense: bool = False) -> dict[str, float]:
+        """Perplexity on each of cfg's texts of the dense model (dense=True) or of the model in the
+        state ensure() made, cached per text: a notebook evaluating another text set reuses the
+        texts done. The dense weights are restored only if some text must be evaluated."""
+        if dense:
+            state = {k: v for k, v in cfg.data_key(self._fingerprint).items()
+                     if k in ("model", "revision", "fingerprint", "dtype", "device")}
+            state["code"] = code_version("data")
+        elif self._pruned is None:
+            return self._state_perplexities(cfg, dense=True)
+        elif isinstance(self._pruned, ExperimentConfig):
+            state = self._pruned_key
+        else:
+            raise RuntimeError("the model was modified outside the Lab; call ensure() first")
+        out = {}
+        with contextlib.ExitStack() as stack:
+            placed: list = []
+
+            def compute(source):
+                if not placed:  # the model moves for the evaluation only if some text is not cached
+                    if dense:
+                        self.ensure(None)
+                    placed.append(stack.enter_context(self.evaluation_placement()))
+                return perplexity(self._model, self.eval_windows(source, cfg.seqlen, cfg.neval), device=placed[0],
+                                  progress=self.progress, desc=f"perplexity {TextSource(source).label}",
+                                  compute_dtype=DTYPES[cfg.eval_dtype])
+            for s in cfg.eval:
+                key = {"state": state, "text": TextSource(s).identity(), "seqlen": cfg.seqlen, "neval": cfg.neval,
+                       "eval_dtype": cfg.eval_dtype, "code": code_version("eval")}
+                out[TextSource(s).label] = cached("perplexity", key, lambda s=s: compute(s), enabled=self.use_cache)
+        return out
+
     def dense_perplexity(self, cfg: ExperimentConfig) -> dict[str, float]:
-        def compute():
-            self.ensure(None)
-            return self.perplexities(cfg.eval, cfg.seqlen, cfg.neval)
-        key = cfg.eval_key(self._fingerprint)
-        key = {k: key[k] for k in ("model", "fingerprint", "dtype", "device", "seqlen", "eval", "neval")}
-        key["code"] = {r: code_version(r) for r in ("data", "eval")}
-        return cached("dense_perplexity", key, compute, enabled=self.use_cache)
+        self._check(cfg)
+        return self._state_perplexities(cfg, dense=True)
 
     def run(self, cfg: ExperimentConfig, *, use_cache: bool | None = None) -> dict:
         """Plan, prune, evaluate; the result dict is cached on disk under cfg.eval_key.
@@ -342,19 +414,18 @@ class Lab:
 
         def compute():
             dense_ppl = self.dense_perplexity(cfg)
-            t0 = time.perf_counter()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", alloc.RatioRangeWarning)
                 plan = self.ensure(cfg)
             for w in caught:  # recorded in the result and shown to the user
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-            t_prune = time.perf_counter() - t0
-            ppl = self.perplexities(cfg.eval, cfg.seqlen, cfg.neval)
+            ppl = self._state_perplexities(cfg)
             out = {"config": cfg.to_dict(), "ratios": plan.ratios, "rid": plan.rid,
                    "block_statistic": plan.block_statistic, "plan": plan.to_dict(),
                    "perplexity": {"dense": dense_ppl, "pruned": ppl},
                    "achieved_sparsity": achieved_sparsity(self._model),
-                   "warnings": [str(w.message) for w in caught], "prune_seconds": t_prune,
+                   "warnings": [str(w.message) for w in caught], "prune_seconds": self._prune_seconds,
+                   "pruned_weights_from_cache": self._pruned_from_cache,
                    "model_fingerprint": self._fingerprint}
             if cfg.lod_m is not None:
                 out["lod"] = layer_outlier_distribution(self._model, self.calibration(cfg), cfg.lod_m,

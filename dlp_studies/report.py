@@ -47,7 +47,9 @@ def setup(profile: str, **overrides):
 def describe(cfg: ExperimentConfig) -> str:
     return (f"model `{cfg.model}`, calibration `{cfg.calib}` {cfg.nsamples} x {cfg.seqlen} tokens (seed {cfg.seed}), "
             f"evaluation {', '.join(cfg.eval)} in non-overlapping {cfg.seqlen}-token windows"
-            + (f" (first {cfg.neval})" if cfg.neval else "") + f", {cfg.dtype} on {cfg.device}")
+            + (f" (first {cfg.neval})" if cfg.neval else "") + f", {cfg.dtype} on {cfg.device}"
+            + (f"; perplexity computed with {cfg.eval_dtype} autocast over the {cfg.dtype} weights (calibration, "
+               "scores and masks in " + cfg.dtype + ")" if cfg.eval_dtype != cfg.dtype else ""))
 
 
 def side_by_side(ours: dict, paper: dict, *, ours_label: str = "ours", paper_label: str = "paper") -> pd.DataFrame:
@@ -63,8 +65,8 @@ def fmt_ppl(x: float) -> str:
 
 # ---------------------------------------------------------------- study notebooks 01/03/04/05/08
 # Per-profile grids. `smoke` runs everything the notebook shows on the tiny model in about a
-# minute; `default` is reduced toward a cold batch of two hours on 2 CPU cores (not met yet:
-# README, "Wall time of the default batch"; the reduction is printed by the notebook); `paper` is the paper's full grid. A profile missing here gets the
+# minute; `default` is reduced toward a cold batch of two hours on 2 CPU cores (README, "Wall time
+# of the default batch"; the reduction is printed by the notebook); `paper` is the paper's full grid. A profile missing here gets the
 # paper's grid. Notebook parameters left as None are filled from here (`study_grid`).
 _ALL_STATS = ("sum", "mean", "median", "max", "var", "sd")
 _ALL_METHODS = ("magnitude", "sparsegpt", "wanda")

@@ -111,12 +111,13 @@ def strip_progress(nb) -> int:
     return removed
 
 
-def _count_cache(log: Path) -> tuple[int, int]:
+def _count_cache(log: Path, kinds=RESULT_KINDS) -> tuple[int, int]:
+    """(computed, reused) entries of `kinds` in a batch's cache log."""
     if not log.exists():
         return 0, 0
     events = [ln.split(" ", 1) for ln in log.read_text().split("\n") if " " in ln]
-    return (sum(1 for e, kind in events if e == "miss" and kind in RESULT_KINDS),
-            sum(1 for e, kind in events if e == "hit" and kind in RESULT_KINDS))
+    return (sum(1 for e, kind in events if e == "miss" and kind in kinds),
+            sum(1 for e, kind in events if e == "hit" and kind in kinds))
 
 
 def run_one(path: Path, out_dir: Path, profile: str, figures: Path, stamp: dict) -> dict:
@@ -147,12 +148,14 @@ def run_one(path: Path, out_dir: Path, profile: str, figures: Path, stamp: dict)
             os.environ.update(env_before)
         wall = time.perf_counter() - t0
         computed, reused = _count_cache(cache_log)
+        pruned, applied = _count_cache(cache_log, ("pruned_weights",))
     if partial.exists():
         nb = nbformat.read(partial, as_version=4)
         strip_progress(nb)
         nb.metadata["dlp_run"] = {**stamp, "notebook": path.name, "status": status, "wall_seconds": round(wall, 1),
                                   "failed": failed or None, "results_computed": computed, "results_reused": reused,
-                                  "counted_kinds": list(RESULT_KINDS)}
+                                  "counted_kinds": list(RESULT_KINDS), "prunings_computed": pruned,
+                                  "prunings_reused": applied}
         header = (f"*Executed by `run_all.sh {profile}`: commit `{stamp['commit']}`, {stamp['date']}, "
                   f"{wall / 60:.1f} min wall, {stamp['machine']}; status {status}.*")
         if nb.cells and "dlp-run-stamp" in nb.cells[0].get("metadata", {}).get("tags", []):

@@ -58,9 +58,10 @@ def markdown(table: list[dict]) -> str:
 
 
 def wall_markdown(table: list[dict]) -> str:
-    lines = ["| notebook | commit | wall time | result configurations computed | reused from the cache |",
-             "|---|---|---:|---:|---:|"]
+    lines = ["| notebook | commit | wall time | result configurations computed | reused from the cache "
+             "| prunings done | prunings reused |", "|---|---|---:|---:|---:|---:|---:|"]
     total, computed, reused, partial = 0.0, 0, 0, False
+    pruned = applied = 0
     for r in table:
         s = r["stamp"]
         wall = s.get("wall_seconds", 0) or 0
@@ -71,12 +72,15 @@ def wall_markdown(table: list[dict]) -> str:
         total += wall
         computed += c or 0
         reused += u or 0
+        p, a = s.get("prunings_computed"), s.get("prunings_reused")  # absent from older stamps
+        pruned, applied = pruned + (p or 0), applied + (a or 0)
         lines.append(f"| {r['name']} | `{s.get('commit', '?')}` | {wall / 60:.1f} min | "
-                     f"{'?' if c is None else c}{mark} | {'?' if u is None else u}{mark} |")
+                     f"{'?' if c is None else c}{mark} | {'?' if u is None else u}{mark} | "
+                     f"{'?' if p is None else p} | {'?' if a is None else a} |")
     commits = {r["stamp"].get("commit") for r in table}
     where = (f"one commit (`{commits.pop()}`)" if len(commits) == 1
              else f"{len(commits)} different commits: not one batch")
-    lines.append(f"| **total** | {where} | **{total / 60:.1f} min** | {computed} | {reused} |")
+    lines.append(f"| **total** | {where} | **{total / 60:.1f} min** | {computed} | {reused} | {pruned} | {applied} |")
     if partial:
         lines.append("\n\\* perplexity configurations only: the runner that wrote this stamp did not count "
                      "zero-shot, compression and fine-tuning results.")

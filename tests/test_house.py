@@ -17,7 +17,7 @@ LAYERS = [
     ("calibration", "engine", "zeroshot_tasks"),
     ("block_stats", "sparsegpt"),
     ("allocation",),
-    ("pruning", "compression", "evaluation", "placement"),
+    ("pruning", "pruned_weights", "compression", "evaluation", "placement"),
     ("zeroshot", "auto_alpha"),
     ("validation", "dense_weights", "experiment"),
     ("api", "explorer", "export", "sweep", "finetune", "inference"),

@@ -175,7 +175,8 @@ def test_corrupt_entries_are_reported_deleted_and_recomputed(tmp_cache):
     cfg = ExperimentConfig.from_profile("smoke", sparsity=0.5)
     first = Lab("tiny-llama", progress=False).run(cfg)
     for kind, garbage in (("results", b'{"config": {"a": 1}, "val'), ("dense_statistics", b"\x00garbage"),
-                          ("dense_perplexity", b"not json at all"), ("tokens", b"PK\x03\x04 torn zip")):
+                          ("perplexity", b"not json at all"), ("pruned_weights", b"PK\x03\x04 torn zip"),
+                          ("tokens", b"PK\x03\x04 torn zip")):
         paths = _entry_paths(tmp_cache, kind) if kind != "tokens" else []
         for p in paths:
             p.write_bytes(garbage)
@@ -183,7 +184,7 @@ def test_corrupt_entries_are_reported_deleted_and_recomputed(tmp_cache):
     with pytest.warns(UserWarning, match=r"unreadable cache entry .*results.*deleted, recomputing"):
         again = Lab("tiny-llama", progress=False).run(cfg)
     assert again["perplexity"] == first["perplexity"] and again["ratios"] == first["ratios"]
-    for kind in ("results", "dense_statistics", "dense_perplexity"):  # healed: readable again
+    for kind in ("results", "dense_statistics", "perplexity", "pruned_weights"):  # healed: readable again
         from dlp_lib.cache import read_entry
         for p in _entry_paths(tmp_cache, kind):
             read_entry(p)

@@ -117,7 +117,7 @@ def quantized_result(lab, cfg, bits: int, group_size: int | None = None, mode: s
                 calib = None if mode == "rtn" else lab.calibration(cfg)
                 budgets.update(quantize_model(lab.model, calib, bits, group_size=group_size, mode=mode,
                                               device=lab.device, progress=lab.progress))
-        ppl = lab.perplexities(cfg.eval, cfg.seqlen, cfg.neval)
+        ppl = lab.perplexities(cfg.eval, cfg.seqlen, cfg.neval, cfg.eval_dtype)
         return {"perplexity": ppl, "budgets": budgets, "achieved_sparsity": achieved_sparsity(lab.model),
                 "dense": dense, "allocation": None if dense else cfg.allocation,
                 "sparsity": 0.0 if dense else cfg.sparsity, "group_size": group_size, "mode": mode,
@@ -154,7 +154,7 @@ def mixed_nm_result(lab, cfg, pattern: str, allocation: str, method: str | None 
         prune_mixed_nm(lab.model, plan, p, plan_cfg.method, lab.calibration(plan_cfg), group=plan_cfg.resolved_group(),
                        device=lab.device, progress=lab.progress)
         check = nm_compliance(lab.model, mixed)
-        ppl = lab.perplexities(cfg.eval, cfg.seqlen, cfg.neval)
+        ppl = lab.perplexities(cfg.eval, cfg.seqlen, cfg.neval, cfg.eval_dtype)
         return {"perplexity": ppl, "compliance": check, "seconds": time.perf_counter() - t0}
 
     out = dict(cached("mixed_nm", key, compute, enabled=use_cache))

@@ -234,7 +234,8 @@ def evaluate(lab, model: nn.Module, cfg) -> dict[str, float]:
     from ..evaluation import perplexity
     model.to(lab.device)
     return {TextSource(s).label: perplexity(model, lab.eval_windows(s, cfg.seqlen, cfg.neval), device=lab.device,
-                                            progress=lab.progress, desc=f"perplexity {TextSource(s).label}")
+                                            progress=lab.progress, desc=f"perplexity {TextSource(s).label}",
+                                            compute_dtype=getattr(torch, cfg.eval_dtype))
             for s in cfg.eval}
 
 

@@ -170,7 +170,8 @@ def finetune(lab, cfg, spec: FinetuneSpec, *, use_cache: bool = True, progress: 
                          f"the model is {lab.dtype_name}: use dtype float32 (--dtype float32)")
     progress = getattr(lab, "progress", True) if progress is None else progress
     pcfg = cfg if spec.prune else None
-    evaluation = ({"eval": [TextSource(s).identity() for s in cfg.eval], "seqlen": cfg.seqlen, "neval": cfg.neval}
+    evaluation = ({"eval": [TextSource(s).identity() for s in cfg.eval], "seqlen": cfg.seqlen, "neval": cfg.neval,
+                   "eval_dtype": cfg.eval_dtype}
                   if spec.data == "lm" else {"suite": "offline"})
     from ..cache import code_version
     key = {"v": FINETUNE_VERSION, "code": {"eval": code_version("eval"), "finetune": code_version("finetune")}, "model": lab.model_name, "fingerprint": lab.fingerprint,
@@ -186,7 +187,7 @@ def finetune(lab, cfg, spec: FinetuneSpec, *, use_cache: bool = True, progress: 
 
 def _evaluate(lab, cfg, spec: FinetuneSpec, model, progress: bool) -> dict:
     if spec.data == "lm":
-        return {"perplexity": lab.perplexities(cfg.eval, cfg.seqlen, cfg.neval)}
+        return {"perplexity": lab.perplexities(cfg.eval, cfg.seqlen, cfg.neval, cfg.eval_dtype)}
     from ..zeroshot import evaluate_zero_shot
     return {"zero_shot": evaluate_zero_shot(model, lab.tokenizer, "offline", limit=spec.eval_limit,
                                             device=lab.device, progress=progress, num_fewshot=spec.num_fewshot)}
