@@ -17,7 +17,7 @@ each with its time, peak GPU memory (allocated and reserved) and ratio to the fl
 
 GPU, a randomly initialised LLaMA-2-7B-shaped model (no download), the paper's 128 x 2048:
     python benchmarks/prune_speed.py --shape llama2-7b --nsamples 128 --seqlen 2048 --device cuda
-CPU, the embedded smollm2-135m at the default profile (32 x 512 BBC windows):
+CPU, the embedded smollm2-135m at 32 x 512 BBC windows (twice the default profile's calibration):
     python benchmarks/prune_speed.py --model smollm2-135m --device cpu --nsamples 32 --seqlen 512
 """
 from __future__ import annotations

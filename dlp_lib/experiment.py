@@ -37,7 +37,7 @@ PROFILES = {
     "smoke": dict(model="tiny-llama", calib="bbc", nsamples=4, seqlen=64, eval=("brown",), neval=4,
                   device="cpu", dtype="float32", eval_dtype="auto", sparsities=(0.5, 0.7), extra_eval=("sotu",)),
     # the embedded real model on a 2-core laptop CPU
-    "default": dict(model="smollm2-135m", calib="bbc", nsamples=32, seqlen=512, eval=("brown",), neval=32,
+    "default": dict(model="smollm2-135m", calib="bbc", nsamples=16, seqlen=512, eval=("brown",), neval=32,
                     device="cpu", dtype="float32", eval_dtype="auto", sparsities=(0.5, 0.6, 0.7),
                     extra_eval=("sotu", "mobydick")),
     # the paper's protocol: LLaMA-1 7B, 128 x 2048 C4 calibration, WikiText-2 at 2048, fp16 GPU
@@ -68,7 +68,7 @@ class ExperimentConfig:
     lamda: float = _role("plan", 0.08)               # OWL lambda
     owl_m: float = _role("plan", 5.0)                # OWL outlier threshold M
     calib: str = _role("data", "bbc")                # calibration source
-    nsamples: int = _role("data", 32)                # calibration windows
+    nsamples: int = _role("data", 16)                # calibration windows
     seqlen: int = _role("data", 512)                 # tokens per calibration and evaluation window
     seed: int = _role("data", 0)                     # calibration sampling seed
     eval: tuple[str, ...] = _role("eval", ("brown",))  # evaluation sources
