@@ -7,6 +7,7 @@ what `eval_dtype="bfloat16"` runs); and a bf16 copy of the whole model. Reported
 configuration and text: the three perplexities, their differences from fp32, and the seconds.
 
     python benchmarks/eval_dtype.py --out benchmarks/results/eval_dtype_smollm2-135m.json
+    python benchmarks/eval_dtype.py --runs "sparsegpt/dlp 70%" --out ... --merge   # add rows to a file
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--runs", nargs="+", default=None, help="names of the runs to measure (default: all)")
+    ap.add_argument("--merge", action="store_true", help="keep the runs already in --out, replace those measured")
     args = ap.parse_args(argv)
     lab = Lab(args.model, progress=False, use_cache=True)
     base = ExperimentConfig.from_profile("default", model=args.model, eval_dtype="same")
@@ -49,6 +52,13 @@ def main(argv=None) -> dict:
             ("sparsegpt/dlp 70%", base.replace(method="sparsegpt", allocation="dlp", sparsity=0.7), TEXTS),
             ("magnitude/uniform 70%", base.replace(method="magnitude", allocation="uniform", sparsity=0.7), ("brown",)),
             ("wanda/dlp 50%", base.replace(method="wanda", allocation="dlp", sparsity=0.5), ("brown",))]
+    if args.runs is not None:
+        unknown = set(args.runs) - {name for name, _, _ in runs}
+        if unknown:
+            raise SystemExit(f"unknown --runs {sorted(unknown)}; allowed: {[name for name, _, _ in runs]}")
+        runs = [r for r in runs if r[0] in args.runs]
+    if args.merge and not (args.out and Path(args.out).exists()):
+        raise SystemExit(f"--merge needs an existing --out file, got {args.out!r}")
     out = {"model": args.model, "cpu_bf16": cpu_supports_bf16(), "threads": torch.get_num_threads(),
            "torch": torch.__version__, "runs": {}}
     for name, cfg, texts in runs:
@@ -72,6 +82,10 @@ def main(argv=None) -> dict:
                   f"bf16 copy {ptw / p32 - 1:+.3%}", flush=True)
         out["runs"][name] = row
     if args.out:
+        if args.merge:
+            old = json.loads(Path(args.out).read_text())
+            old["runs"].update(out["runs"])
+            out = {**old, "runs": old["runs"]}
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     return out
 

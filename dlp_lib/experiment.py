@@ -37,7 +37,7 @@ PROFILES = {
     "smoke": dict(model="tiny-llama", calib="bbc", nsamples=4, seqlen=64, eval=("brown",), neval=4,
                   device="cpu", dtype="float32", eval_dtype="auto", sparsities=(0.5, 0.7), extra_eval=("sotu",)),
     # the embedded real model on a 2-core laptop CPU
-    "default": dict(model="smollm2-135m", calib="bbc", nsamples=16, seqlen=512, eval=("brown",), neval=32,
+    "default": dict(model="smollm2-135m", calib="bbc", nsamples=16, seqlen=512, eval=("brown",), neval=16,
                     device="cpu", dtype="float32", eval_dtype="auto", sparsities=(0.5, 0.6, 0.7),
                     extra_eval=("sotu", "mobydick")),
     # the paper's protocol: LLaMA-1 7B, 128 x 2048 C4 calibration, WikiText-2 at 2048, fp16 GPU
@@ -72,7 +72,7 @@ class ExperimentConfig:
     seqlen: int = _role("data", 512)                 # tokens per calibration and evaluation window
     seed: int = _role("data", 0)                     # calibration sampling seed
     eval: tuple[str, ...] = _role("eval", ("brown",))  # evaluation sources
-    neval: int | None = _role("eval", 32)            # evaluation windows per source (None: all)
+    neval: int | None = _role("eval", 16)            # evaluation windows per source (None: all)
     eval_dtype: str = _role("eval", "same")          # perplexity compute: same | auto | bf16/fp16 autocast of fp32
     group: str | None = _role("prune", None)         # mask comparison group; None: the method's default
     nm: str | None = _role("prune", None)            # N:M pattern, N kept of every M

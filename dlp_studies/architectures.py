@@ -45,7 +45,7 @@ GRIDS = {
         # alone is 168M weights): one sparsity and a reduced protocol keep it within a few minutes
         "per_model": {"gemma3-270m": {"sparsities": (0.7,), "config": dict(nsamples=16, seqlen=256, neval=16)}},
         "note": "default: the two real pretrained models that install offline: SmolLM2-135M (LLaMA architecture, "
-                "embedded; 60/70/80%, the default profile's BBC 16 x 512 calibration and Brown 32 x 512 "
+                "embedded; 60/70/80%, the default profile's BBC 16 x 512 calibration and Brown 16 x 512 "
                 "evaluation) and Gemma-3-270M (Gemma3: mixed sliding-window/full attention, 262k vocabulary; "
                 "fetched from PyPI as GGUF; 70% only, BBC 16 x 256 calibration, Brown 16 x 256 evaluation), Wanda, "
                 "Uniform vs DLP, instead of the paper's 7-8B models with C4 and WikiText.",

@@ -39,13 +39,13 @@ GRIDS = {
                   gptq=dict(bits=(16, 8, 4, 3), rows=("dense", "uniform", "dlp"), sparsity=0.7, method="sparsegpt",
                             group_size=None, mode="gptq", joint_bits=(4,)),
                   overrides=dict()),
-    # smollm2-135m on 2 idle CPU cores (5.7 min measured): four patterns with Wanda (the 1:4 and 3:4
-    # ends, 2:4 and 4:8 at the same density), every bit width of Table 17 x 3 rows, per-row grids,
+    # smollm2-135m on 2 CPU cores: four patterns with Wanda (the 1:4 and 3:4 ends, 2:4 and 4:8 at
+    # the same density), Table 17 at 16/4/3 bits x 3 rows (8 bits is nearly lossless), per-row grids,
     # with a smaller calibration (8 x 512) and evaluation (8 x 512 tokens of one text) than the
     # other notebooks: every GPTQ pass is a full sequential calibration pass, like SparseGPT's
     "default": dict(nm=dict(patterns=("1:4", "2:4", "3:4", "4:8"), allocations=("uniform", "dlp"), method="wanda",
                             alphas=(None, 0.2)),
-                    gptq=dict(bits=(16, 8, 4, 3), rows=("dense", "uniform", "dlp"), sparsity=0.7,
+                    gptq=dict(bits=(16, 4, 3), rows=("dense", "uniform", "dlp"), sparsity=0.7,
                               method="sparsegpt", group_size=None, mode="gptq", joint_bits=()),
                     overrides=dict(nsamples=8, neval=8)),
     # the paper: every pattern of Table 15, every bit width of Table 17

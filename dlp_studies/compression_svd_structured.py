@@ -32,15 +32,15 @@ GRIDS = {
                   structured_texts=("brown", "sotu"), taylor_nsamples=4, taylor_seqlen=64, neval=None,
                   nsamples=None, timing_seqlen=None, timing_repeats=5,
                   note="smoke: tiny random model; SVD at 10/30% (plain, ASVD), structured at 20/40%."),
-    "default": dict(svd_reductions=(0.1, 0.2, 0.3, 0.4, 0.5), svd_variants=("plain", "asvd"),
+    "default": dict(svd_reductions=(0.1, 0.3, 0.5), svd_variants=("plain", "asvd"),
                     structured_ratios=(0.2, 0.4, 0.6), structured_texts=("brown",), taylor_nsamples=10,
                     taylor_seqlen=64, neval=8, nsamples=8, timing_seqlen=128, timing_repeats=3,
-                    note="default (reduced for 2 CPU cores): SVD at 10..50% as the paper, plain SVD and ASVD "
+                    note="default (reduced for 2 CPU cores): SVD at 10, 30 and 50% (paper: 10..50% in steps of 10), plain SVD and ASVD "
                          "(SVD-LLM is in the library and tested; the paper profile runs it); structured pruning "
                          "at 20/40/60% (paper: 20..80%) on Brown only (paper: WikiText and PTB); perplexity on the "
-                         "first 8 Brown test windows of 512 tokens (profile: 32), the same windows for Uniform "
+                         "first 8 Brown test windows of 512 tokens (profile: 16), the same windows for Uniform "
                          "and DLP, so the comparison is paired; DLP's pass 1 and ASVD's statistics from 8 BBC "
-                         "windows of 512 tokens (profile: 32); Taylor importance from 10 x 64 BBC windows as "
+                         "windows of 512 tokens (profile: 16); Taylor importance from 10 x 64 BBC windows as "
                          "LLM-Pruner's; forward time: median of 3 forwards of a 128-token window."),
     "paper": dict(svd_reductions=(0.1, 0.2, 0.3, 0.4, 0.5), svd_variants=("plain", "asvd", "svdllm"),
                   structured_ratios=(0.2, 0.4, 0.6, 0.8), structured_texts=("wikitext2", "ptb"),

@@ -37,14 +37,14 @@ GRIDS = {
                      task_corpora=("mobydick",), eval_limit=4, num_fewshot=2),
         note="smoke: tiny random model, a few steps; the numbers only show that the pipeline runs."),
     "default": dict(
-        lora=dict(methods=("wanda",), allocations=("uniform", "dlp"), seeds=(0,), steps=50, batch_size=4,
-                  grad_accum=1, seqlen=256, lr=1e-4, warmup_steps=5, max_windows=None, eval_texts=1),
-        sampled=dict(methods=("lora", "lisa", "owlore", "dlp"), seeds=(0,), steps=30, batch_size=4,
+        lora=dict(methods=("wanda",), allocations=("uniform", "dlp"), seeds=(0,), steps=40, batch_size=4,
+                  grad_accum=1, seqlen=128, lr=1e-4, warmup_steps=5, max_windows=None, eval_texts=1),
+        sampled=dict(methods=("lora", "lisa", "owlore", "dlp"), seeds=(0,), steps=20, batch_size=4,
                      grad_accum=1, seqlen=128, lr=3e-5, warmup_steps=3, gamma=2, interval=5, task_examples=400,
                      task_corpora=("bbc", "brown", "sotu", "mobydick"), eval_limit=50, num_fewshot=0),
-        note="default (reduced for 2 CPU cores): Table 7 with Wanda at 70%, Uniform vs DLP, LoRA 50 steps x 4 x "
-             "256 tokens (51k tokens), one seed, perplexity on the profile's first evaluation text only (Brown; the "
-             "paper's Table 7 has one text, WikiText); Table 18 on the dense smollm2-135m, 4 methods x 1 seed x 30 steps "
+        note="default (reduced for 2 CPU cores): Table 7 with Wanda at 70%, Uniform vs DLP, LoRA 40 steps x 4 x "
+             "128 tokens (20k tokens), one seed, perplexity on the profile's first evaluation text only (Brown; the "
+             "paper's Table 7 has one text, WikiText); Table 18 on the dense smollm2-135m, 4 methods x 1 seed x 20 steps "
              "x 4 examples (<= 128 tokens), 0-shot on 50 items per offline task (the paper is 5-shot: 5-shot prompts are "
              "about 6x longer, 13 evaluations would take hours on 2 cores; the paper profile runs 5-shot)."),
     "paper": dict(
