@@ -8,6 +8,8 @@ set -uo pipefail
 cd "$(dirname "$0")"
 profile=${1:-default}
 pattern=${2:-*}
+setup_start=$SECONDS
 bash scripts/setup.sh || exit 1
+export DLP_SETUP_SECONDS=$((SECONDS - setup_start))
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-$([[ $profile == paper ]] && echo 0 || echo 1)}
 exec .venv/bin/python scripts/run_notebooks.py "$profile" "$pattern"

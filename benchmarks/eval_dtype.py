@@ -1,7 +1,7 @@
 """bf16 evaluation of fp32-pruned models on a CPU with native bf16 (a benchmark, not a test).
 
 The masks are made in fp32 (calibration, scores, SparseGPT's updates: nothing changes), then the
-same pruned model is evaluated three ways on the default profile's texts (32 x 512 tokens each):
+same pruned model is evaluated three ways on the default profile's texts (16 x 512 tokens each):
 fp32; bf16 autocast over the fp32 weights (matmuls in bf16, norms, softmax and the loss in fp32:
 what `eval_dtype="bfloat16"` runs); and a bf16 copy of the whole model. Reported per
 configuration and text: the three perplexities, their differences from fp32, and the seconds.
@@ -59,8 +59,14 @@ def main(argv=None) -> dict:
         runs = [r for r in runs if r[0] in args.runs]
     if args.merge and not (args.out and Path(args.out).exists()):
         raise SystemExit(f"--merge needs an existing --out file, got {args.out!r}")
+    protocol = {"calib": base.calib, "nsamples": base.nsamples, "seqlen": base.seqlen, "neval": base.neval}
+    if args.merge:
+        old_protocol = json.loads(Path(args.out).read_text()).get("protocol")
+        if old_protocol != protocol:  # rows measured under another protocol are not comparable
+            raise SystemExit(f"--merge: {args.out} was measured with protocol {old_protocol}, this run uses "
+                             f"{protocol}; write a new file instead")
     out = {"model": args.model, "cpu_bf16": cpu_supports_bf16(), "threads": torch.get_num_threads(),
-           "torch": torch.__version__, "runs": {}}
+           "torch": torch.__version__, "protocol": protocol, "runs": {}}
     for name, cfg, texts in runs:
         lab.ensure(cfg)
         row = {}

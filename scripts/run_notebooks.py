@@ -204,6 +204,10 @@ def main(argv=None) -> int:
     failed = [r for r in rows if r["status"] != "ok"]
     print(f"\nall notebooks: {total / 60:.1f} min wall ({len(rows) - len(failed)} ok, {len(failed)} failed); "
           f"executed copies in {out_dir}, figures in {figures}")
+    setup = os.environ.get("DLP_SETUP_SECONDS")  # set by run_all.sh, which runs the set-up first
+    if setup and setup.isdigit():
+        print(f"whole batch: set-up {int(setup) / 60:.1f} min + notebooks {total / 60:.1f} min = "
+              f"{(int(setup) + total) / 60:.1f} min wall")
     for r in failed:
         print(f"FAILED {r['notebook']}: {r['failed']}", file=sys.stderr)
     return 1 if failed else 0

@@ -1,6 +1,7 @@
 """Hostile but fair use: bad input fails early with a clear message, the cache never returns a
 stale or partial value, and work is not lost to a late error. All on tiny-llama."""
 import json
+import re
 import os
 import signal
 import subprocess
@@ -336,8 +337,10 @@ def test_batch_runner_survives_a_failing_notebook(tmp_path):
         nbformat.write(nb, nbs / f"{name}.ipynb")
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "smoke", "*",
                            "--notebooks", str(nbs), "--out", str(tmp_path / "out"), "--figures", str(tmp_path / "f")],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "DLP_SETUP_SECONDS": "90"})
     assert proc.returncode == 1
+    total = re.search(r"whole batch: set-up 1\.5 min \+ notebooks ([0-9.]+) min = ([0-9.]+) min wall", proc.stdout)
+    assert total and float(total.group(2)) == pytest.approx(1.5 + float(total.group(1)), abs=0.11)
     assert "02_bad" in proc.stderr and "RuntimeError" in proc.stderr and "broken on purpose" in proc.stderr
     assert "(2 ok, 1 failed)" in proc.stdout
     good = nbformat.read(tmp_path / "out" / "03_good.ipynb", as_version=4)
