@@ -65,8 +65,10 @@ def main(argv=None) -> dict:
         if old_protocol != protocol:  # rows measured under another protocol are not comparable
             raise SystemExit(f"--merge: {args.out} was measured with protocol {old_protocol}, this run uses "
                              f"{protocol}; write a new file instead")
+    from dlp_lib.inference.provenance import provenance
     out = {"model": args.model, "cpu_bf16": cpu_supports_bf16(), "threads": torch.get_num_threads(),
-           "torch": torch.__version__, "protocol": protocol, "runs": {}}
+           "torch": torch.__version__, "protocol": protocol, "provenance": provenance(Path(__file__).resolve().parents[1]),
+           "runs": {}}
     for name, cfg, texts in runs:
         lab.ensure(cfg)
         row = {}
@@ -93,7 +95,20 @@ def main(argv=None) -> dict:
             old["runs"].update(out["runs"])
             out = {**old, "runs": old["runs"]}
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    print(markdown_table(out))
     return out
+
+
+def markdown_table(out: dict) -> str:
+    """The README's table: fp32 vs bf16 autocast perplexity and seconds, per configuration and text."""
+    names = {"brown": "Brown", "sotu": "SOTU", "mobydick": "Moby-Dick"}
+    lines = ["| model | text | fp32 | bf16 autocast | difference | seconds fp32 -> bf16 |",
+             "|---|---|---:|---:|---:|---:|"]
+    for run, row in out["runs"].items():
+        for text, r in row.items():
+            lines.append(f"| {run} | {names.get(text, text)} | {r['fp32']:.5g} | {r['autocast']:.5g} | "
+                         f"{r['rel_autocast']:+.2%} | {r['seconds_fp32']:.0f} -> {r['seconds_autocast']:.0f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
