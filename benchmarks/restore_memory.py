@@ -38,14 +38,21 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field} (this benchmark needs Linux)")
 
 
+def _release_freed_heap() -> None:
+    """Hand memory freed while loading back to the kernel (glibc keeps it otherwise), so that the
+    baseline is what the model holds and a later allocation cannot hide inside freed pages."""
+    import ctypes
+    import gc
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")  # "5" resets VmHWM to the current VmRSS
 
 
 def measure(model_name: str, mode: str, sparsities: list[float]) -> dict:
     """One mode, in this process: the resident-set deltas above (MiB)."""
-    import gc
-
     from dlp_lib.dense_weights import DenseWeights
     from dlp_lib.fingerprint import model_fingerprint
     from dlp_lib.models import load_model
@@ -54,12 +61,12 @@ def measure(model_name: str, mode: str, sparsities: list[float]) -> dict:
 
     model, _ = load_model(model_name)
     fingerprint = model_fingerprint(model)
-    gc.collect()
+    _release_freed_heap()
     _reset_peak()
     baseline = _status_kib("VmRSS")
     dense = DenseWeights(model, fingerprint, mode)
     keep_peak = _status_kib("VmHWM")
-    gc.collect()
+    _release_freed_heap()
     after_keep = _status_kib("VmRSS")
     _reset_peak()
     for sparsity in sparsities:

@@ -1,10 +1,10 @@
-"""The dense weights a Lab restores before each pruning, kept in memory or memory-mapped from disk.
+"""The dense weights a Lab restores before each pruning, kept in memory or read back from disk.
 
 Pruning changes only the decoder blocks, so only their tensors are kept. "memory" holds one
 copy in RAM (fast; the right choice for small models). "disk" writes them once into the cache
-as a safetensors file named by the model's fingerprint and restores tensor by tensor from the
-memory-mapped file, so no second copy of the model is ever resident (a 70B bf16 model would
-need another 140 GB otherwise); the extra peak is one tensor.
+as a safetensors file named by the model's fingerprint and restores tensor by tensor, reading each
+one's bytes straight into the model's own tensor, so no second copy of the model is ever resident
+(a 70B bf16 model would need another 140 GB otherwise); the extra peak is at most one tensor.
 """
 from __future__ import annotations
 
@@ -69,7 +69,41 @@ class DenseWeights:
             for name, t in tensors.items():
                 t.data.copy_(self._memory[name])
             return
-        from safetensors import safe_open
-        with safe_open(str(self._path), framework="pt", device="cpu") as f:
-            for name, t in tensors.items():
-                t.data.copy_(f.get_tensor(name))
+        _read_safetensors_into(self._path, tensors)
+
+
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+                       torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+                       torch.uint8: "U8", torch.bool: "BOOL"}
+
+
+def _read_safetensors_into(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Read each tensor's bytes from a safetensors file straight into the tensor's own storage.
+
+    Plain reads rather than a memory map: pages of a mapped file count in the process's resident
+    set for as long as the file stays mapped, so restoring through safe_open held a whole second
+    copy of the blocks resident at its peak (measured: benchmarks/restore_memory.py). CPU tensors
+    are filled in place; others go through one temporary CPU tensor at a time."""
+    import json
+    with open(path, "rb") as f:
+        header_len = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(header_len))
+        data_start = 8 + header_len
+        for name, t in tensors.items():
+            meta = header.get(name)
+            if meta is None:
+                raise KeyError(f"{path} has no tensor {name!r}: it was written for another model")
+            if meta["dtype"] != _SAFETENSORS_DTYPES.get(t.dtype) or list(meta["shape"]) != list(t.shape):
+                raise ValueError(f"{path}: {name} is {meta['dtype']} {meta['shape']}, the model's is "
+                                 f"{t.dtype} {list(t.shape)}")
+            begin, end = meta["data_offsets"]
+            in_place = t.device.type == "cpu" and t.is_contiguous()
+            target = t.data if in_place else torch.empty(t.shape, dtype=t.dtype)
+            view = memoryview(target.reshape(-1).view(torch.uint8).numpy())
+            if view.nbytes != end - begin:
+                raise ValueError(f"{path}: {name} holds {end - begin} bytes, the model's tensor {view.nbytes}")
+            f.seek(data_start + begin)
+            if f.readinto(view) != view.nbytes:
+                raise ValueError(f"{path} is truncated in {name}")
+            if not in_place:
+                t.data.copy_(target)

@@ -178,7 +178,7 @@ class Lab:
     returns a (possibly cached) result and leaves the model in an unspecified state; call
     `ensure(cfg)` before using the model itself. `use_cache=False` recomputes every stage (tokens,
     pass 1, dense perplexity, results) and overwrites what is cached. `dense_copy` says where the
-    dense block weights are kept for restoring: "memory", "disk" (memory-mapped from the cache, no
+    dense block weights are kept for restoring: "memory", "disk" (read back from a file in the cache, no
     second copy in RAM), or "auto" (disk above 2 GiB of block weights). `share_pruning` stores each
     pruned model's masks (and SparseGPT's updated weights) by pruning key, so another notebook or
     process pruning identically applies them instead of pruning again (`dlp_lib.pruned_weights`).
