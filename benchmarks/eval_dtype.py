@@ -43,9 +43,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--runs", nargs="+", default=None, help="names of the runs to measure (default: all)")
     ap.add_argument("--merge", action="store_true", help="keep the runs already in --out, replace those measured")
     args = ap.parse_args(argv)
-    lab = Lab(args.model, progress=False, use_cache=True)
     base = ExperimentConfig.from_profile("default", model=args.model, eval_dtype="same")
-    windows = {s: lab.eval_windows(s, base.seqlen, base.neval) for s in TEXTS}
     runs = [("dense", None, TEXTS),
             ("wanda/uniform 70%", base.replace(method="wanda", allocation="uniform", sparsity=0.7), TEXTS),
             ("wanda/dlp 70%", base.replace(method="wanda", allocation="dlp", sparsity=0.7), ("brown",)),
@@ -65,9 +63,13 @@ def main(argv=None) -> dict:
         if old_protocol != protocol:  # rows measured under another protocol are not comparable
             raise SystemExit(f"--merge: {args.out} was measured with protocol {old_protocol}, this run uses "
                              f"{protocol}; write a new file instead")
+    lab = Lab(args.model, progress=False, use_cache=True)  # the arguments are checked: now the work
+    windows = {s: lab.eval_windows(s, base.seqlen, base.neval) for s in TEXTS}
     from dlp_lib.inference.provenance import provenance
+    measured_by = provenance(Path(__file__).resolve().parents[1])
     out = {"model": args.model, "cpu_bf16": cpu_supports_bf16(), "threads": torch.get_num_threads(),
-           "torch": torch.__version__, "protocol": protocol, "provenance": provenance(Path(__file__).resolve().parents[1]),
+           "torch": torch.__version__, "protocol": protocol,
+           "provenance": {name: measured_by for name, _, _ in runs},  # per run: --merge mixes invocations
            "runs": {}}
     for name, cfg, texts in runs:
         lab.ensure(cfg)
@@ -93,7 +95,8 @@ def main(argv=None) -> dict:
         if args.merge:
             old = json.loads(Path(args.out).read_text())
             old["runs"].update(out["runs"])
-            out = {**old, "runs": old["runs"]}
+            old.setdefault("provenance", {}).update(out["provenance"])
+            out = old
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(markdown_table(out))
     return out

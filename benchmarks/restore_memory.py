@@ -1,8 +1,8 @@
-"""Peak CPU memory of pruning with restore, dense copy in RAM vs memory-mapped (a benchmark, not a test).
+"""Peak CPU memory of pruning with restore, dense copy in RAM vs on disk (a benchmark, not a test).
 
 A Lab keeps the dense block weights aside to restore them between configurations. With
 `dense_copy="memory"` that is a second resident copy of every block; with "disk" it is a
-safetensors file in the cache, read back one tensor at a time through a memory map. This measures
+safetensors file in the cache, read back one tensor at a time into the model's own tensors. This measures
 what each costs in resident memory on a real model, each mode in a fresh process:
 
   baseline  resident set after loading the model (the high-water mark is then reset)
@@ -11,7 +11,7 @@ what each costs in resident memory on a real model, each mode in a fresh process
             no calibration pass, so the peak is the restore path's and the pruning's own)
 
 Peaks are the kernel's high-water mark of the resident set (VmHWM, reset through
-/proc/self/clear_refs), so memory-mapped file pages count while they are mapped. Each process also
+/proc/self/clear_refs), so a restore through a memory map would count the mapped file's pages. Each process also
 checks that the restored model's fingerprint equals the dense one.
 
     python benchmarks/restore_memory.py --model smollm2-135m --out benchmarks/results/restore_memory_smollm2-135m.json
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -53,10 +54,10 @@ def _reset_peak() -> None:
 
 def measure(model_name: str, mode: str, sparsities: list[float]) -> dict:
     """One mode, in this process: the resident-set deltas above (MiB)."""
+    from dlp_lib.api import plan as build_plan
     from dlp_lib.dense_weights import DenseWeights
     from dlp_lib.fingerprint import model_fingerprint
     from dlp_lib.models import load_model
-    from dlp_lib.api import plan as build_plan
     from dlp_lib.pruning import prune_model
 
     model, _ = load_model(model_name)
@@ -98,7 +99,7 @@ def main(argv=None) -> dict:
         for mode in ("memory", "disk"):
             proc = subprocess.run([sys.executable, __file__, "--model", args.model, "--one-mode", mode,
                                    "--sparsities", *map(str, args.sparsities)], capture_output=True, text=True,
-                                  env={**__import__("os").environ, "DLP_CACHE_DIR": cache})
+                                  env={**os.environ, "DLP_CACHE_DIR": cache})
             if proc.returncode:
                 raise SystemExit(f"{mode}: {proc.stderr[-2000:]}")
             out["modes"][mode] = row = json.loads(proc.stdout.strip().splitlines()[-1])
