@@ -2,9 +2,11 @@
 
 A key holds the configuration, the identity of the weights and data, and the version of the
 code that computed the value (`code_version`), so neither new weights nor a bug fix can bring
-back an old number. An entry that cannot be read (truncated, garbage, killed mid-write) is
-reported with its path, deleted and recomputed; orphaned temporary files of killed writers are
-removed. `python -m dlp_lib cache ls|clear|verify` inspects the cache.
+back an old number. Every entry records its kind, its key and the configuration it was computed
+for (JSON entries also a checksum of their content), and a read checks them against the file it
+came from: an entry that cannot be read (truncated, garbage, killed mid-write, the wrong shape, a
+directory) or that belongs to another key (two files swapped or copied) is reported with its path,
+deleted and recomputed; orphaned temporary files of killed writers are removed. `python -m dlp_lib cache ls|clear|verify` inspects the cache.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import tempfile
 import time
 import warnings
@@ -24,7 +27,7 @@ from typing import Any, Callable
 import torch
 
 # Bumped whenever a cached quantity changes meaning in a way the code version does not see.
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 
 # Which modules of dlp_lib compute the values of each stage (globs relative to the package).
 # A stage's key carries the hash of its modules' code (comments and docstrings excluded) and of
@@ -56,7 +59,13 @@ class CacheError(RuntimeError):
 
 
 def _root_path() -> Path:
-    return Path(os.environ.get("DLP_CACHE_DIR", Path.home() / ".cache" / "dlp_lib"))
+    configured = os.environ.get("DLP_CACHE_DIR")
+    if configured is None:
+        return Path.home() / ".cache" / "dlp_lib"
+    if not configured.strip():  # Path("") is the current directory: never scatter the cache there
+        raise CacheError("DLP_CACHE_DIR is set but empty; unset it for the default ~/.cache/dlp_lib or set it to "
+                         "a directory")
+    return Path(configured)
 
 
 def cache_root() -> Path:
@@ -164,20 +173,59 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
 # Errors that mean "this file is not a complete entry" (truncation, garbage, a torn write).
 _UNREADABLE = (json.JSONDecodeError, UnicodeDecodeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
                KeyError, TypeError, RuntimeError, ValueError, OSError, AttributeError)
+ENTRY_FIELDS = ("kind", "key", "config", "value")
+
+
+def _json_checksum(entry: dict) -> str:
+    """Hash of a JSON entry's fields as they read back (so it is the same when written and read)."""
+    fields = json.loads(json.dumps({f: entry[f] for f in ENTRY_FIELDS}, default=str))
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _new_entry(kind: str, key: str, config: dict, value: Any, fmt: str) -> dict:
+    entry = {"kind": kind, "key": key, "config": config, "value": value}
+    if fmt == "json":
+        entry["checksum"] = _json_checksum(entry)
+    return entry
+
+
+def _check_entry(entry: Any, path: Path) -> None:
+    """Raise ValueError unless `entry` is a complete entry of the kind and key its path names."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"a {type(entry).__name__}, not an entry")
+    missing = [f for f in ENTRY_FIELDS if f not in entry]
+    if missing:
+        raise ValueError(f"no {', '.join(map(repr, missing))} field (an older cache format or not an entry)")
+    if entry["kind"] != path.parent.name or entry["key"] != path.stem:
+        raise ValueError(f"it holds the entry {entry['kind']}/{entry['key']}, not {path.parent.name}/{path.stem}")
+    if path.suffix == ".json" and entry.get("checksum") != _json_checksum(entry):
+        raise ValueError("its content does not match its checksum (edited or damaged)")
 
 
 def read_entry(path: Path) -> dict:
-    """The {"config", "value"} of a cache file; CacheError naming the file if it is unreadable."""
+    """The entry stored in a cache file; CacheError naming the file if it is unreadable, of the
+    wrong shape, or not the entry of the kind and key its path names (a swapped or copied file)."""
+    path = Path(path)
     try:
+        if path.is_dir():
+            raise IsADirectoryError("a directory, not a file")
         if path.suffix == ".json":
             entry = json.loads(path.read_text())
         else:
             entry = torch.load(path, weights_only=False)
-        if not isinstance(entry, dict) or "value" not in entry:
-            raise ValueError("no 'value' field")
+        _check_entry(entry, path)
         return entry
     except _UNREADABLE as exc:
-        raise CacheError(f"unreadable cache entry {path} ({type(exc).__name__}: {str(exc)[:120]})") from None
+        raise CacheError(f"unreadable cache entry {path} ({type(exc).__name__}: {str(exc)[:160]})") from None
+
+
+def remove_entry(path: Path) -> None:
+    """Delete a cache entry, also one that is (wrongly) a directory."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 STALE_TMP_SECONDS = 3600  # a writer holds its .tmp file for seconds; older ones belong to killed processes
@@ -212,9 +260,10 @@ def cached(kind: str, config: dict, compute: Callable[[], Any], *, fmt: str = "j
            enabled: bool = True) -> Any:
     """Return the cached value for (kind, config), computing and storing it on a miss.
 
-    `fmt` is "json" for plain results or "torch" for tensors; the config is stored beside the
-    value so an entry documents what produced it. enabled=False recomputes and overwrites. A
-    corrupt entry is reported (warning with its path), deleted and recomputed.
+    `fmt` is "json" for plain results or "torch" for tensors; the kind, key and config are stored
+    beside the value so an entry documents what produced it and a read can check it is the entry
+    asked for. enabled=False recomputes and overwrites. A corrupt entry, or one of another key, is
+    reported (warning with its path), deleted and recomputed.
     """
     if fmt not in ("json", "torch"):
         raise ValueError(f"Unknown cache format {fmt!r}; allowed: json, torch")
@@ -231,24 +280,30 @@ def cached(kind: str, config: dict, compute: Callable[[], Any], *, fmt: str = "j
             return value
         except CacheError as exc:
             warnings.warn(f"{exc}; deleted, recomputing", stacklevel=2)
-            path.unlink(missing_ok=True)
+            remove_entry(path)
+    elif path.is_dir():  # a directory in the entry's place would block the write below
+        remove_entry(path)
     _log("miss", kind)
     value = compute()
+    entry = _new_entry(kind, key, config, value, fmt)
     if fmt == "json":
-        atomic_write_json(path, {"config": config, "value": value})
+        atomic_write_json(path, entry)
     else:
-        atomic_torch_save(path, {"config": config, "value": value})
+        atomic_torch_save(path, entry)
     return value
 
 
 # ------------------------------------------------------------------------ cache command
 ASSET_DIRS = ("corpora", "downloads", "models", "dense_weights")  # installed assets, not computed entries
+# results whose --json could not be written after the work (cli.py): the user's, never deleted
+RESCUE_DIR = "unsaved"
 
 
 def entries(root: Path | None = None) -> list[Path]:
+    """Every cache entry (also one that is wrongly a directory), not assets or rescued results."""
     root = Path(root) if root is not None else cache_root()
-    return sorted(p for p in root.glob("*/*") if p.suffix in (".json", ".pt") and p.is_file()
-                  and p.parent.name not in ASSET_DIRS and not p.parent.is_symlink())
+    return sorted(p for p in root.glob("*/*") if p.suffix in (".json", ".pt")
+                  and p.parent.name not in ASSET_DIRS + (RESCUE_DIR,) and not p.parent.is_symlink())
 
 
 def summary(root: Path | None = None) -> dict[str, dict]:
@@ -257,7 +312,7 @@ def summary(root: Path | None = None) -> dict[str, dict]:
     for p in entries(root):
         d = out.setdefault(p.parent.name, {"entries": 0, "bytes": 0})
         d["entries"] += 1
-        d["bytes"] += p.stat().st_size
+        d["bytes"] += p.stat().st_size if p.is_file() else 0
     return out
 
 
@@ -271,7 +326,7 @@ def verify(root: Path | None = None, *, delete: bool = False) -> list[tuple[Path
         except CacheError as exc:
             bad.append((p, str(exc)))
             if delete:
-                p.unlink(missing_ok=True)
+                remove_entry(p)
     for folder in {p.parent for p in root.glob("*/*.tmp")}:
         clean_orphans(folder, older_than=0 if delete else STALE_TMP_SECONDS)
     return bad
@@ -282,6 +337,6 @@ def clear(kinds: list[str] | None = None, root: Path | None = None) -> int:
     n = 0
     for p in entries(root):
         if kinds is None or p.parent.name in kinds:
-            p.unlink()
+            remove_entry(p)
             n += 1
     return n
