@@ -19,10 +19,11 @@ from .block_stats import DenseStatistics, compute_dense_statistics
 from .data import TextSource, calibration_windows, evaluation_windows
 from .evaluation import achieved_sparsity
 from .evaluation import perplexity as _windows_perplexity
-from .models import decoder_blocks
+from .models import check_decoder_only, decoder_blocks
 from .plan import SparsityPlan
 from .pruning import METHODS, prune_model
 from .scores import GROUPS, NMPattern, check_ratio
+from .validation import check_device_available
 
 DEFAULT_NSAMPLES = 32     # calibration windows when a text source is given
 DEFAULT_SEQLEN = 512      # tokens per window when a text source is given
@@ -33,11 +34,16 @@ __all__ = ["dense_statistics", "plan", "prune", "perplexity", "DEFAULT_NSAMPLES"
 
 
 # ---------------------------------------------------------------- argument checks
-def _check_model(model) -> int:
-    """The model is a module with recognisable decoder blocks; returns the number of blocks."""
+def _check_model(model, device=None) -> int:
+    """The model is a decoder-only module with recognisable decoder blocks and `device` exists
+    here (None: the model's); returns the number of blocks."""
     if not isinstance(model, torch.nn.Module):
         raise ValueError(f"model = {type(model).__name__} is not a torch.nn.Module; pass a Hugging Face "
                          "AutoModelForCausalLM (e.g. from dlp_lib.models.load_model)")
+    if getattr(model, "config", None) is not None:
+        check_decoder_only(model.config, getattr(model.config, "_name_or_path", "") or type(model).__name__)
+    if device is not None:
+        check_device_available(str(device))
     return len(decoder_blocks(model))   # UnsupportedModelError (a ValueError) names the classes found
 
 
@@ -132,7 +138,7 @@ def dense_statistics(model, tokenizer=None, calib="bbc", nsamples: int | None = 
     its shape. `device`: where blocks compute (default: the model's). Not cached: the caller owns
     the model, and the statistics are returned to be kept (plans are pure functions of them).
     """
-    _check_model(model)
+    _check_model(model, device)
     ids, identity = _token_windows(model, tokenizer, calib, nsamples, seqlen, seed, what="calib",
                                    n_name="nsamples", default_n=DEFAULT_NSAMPLES)
     stats = compute_dense_statistics(model, ids, device=device, progress=progress)
@@ -201,7 +207,7 @@ def prune(model, plan: SparsityPlan, method: str = "wanda", calib=None, tokenize
     calibrated on the outputs of the already pruned blocks < l). group: None -> per_layer for
     magnitude, per_output otherwise. nm: "N:M" (N kept of every M), only with a uniform plan.
     """
-    n_blocks = _check_model(model)
+    n_blocks = _check_model(model, device)
     if method not in METHODS:
         raise ValueError(f"method = {method!r} is not allowed; allowed: {', '.join(METHODS)}")
     if not isinstance(plan, SparsityPlan):
@@ -237,7 +243,7 @@ def perplexity(model, tokenizer=None, text="brown", seqlen: int | None = None, n
     is used (an explicit `seqlen` must match it). At most `neval` windows (the first ones; None:
     all) are evaluated.
     """
-    _check_model(model)
+    _check_model(model, device)
     _check_positive_int("neval", neval, 1)
     _check_positive_int("seqlen", seqlen, 2)
     if isinstance(text, torch.Tensor):

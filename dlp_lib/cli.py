@@ -340,14 +340,11 @@ def cmd_cache(a) -> int:
 
 
 def cmd_sweep(a) -> int:
-    from .sweep import load_grid, run_sweep
+    from .sweep import check_options, load_grid, parse_slurm, run_sweep
+    slurm = parse_slurm(a.slurm)
+    check_options(engine=a.engine, folder=a.folder, max_retries=a.max_retries, max_parallel=a.max_parallel,
+                  timeout_min=a.timeout_min, slurm=slurm)
     configs = load_grid(a.grid)
-    slurm = {}
-    for item in a.slurm:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--slurm {item!r} is not KEY=VALUE")
-        slurm[key] = int(value) if value.isdigit() else value
     print(f"{len(configs)} configurations from {a.grid}, engine {a.engine}")
     report = run_sweep(configs, engine=a.engine, folder=a.folder, max_retries=a.max_retries,
                        max_parallel=a.max_parallel, timeout_min=a.timeout_min, slurm=slurm)

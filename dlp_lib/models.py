@@ -58,6 +58,45 @@ def tiny_llama(seed: int = 0, n_layers: int = 4, hidden: int = 64):
     return model, tok
 
 
+def _is_tiny(name: str) -> bool:
+    return name == TINY_MODEL or (name.startswith("tiny-") and name[5:].replace("-", "_") in FAMILIES)
+
+
+def check_decoder_only(config, name: str) -> None:
+    """Refuse an encoder or encoder-decoder: AutoModelForCausalLM loads some of them (BERT as
+    BertLMHeadModel, BART's decoder half), and they would be pruned and scored as if they were
+    left-to-right language models."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES, MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+    )
+    model_type = getattr(config, "model_type", "")
+    kind = None
+    if getattr(config, "is_encoder_decoder", False) or model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES:
+        kind = "an encoder-decoder (sequence-to-sequence) model"
+    elif model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(config, "is_decoder", False):
+        kind = "an encoder (masked-language model, is_decoder is not set)"
+    if kind:
+        raise UnsupportedModelError(f"model {name!r} ({type(config).__name__}, model_type {model_type!r}) is {kind}, "
+                                    "not a decoder-only causal language model; DLP prunes decoder-only LMs such as "
+                                    f"{EMBEDDED_MODEL!r}")
+
+
+def model_config(name: str, *, revision: str | None = None, trust_remote_code: bool = False):
+    """The configuration of a model without loading its weights, for checks before any work (the
+    model's context length); refuses what `load_model` refuses about the model's kind."""
+    if _is_tiny(name):
+        return load_model(name)[0].config  # built in memory in milliseconds
+    source = resolve_source(name)
+    try:
+        config = check_causal_lm(source, revision=revision, trust_remote_code=trust_remote_code)
+    except UnsupportedModelError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise _hub_error(name, exc) from exc
+    check_decoder_only(config, name)
+    return config
+
+
 def _hub_error(name: str, exc: Exception) -> RuntimeError:
     return RuntimeError(
         f"Could not load model {name!r} ({type(exc).__name__}: {exc}). If this machine has no "
@@ -105,7 +144,7 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, device: str | t
     """
     if name == TINY_MODEL:
         model, tok = tiny_llama()
-    elif name.startswith("tiny-") and name[5:].replace("-", "_") in FAMILIES:
+    elif _is_tiny(name):
         tok = _byte_tokenizer()
         model = tiny_family(name[5:].replace("-", "_"), vocab_size=len(tok))
         model.config._name_or_path = name  # the tokenizer keeps its name: the same bytes -> the same token cache
@@ -115,7 +154,7 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, device: str | t
         source = resolve_source(name)
         opts = {"revision": revision, "trust_remote_code": trust_remote_code}
         try:
-            check_causal_lm(source, **opts)
+            check_decoder_only(check_causal_lm(source, **opts), name)
             tok = AutoTokenizer.from_pretrained(source, **opts)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **opts)
         except UnsupportedModelError:

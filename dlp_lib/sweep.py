@@ -10,6 +10,11 @@ Engines (submitit's): "slurm" (job arrays; `slurm_array_parallelism` caps concur
 "local" (subprocesses on this machine, submitted in waves of `max_parallel`), "debug" (in this
 process, for stepping through a job).
 
+Before anything is submitted, the engine's options (`check_options`) and the grid file as a whole
+(`load_grid`: its YAML and shapes, every configuration's values, and `preflight`: prune's checks
+before loading a model, for each configuration) are checked; the first problem is one line that
+names the file, the configuration and what is allowed.
+
 Grid file (YAML):
 
     profile: smoke                 # defaults for every configuration
@@ -36,41 +41,154 @@ from .experiment import ExperimentConfig, run_experiment
 ENGINES = ("local", "slurm", "debug")
 
 
+GRID_KEYS = ("profile", "base", "grid", "configs")
+SHAPES = ("a grid file is a YAML mapping with the keys profile (a profile name), base (a mapping of fields), "
+          "grid (a mapping of field -> non-empty list of values) and configs (a list of mappings of fields); "
+          "grid or configs must define at least one configuration")
+
+
 def load_grid(path: str | Path) -> list[ExperimentConfig]:
-    """The configurations of a grid file (validated now, before anything is submitted)."""
+    """The configurations of a grid file, validated as a whole (shapes, every value, each
+    configuration's model context and device) before anything is submitted."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"grid file {str(path)!r} is a directory; give a YAML file ({SHAPES})")
+    if not path.is_file():
+        raise FileNotFoundError(f"grid file {str(path)!r} does not exist")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"grid file {str(path)!r} is not UTF-8 text (byte {exc.start}: "
+                         f"{data[exc.start:exc.start + 1]!r}); it looks binary") from None
+    if "\x00" in text:
+        raise ValueError(f"grid file {str(path)!r} contains NUL bytes: it looks binary, not YAML")
     import yaml
-    spec = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(spec, dict):
-        raise ValueError(f"grid file {str(path)!r} must be a mapping with profile/base/grid/configs")
-    return configs_from_spec(spec)
+    try:
+        spec = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start is not None:
+            problem += f" ({context} that starts at line {start.line + 1})"
+        raise ValueError(f"grid file {str(path)!r}: invalid YAML{where}: {problem}") from None
+    if spec is None:
+        raise ValueError(f"grid file {str(path)!r} is empty (or only comments); {SHAPES}")
+    try:
+        configs = configs_from_spec(spec)
+        preflight(configs)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        raise ValueError(f"grid file {str(path)!r}: {exc}") from exc
+    return configs
+
+
+def _mapping(what: str, value) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} is a {type(value).__name__}, not a mapping; {SHAPES}")
+    return value
 
 
 def configs_from_spec(spec: dict) -> list[ExperimentConfig]:
-    unknown = set(spec) - {"profile", "base", "grid", "configs"}
+    """Every configuration of a grid spec (each validated); errors name the configuration."""
+    spec = _mapping("the grid file", spec)
+    unknown = set(spec) - set(GRID_KEYS)
     if unknown:
-        raise ValueError(f"unknown grid key(s) {sorted(unknown)}; allowed: profile, base, grid, configs")
+        raise ValueError(f"unknown grid key(s) {sorted(unknown)}; allowed: {', '.join(GRID_KEYS)}")
     profile = spec.get("profile", "default")
-    base = dict(spec.get("base") or {})
-    grid = dict(spec.get("grid") or {})
+    if not isinstance(profile, str):
+        raise ValueError(f"profile = {profile!r} is not a profile name; {SHAPES}")
+    base = _mapping("base", spec.get("base"))
+    grid = _mapping("grid", spec.get("grid"))
+    extras = spec.get("configs") or []
+    if not isinstance(extras, list):
+        raise ValueError(f"configs is a {type(extras).__name__}, not a list; {SHAPES}")
     for name, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"grid field {name!r} must be a non-empty list, got {values!r}")
+    if not grid and not extras:
+        raise ValueError(f"the grid file defines no configuration; {SHAPES}")
+    fields = [{**base, **dict(zip(grid, combo))} for combo in itertools.product(*grid.values())] if grid else []
+    for i, extra in enumerate(extras):
+        fields.append({**base, **_mapping(f"configs entry {i + 1}", extra)})
     out = []
-    for combo in itertools.product(*grid.values()) if grid else [()]:
-        if grid or not spec.get("configs"):
-            out.append(_config(profile, {**base, **dict(zip(grid, combo))}))
-    for extra in spec.get("configs") or []:
-        out.append(_config(profile, {**base, **extra}))
-    unique = list(dict.fromkeys(out))
-    if not unique:
-        raise ValueError("the grid defines no configuration")
-    return unique
+    for i, f in enumerate(fields):
+        try:
+            out.append(_config(profile, f))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"configuration #{i} {f}: {exc}") from None
+    return list(dict.fromkeys(out))
 
 
 def _config(profile: str, fields: dict) -> ExperimentConfig:
     if isinstance(fields.get("eval"), (list, str)):
         fields["eval"] = tuple([fields["eval"]] if isinstance(fields["eval"], str) else fields["eval"])
     return ExperimentConfig.from_profile(profile, **fields)
+
+
+def preflight(configs: list[ExperimentConfig]) -> None:
+    """What `prune` checks before it loads the model, for every configuration: its device exists,
+    hub text sources load, the model is a decoder whose context holds the seqlen, the cache is
+    writable. Each model's configuration is read once (no weights are loaded)."""
+    from .cache import check_writable
+    from .data import HUB_SOURCES, TextSource
+    from .models import model_config
+    from .validation import check_context_length, check_device_available
+    model_configs: dict = {}
+    loaded_sources: set = set()
+    for i, cfg in enumerate(configs):
+        try:
+            check_device_available(cfg.device)
+            for source, split in [(cfg.calib, "train")] + [(s, "test") for s in cfg.eval]:
+                if source in HUB_SOURCES and (source, split) not in loaded_sources:
+                    TextSource(source).documents(split)
+                    loaded_sources.add((source, split))
+            key = (cfg.model, cfg.revision, cfg.trust_remote_code)
+            if key not in model_configs:
+                model_configs[key] = model_config(cfg.model, revision=cfg.revision,
+                                                  trust_remote_code=cfg.trust_remote_code)
+            check_context_length(cfg.seqlen, model_configs[key], cfg.model)
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+            raise ValueError(f"configuration #{i} ({cfg.method} {cfg.allocation} {cfg.sparsity} on {cfg.model}, "
+                             f"seqlen {cfg.seqlen}): {exc}") from exc
+    check_writable()
+
+
+def check_options(*, engine: str, folder: str | Path, max_retries: int, max_parallel: int, timeout_min: int,
+                  slurm: dict | None) -> None:
+    """The engine's options, before the grid is read or anything is submitted."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine = {engine!r} is not allowed; allowed: {', '.join(ENGINES)}")
+    if slurm and engine != "slurm":
+        raise ValueError(f"--slurm {' '.join(f'{k}={v}' for k, v in slurm.items())} is a SLURM option, but the "
+                         f"engine is {engine!r}; drop it or use --engine slurm")
+    for name, value, low in (("max_retries", max_retries, 0), ("max_parallel", max_parallel, 1),
+                             ("timeout_min", timeout_min, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} = {value!r} is not allowed; expected an integer >= {low}")
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"folder = {str(folder)!r} cannot hold the job files: {str(probe)!r} is a file, not a "
+                         "directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"folder = {str(folder)!r} cannot be written: {str(probe)!r} is not writable")
+
+
+def parse_slurm(items: list[str]) -> dict:
+    """--slurm KEY=VALUE items as submitit's slurm_* parameters (digits as integers)."""
+    slurm = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--slurm {item!r} is not KEY=VALUE")
+        slurm[key] = int(value) if value.isdigit() else value
+    return slurm
 
 
 def run_job(payload: dict) -> dict:
@@ -114,8 +232,6 @@ class SweepReport:
 
 def _executor(engine: str, folder: Path, timeout_min: int, slurm: dict | None):
     import submitit
-    if engine not in ENGINES:
-        raise ValueError(f"engine = {engine!r} is not allowed; allowed: {', '.join(ENGINES)}")
     executor = submitit.AutoExecutor(folder=str(folder), cluster=engine)
     params = {"timeout_min": timeout_min}
     if engine == "slurm":
@@ -128,8 +244,8 @@ def run_sweep(configs: list[ExperimentConfig], *, engine: str = "local", folder:
               max_retries: int = 1, max_parallel: int = 2, timeout_min: int = 240, slurm: dict | None = None,
               kill_on_attempt: dict[int, int] | None = None, progress: bool = True) -> SweepReport:
     """Run every configuration as a job; resubmit dead jobs up to max_retries times."""
-    if max_retries < 0 or max_parallel < 1:
-        raise ValueError(f"max_retries must be >= 0 and max_parallel >= 1, got {max_retries} and {max_parallel}")
+    check_options(engine=engine, folder=folder, max_retries=max_retries, max_parallel=max_parallel,
+                  timeout_min=timeout_min, slurm=slurm)
     folder = Path(folder)
     executor = _executor(engine, folder, timeout_min, slurm)
     report = SweepReport()

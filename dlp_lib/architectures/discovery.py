@@ -175,8 +175,9 @@ def block_parameter_counts(block: nn.Module) -> tuple[int, int]:
     return total, prunable
 
 
-def check_causal_lm(source: str, *, revision=None, trust_remote_code: bool = False, gguf_file: str | None = None) -> None:
-    """One-line refusal of a config that AutoModelForCausalLM cannot load (e.g. an encoder-decoder)."""
+def check_causal_lm(source: str, *, revision=None, trust_remote_code: bool = False, gguf_file: str | None = None):
+    """One-line refusal of a config that AutoModelForCausalLM cannot load (e.g. an encoder-decoder);
+    returns the config."""
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
@@ -186,3 +187,4 @@ def check_causal_lm(source: str, *, revision=None, trust_remote_code: bool = Fal
     if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING and not (remote and trust_remote_code):
         raise UnsupportedModelError(f"{type(config).__name__} is not a decoder-only causal LM "
                                     "(AutoModelForCausalLM cannot load it)")
+    return config
