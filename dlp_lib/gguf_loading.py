@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import zipfile
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .architectures.discovery import check_causal_lm
+from .architectures.discovery import UnsupportedModelError, check_causal_lm
 from .cache import cache_root
 
 
@@ -51,15 +52,41 @@ def smollm2_gguf_path() -> Path:
     return files[0]
 
 
+GGUF_MAGIC = b"GGUF"
+_DAMAGED_GGUF = (ValueError, IndexError, KeyError, EOFError, OSError, struct.error)
+
+
+def check_gguf_file(path: Path) -> None:
+    """A regular, non-empty file that starts with the GGUF magic bytes (cheap; truncation beyond
+    the header shows when the file is read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"GGUF file {str(path)!r} is not a regular file")
+    with open(path, "rb") as fh:
+        head = fh.read(len(GGUF_MAGIC))
+    if not head:
+        raise ValueError(f"GGUF file {str(path)!r} is empty (0 bytes)")
+    if head != GGUF_MAGIC:
+        raise ValueError(f"GGUF file {str(path)!r} does not start with the GGUF magic bytes (starts with {head!r}): "
+                         "not a GGUF file, or damaged")
+
+
 def _dequantize(gguf: Path, out: Path) -> Path:
     """Dequantize a GGUF once into a plain HF checkpoint at `out` (GGUF loading is slow)."""
     if (out / "config.json").exists() and (out / "model.safetensors").exists():
         return out
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    check_causal_lm(str(gguf.parent), revision=None, trust_remote_code=False, gguf_file=gguf.name)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    check_gguf_file(gguf)
+    try:
+        check_causal_lm(str(gguf.parent), revision=None, trust_remote_code=False, gguf_file=gguf.name)
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    except UnsupportedModelError:
+        raise
+    except _DAMAGED_GGUF as exc:  # the GGUF reader fails on a cut file with reshape, index or unpack errors
+        raise ValueError(f"GGUF file {str(gguf)!r} is truncated or damaged ({gguf.stat().st_size} bytes; reading "
+                         f"it failed with {type(exc).__name__}: {str(exc)[:160]})") from None
     config = model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config

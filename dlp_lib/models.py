@@ -4,6 +4,7 @@ GGUF files and the registry of PyPI-shipped models: `dlp_lib.gguf_loading`."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import torch
@@ -16,7 +17,7 @@ from .architectures.discovery import (  # noqa: F401  (re-exported: callers impo
 from .architectures.tiny import FAMILIES, tiny_family
 from .fingerprint import model_fingerprint  # noqa: F401  (the weights' identity; kept importable from here)
 from .gguf_loading import (  # noqa: F401
-    REGISTRY, RegistryModel, gguf_checkpoint, registry_gguf_path, smollm2_checkpoint, smollm2_gguf_path,
+    REGISTRY, RegistryModel, check_gguf_file, gguf_checkpoint, registry_gguf_path, smollm2_checkpoint, smollm2_gguf_path,
 )
 
 EMBEDDED_MODEL = "smollm2-135m"
@@ -118,16 +119,65 @@ def resolve_source(name: str) -> str:
         path = Path(name).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"Model path {name!r}: no such file or directory")
+        _refuse_special_file(path, "Model path")
         if path.is_file():
             if path.suffix.lower() != ".gguf":
                 raise ValueError(f"Model file {name!r} is not a .gguf file; pass a .gguf file, a checkpoint "
                                  "directory or a hub id")
+            check_gguf_file(path)
             return str(gguf_checkpoint(path))
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"Model directory {name!r} has no config.json; expected a Hugging Face "
                                     f"checkpoint, {EMBEDDED_MODEL!r} or {TINY_MODEL!r}")
+        check_checkpoint_files(path)
         return str(path)
     return name
+
+
+def _refuse_special_file(path: Path, what: str) -> None:
+    mode = path.stat().st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode) else
+                "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "special")
+        raise ValueError(f"{what} {str(path)!r} is {kind} (a special file), not a regular file or directory")
+
+
+def check_checkpoint_files(folder: Path) -> None:
+    """The files of a checkpoint directory are complete before transformers reads them: config.json
+    is a JSON object, each .safetensors file is a regular file whose header covers its bytes (a
+    truncated or garbage file is named in one line, not a SafetensorError from deep inside)."""
+    import json
+
+    from safetensors import safe_open
+
+    config = folder / "config.json"
+    _refuse_special_file(config, "Checkpoint config")
+    if not config.is_file():
+        raise ValueError(f"{str(config)!r} is a directory, not the checkpoint's configuration file")
+    try:
+        parsed = json.loads(config.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{str(config)!r} is not UTF-8 text (byte {exc.start}); the checkpoint's config is damaged") \
+            from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{str(config)!r} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+                         "the checkpoint's config is damaged") from None
+    if not isinstance(parsed, dict) or not parsed:
+        raise ValueError(f"{str(config)!r} holds {type(parsed).__name__} {str(parsed)[:40]}, not a model "
+                         "configuration (a JSON object with model_type)")
+    for weights in sorted(folder.glob("*.safetensors")):
+        _refuse_special_file(weights, "Weights file")
+        if not weights.is_file():
+            raise ValueError(f"Weights file {str(weights)!r} is a directory, not a safetensors file")
+        size = weights.stat().st_size
+        if size == 0:
+            raise ValueError(f"Weights file {str(weights)!r} is empty (0 bytes)")
+        try:
+            with safe_open(str(weights), framework="pt"):
+                pass
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for every kind of damage
+            raise ValueError(f"Weights file {str(weights)!r} is truncated or not a safetensors file ({size} bytes; "
+                             f"{type(exc).__name__}: {str(exc)[:120]})") from None
 
 
 def load_model(name: str, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
