@@ -6,7 +6,8 @@ back an old number. Every entry records its kind, its key and the configuration 
 for (JSON entries also a checksum of their content), and a read checks them against the file it
 came from: an entry that cannot be read (truncated, garbage, killed mid-write, the wrong shape, a
 directory) or that belongs to another key (two files swapped or copied) is reported with its path,
-deleted and recomputed; orphaned temporary files of killed writers are removed. `python -m dlp_lib cache ls|clear|verify` inspects the cache.
+deleted and recomputed; orphaned temporary files of killed writers are removed.
+`python -m dlp_lib cache ls|clear|verify` inspects the cache.
 """
 from __future__ import annotations
 

@@ -107,7 +107,8 @@ GOOD = "profile: smoke\nconfigs:\n  - {sparsity: 0.5}\n"
 
 
 @pytest.mark.parametrize("options,message", [
-    (["--engine", "local", "--slurm", "partition=gpu"], "--slurm partition=gpu is a SLURM option, but the engine is 'local'"),
+    (["--engine", "local", "--slurm", "partition=gpu"],
+     "--slurm partition=gpu is a SLURM option, but the engine is 'local'"),
     (["--engine", "debug", "--slurm", "gpus_per_node=1"], "but the engine is 'debug'"),
     (["--slurm", "partition"], "--slurm 'partition' is not KEY=VALUE"),
     (["--timeout-min", "0"], "timeout_min = 0 is not allowed; expected an integer >= 1"),
