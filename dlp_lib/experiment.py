@@ -115,7 +115,8 @@ class ExperimentConfig:
         return dataclasses.replace(self, **changes)
 
     def resolved_alpha(self) -> float | None:
-        if self.allocation != "dlp":
+        """The alpha of an allocator that takes one (DLP and its controls); None for the others."""
+        if "alpha" not in get_allocator(self.allocation).params:
             return None
         return alloc.paper_alpha(self.sparsity) if self.alpha is None else float(self.alpha)
 
@@ -128,7 +129,7 @@ class ExperimentConfig:
 
     def allocator_params(self) -> dict:
         """The parameters the configured allocator reads, from this config's fields."""
-        params = {"alpha": self.resolved_alpha()} if self.allocation == "dlp" else {}
+        params = {"alpha": self.resolved_alpha()}
         names = get_allocator(self.allocation).params
         return {p: params.get(p, getattr(self, p, None)) for p in names}
 
