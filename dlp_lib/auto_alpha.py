@@ -34,31 +34,42 @@ def heldout_windows(lab, cfg, nheldout: int | None = None):
     return lab.windows("heldout", cfg.calib, n, cfg.seqlen, cfg.seed + HELDOUT_SEED_OFFSET)
 
 
-def _heldout_spec(cfg, nheldout: int | None) -> dict:
+def heldout_spec(cfg, nheldout: int | None) -> dict:
+    """The identity of the held-out calibration windows (part of every cache key that scores on them)."""
     n = min(cfg.nsamples, MAX_HELDOUT) if nheldout is None else int(nheldout)
     return {"source": TextSource(cfg.calib).identity(), "split": "train", "n": n, "seqlen": cfg.seqlen,
             "seed": cfg.seed + HELDOUT_SEED_OFFSET}
 
 
-def alpha_score(lab, cfg, alpha: float, *, criterion: str = "calib_nll", nheldout: int | None = None,
-                use_cache: bool = True) -> float:
-    """Calibration-only score of DLP with `alpha` (lower is better): mean next-token NLL (nats/token)
-    of the pruned model on held-out calibration windows. Cached per configuration."""
+def heldout_score(lab, cfg, *, criterion: str = "calib_nll", nheldout: int | None = None, use_cache: bool = True,
+                  tally: dict | None = None) -> float:
+    """Calibration-only score of `cfg` (lower is better): mean next-token NLL (nats/token) of the
+    model pruned as `cfg` says on held-out calibration windows. Cached per configuration;
+    `tally["prunings"]` (if given) counts the scores computed rather than read from the cache."""
     if criterion not in CRITERIA:
         raise ValueError(f"Unknown criterion {criterion!r}; allowed: {', '.join(CRITERIA)}")
-    if cfg.allocation != "dlp":
-        raise ValueError(f"alpha is a DLP hyperparameter; allocation is {cfg.allocation!r}")
-    cfg_a = cfg.replace(alpha=float(alpha))
 
     def compute():
-        lab.ensure(cfg_a)
-        ppl = perplexity(lab.model, heldout_windows(lab, cfg_a, nheldout), device=lab.device,
-                         progress=lab.progress, desc=f"held-out calibration NLL (alpha={alpha})")
+        lab.ensure(cfg)
+        ppl = perplexity(lab.model, heldout_windows(lab, cfg, nheldout), device=lab.device,
+                         progress=lab.progress, desc=f"held-out calibration NLL ({cfg.allocation}, "
+                                                     f"alpha={cfg.resolved_alpha()})")
+        if tally is not None:
+            tally["prunings"] = tally.get("prunings", 0) + 1
         return math.log(ppl)
 
-    key = {**cfg_a.pruning_key(lab.fingerprint), "criterion": criterion, "heldout": _heldout_spec(cfg, nheldout),
+    key = {**cfg.pruning_key(lab.fingerprint), "criterion": criterion, "heldout": heldout_spec(cfg, nheldout),
            "code_eval": code_version("eval")}
-    return cached("alpha_score", key, compute, enabled=use_cache and lab.use_cache)
+    return cached("heldout_score", key, compute, enabled=use_cache and lab.use_cache)
+
+
+def alpha_score(lab, cfg, alpha: float, *, criterion: str = "calib_nll", nheldout: int | None = None,
+                use_cache: bool = True) -> float:
+    """`heldout_score` of DLP with `alpha`."""
+    if cfg.allocation != "dlp":
+        raise ValueError(f"alpha is a DLP hyperparameter; allocation is {cfg.allocation!r}")
+    return heldout_score(lab, cfg.replace(alpha=float(alpha)), criterion=criterion, nheldout=nheldout,
+                         use_cache=use_cache)
 
 
 def select_alpha(lab, cfg, grid=ALPHA_GRID, *, criterion: str = "calib_nll", nheldout: int | None = None,
@@ -81,10 +92,10 @@ def select_alpha(lab, cfg, grid=ALPHA_GRID, *, criterion: str = "calib_nll", nhe
                   for a in grid}
         best = min(grid, key=lambda a: (scores[a], a))
         return {"alpha": best, "criterion": criterion, "scores": scores, "grid": list(grid),
-                "heldout": _heldout_spec(cfg, nheldout)}
+                "heldout": heldout_spec(cfg, nheldout)}
 
     key = {**cfg.replace(alpha=0.0).pruning_key(lab.fingerprint), "alpha": None, "grid": list(grid),
-           "criterion": criterion, "heldout": _heldout_spec(cfg, nheldout), "code_eval": code_version("eval")}
+           "criterion": criterion, "heldout": heldout_spec(cfg, nheldout), "code_eval": code_version("eval")}
     out = cached("alpha_selection", key, compute, enabled=use_cache and lab.use_cache)
     out = dict(out)
     out["alpha"] = float(out["alpha"])

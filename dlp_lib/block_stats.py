@@ -5,6 +5,7 @@ reduces it to every layer statistic F of Table 1 (sum, mean, median, max, var, s
 outlier ratios for a grid of M. Per-sublayer statistics are kept too (granularity study), and so
 are the dense input-column norms ||X_j||_2 of every sublayer (the Wanda scores of the Global
 allocator). Changing alpha, lambda, M (within the grid) or the allocator never redoes this pass.
+The same pass measures each block's influence on its input (`BlockInfluence`).
 """
 from __future__ import annotations
 
@@ -235,6 +236,48 @@ def pool_statistics(pool: torch.Tensor, owl_m: tuple[float, ...] = OWL_M_GRID, *
     return grouped_pool_statistics({"pool": pool}, owl_m, chunked=chunked)[0]
 
 
+class BlockInfluence:
+    """BI = 1 - mean over tokens of cos(x_in, x_out) of one decoder block (ShortGPT, Men et al., 2024),
+    accumulated in fp32 by hooks on the block during the dense pass.
+
+    Only the engine's own block forwards count: the replay check and the capture call a block with
+    its forward replaced (a pass-through or a recorder; `forward` in the instance's dict) and reset
+    what was accumulated, so the calls after the last such call are the dense pass's."""
+
+    def __init__(self, block: torch.nn.Module):
+        self.block = block
+        self.cos_sum = 0.0
+        self.ntokens = 0
+        self.handles = [block.register_forward_pre_hook(self._reset_on_replaced),
+                        block.register_forward_hook(self._add, with_kwargs=True)]
+
+    def _replaced(self) -> bool:
+        return "forward" in self.block.__dict__
+
+    def _reset_on_replaced(self, _module, _args):
+        if self._replaced():
+            self.cos_sum, self.ntokens = 0.0, 0
+
+    def _add(self, _module, args, kwargs, output):
+        if self._replaced():
+            return
+        x_in = args[0] if args else kwargs["hidden_states"]
+        x_out = output[0] if isinstance(output, (tuple, list)) else output
+        cos = torch.nn.functional.cosine_similarity(x_in.float(), x_out.float(), dim=-1)
+        self.cos_sum += float(cos.sum(dtype=torch.float64))
+        self.ntokens += cos.numel()
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    def finish(self) -> float:
+        if self.ntokens == 0:
+            raise RuntimeError("block influence: the block was never run by the dense pass")
+        return 1.0 - self.cos_sum / self.ntokens
+
+
 @dataclass
 class DenseStatistics:
     """Per-block (and per-sublayer) statistics of the dense model's Wanda scores."""
@@ -243,6 +286,8 @@ class DenseStatistics:
     config: dict = field(default_factory=dict)
     # block -> sublayer -> ||X_j||_2 of the dense inputs (fp32, CPU): Wanda scores without another pass
     column_norms: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
+    # block -> 1 - E[cos(x_in, x_out)] over the calibration tokens (BlockInfluence)
+    block_influence: list[float] = field(default_factory=list)
 
     def layer_statistic(self, name: str) -> list[float]:
         if name not in LAYER_STATISTICS:
@@ -283,9 +328,16 @@ def compute_dense_statistics(model, calib_ids: torch.Tensor, *, device=None, act
         result.column_norms.append({n: t.detach().float().cpu() for n, t in v.stats["wanda"].items()})
         return False
 
+    from .models import decoder_blocks
     engine = CalibrationEngine(model, calib_ids, device=device, act_dtype=act_dtype, progress=progress,
                                stream_activations=stream_activations, **engine_options)
-    engine.run(visit, statistics=("wanda",), sequential=False, desc="dense statistics (pass 1)")
+    influence = [BlockInfluence(block) for block in decoder_blocks(model)]
+    try:
+        engine.run(visit, statistics=("wanda",), sequential=False, desc="dense statistics (pass 1)")
+    finally:
+        for acc in influence:
+            acc.remove()
+    result.block_influence = [acc.finish() for acc in influence]
     return result
 
 
@@ -299,7 +351,9 @@ def dense_statistics(model, calib_ids: torch.Tensor, cache_config: dict | None, 
         return compute_dense_statistics(model, calib_ids, **kwargs).to_dict()
 
     cfg = {**(cache_config or {}), "owl_m": list(owl_m)}
-    # a torch file: the column norms are tensors (format 2; format 1 was JSON without them)
-    d = cached("dense_statistics", {**cfg, "format": 2}, compute, fmt="torch",
+    # a torch file: the column norms are tensors (format 2; format 1 was JSON without them; format 3
+    # adds the block influence)
+    d = cached("dense_statistics", {**cfg, "format": 3}, compute, fmt="torch",
                enabled=use_cache and cache_config is not None)
-    return DenseStatistics(blocks=d["blocks"], sublayers=d["sublayers"], config=cfg, column_norms=d["column_norms"])
+    return DenseStatistics(blocks=d["blocks"], sublayers=d["sublayers"], config=cfg, column_norms=d["column_norms"],
+                           block_influence=d["block_influence"])

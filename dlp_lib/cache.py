@@ -44,7 +44,8 @@ CODE_STAGES: dict[str, tuple[str, ...]] = {
     # the compressors that consume budgets beyond masks (mixed N:M, GPTQ, SVD, structured): their
     # results carry this version too, so editing one of them leaves every plain pruning result valid
     "compress": ("compression/*.py",),
-    "eval": ("evaluation.py", "zeroshot.py", "zeroshot_tasks.py", "auto_alpha.py", "placement.py"),
+    "eval": ("evaluation.py", "zeroshot.py", "zeroshot_tasks.py", "auto_alpha.py", "auto_allocation.py",
+             "placement.py"),
     # stages of their own, so that editing them leaves every perplexity valid: fine-tuning results
     # carry "eval" and "finetune", the measured break-even densities "inference"
     "finetune": ("finetune/*.py",),

@@ -11,7 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .allocation import RatioRangeWarning, allocator_names, get_allocator
+from .allocation import AgainstDepthWarning, RatioRangeWarning, allocator_names, get_allocator
 from .block_stats import LAYER_STATISTICS
 from .experiment import PROFILES, ExperimentConfig, lab_for
 from .pruning import METHODS
@@ -191,6 +191,9 @@ def _preflight(a, cfg: ExperimentConfig):
         raise ValueError("--alpha-grid is only used with --alpha auto")
     if a.alpha == "auto" and cfg.allocation != "dlp":
         raise ValueError(f"--alpha auto chooses DLP's alpha; --allocation is {cfg.allocation!r}")
+    if a.alpha is not None and cfg.allocation == "auto":
+        raise ValueError(f"--alpha {a.alpha} is not used with --allocation auto (it tries an alpha grid for every "
+                         "candidate that takes one)")
     check_device_available(cfg.device)
     if a.eval_devices:
         from .placement import parse_devices
@@ -210,9 +213,10 @@ def _preflight(a, cfg: ExperimentConfig):
     check_writable()
     from .compression import nm_gptq_results as compression
     compression.check_args(a, cfg)
-    if compression.wants(a) and (a.zero_shot or a.save or a.export_recipe or a.alpha == "auto"):
-        raise ValueError("--zero-shot, --save, --export-recipe and --alpha auto are not available with mixed N:M "
-                         "or --quantize-bits")
+    if compression.wants(a) and (a.zero_shot or a.save or a.export_recipe or a.alpha == "auto"
+                                 or cfg.allocation == "auto"):
+        raise ValueError("--zero-shot, --save, --export-recipe, --alpha auto and --allocation auto are not available "
+                         "with mixed N:M or --quantize-bits")
     tasks = None
     if a.zero_shot:
         from .zeroshot import resolve_tasks
@@ -240,6 +244,7 @@ def cmd_prune(a) -> int:
     extra = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RatioRangeWarning)
+        warnings.simplefilter("always", AgainstDepthWarning)
         if a.alpha == "auto":
             from .auto_alpha import select_alpha
             choice = select_alpha(lab, cfg, **({"grid": a.alpha_grid} if a.alpha_grid else {}),
@@ -252,6 +257,9 @@ def cmd_prune(a) -> int:
         if not any(str(w.message) == message for w in caught):   # the cached result's warnings
             print(f"warning: {message}", file=sys.stderr)
     result.update(extra)
+    if "allocation_selection" in result:
+        from .auto_allocation import format_selection
+        print(format_selection(result["allocation_selection"]))
     if a.save:                                                   # save
         plan = lab.ensure(cfg)
         a.save.mkdir(parents=True, exist_ok=True)

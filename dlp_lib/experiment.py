@@ -115,7 +115,8 @@ class ExperimentConfig:
         return dataclasses.replace(self, **changes)
 
     def resolved_alpha(self) -> float | None:
-        if self.allocation != "dlp":
+        """The alpha of an allocator that takes one (DLP and its controls); None for the others."""
+        if "alpha" not in get_allocator(self.allocation).params:
             return None
         return alloc.paper_alpha(self.sparsity) if self.alpha is None else float(self.alpha)
 
@@ -128,7 +129,7 @@ class ExperimentConfig:
 
     def allocator_params(self) -> dict:
         """The parameters the configured allocator reads, from this config's fields."""
-        params = {"alpha": self.resolved_alpha()} if self.allocation == "dlp" else {}
+        params = {"alpha": self.resolved_alpha()}
         names = get_allocator(self.allocation).params
         return {p: params.get(p, getattr(self, p, None)) for p in names}
 
@@ -257,10 +258,18 @@ class Lab:
                                                  progress=self.progress, use_cache=self.use_cache)
         return self._stats[memo]
 
+    def selected(self, cfg: ExperimentConfig) -> ExperimentConfig:
+        """cfg itself, or for allocation "auto" the candidate chosen on held-out calibration text (cached)."""
+        if cfg.allocation != "auto":
+            return cfg
+        from .auto_allocation import chosen_config, select_allocation
+        return chosen_config(cfg, select_allocation(self, cfg))
+
     def plan(self, cfg: ExperimentConfig) -> SparsityPlan:
         """The per-block budgets of cfg's allocator (pure in its inputs: pass-1 statistics and/or the
         dense weights, as the allocator declares)."""
         self._check(cfg)
+        cfg = self.selected(cfg)
         allocator = get_allocator(cfg.allocation)
         stats = self.dense_statistics(cfg) if allocator.needs_stats(cfg.method) else None
         if allocator.needs_weights:
@@ -282,6 +291,7 @@ class Lab:
                 self._pruned, self._pruned_key, self._plan = None, None, None
             return None
         self._check(cfg)
+        cfg = self.selected(cfg)
         key = cfg.pruning_key(self._fingerprint)
         if self._pruned_key == key:
             return self._plan
@@ -409,13 +419,18 @@ class Lab:
         """Plan, prune, evaluate; the result dict is cached on disk under cfg.eval_key.
 
         use_cache=False recomputes this result (and, if the Lab was made with use_cache=False,
-        every stage before it)."""
+        every stage before it). Allocation "auto": the chosen candidate's result, with the choice
+        under "allocation_selection" (dlp_lib.auto_allocation)."""
         self._check(cfg)
+        if cfg.allocation == "auto":
+            from .auto_allocation import run_auto
+            return run_auto(self, cfg, use_cache=use_cache)
 
         def compute():
             dense_ppl = self.dense_perplexity(cfg)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", alloc.RatioRangeWarning)
+                warnings.simplefilter("always", alloc.AgainstDepthWarning)
                 plan = self.ensure(cfg)
             for w in caught:  # recorded in the result and shown to the user
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

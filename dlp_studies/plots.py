@@ -19,12 +19,15 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 PALETTE = {"uniform": "#7f7f7f", "owl": "#ff7f0e", "dlp": "#d62728", "dlp_mean": "#9467bd", "global": "#1f77b4",
-           "er": "#2ca02c", "er_plus": "#17becf", "lamp": "#8c564b", "alphapruning": "#e377c2", "dense": "#000000"}
+           "er": "#2ca02c", "er_plus": "#17becf", "lamp": "#8c564b", "alphapruning": "#e377c2", "dense": "#000000",
+           "dlp_mirror": "#ff9896", "depth_ramp": "#bcbd22", "block_influence": "#aec7e8", "auto": "#393b79"}
 MARKERS = {"uniform": "s", "owl": "^", "dlp": "o", "dlp_mean": "D", "global": "v", "er": "<", "er_plus": ">",
-           "lamp": "P", "alphapruning": "X", "dense": "*"}
+           "lamp": "P", "alphapruning": "X", "dense": "*", "dlp_mirror": "d", "depth_ramp": "1",
+           "block_influence": "h", "auto": "p"}
 NAMES = {"uniform": "Uniform", "owl": "OWL", "dlp": "DLP", "dlp_mean": "DLP (mean, released code)",
          "global": "Global", "er": "ER", "er_plus": "ER-Plus", "lamp": "LAMP", "alphapruning": "AlphaPruning",
-         "dense": "dense"}
+         "dense": "dense", "dlp_mirror": "DLP mirrored", "depth_ramp": "depth ramp",
+         "block_influence": "block influence", "auto": "auto (held-out choice)"}
 # non-allocator series (statistics F, comparison groups) get colours from one qualitative map
 _OTHER = sns.color_palette("tab10", 10)
 

@@ -18,7 +18,7 @@ LAYERS = [
     ("block_stats", "sparsegpt"),
     ("allocation",),
     ("pruning", "pruned_weights", "compression", "evaluation", "placement"),
-    ("zeroshot", "auto_alpha"),
+    ("zeroshot", "auto_alpha", "auto_allocation"),
     ("validation", "dense_weights", "experiment"),
     ("api", "explorer", "export", "sweep", "finetune", "inference"),
     ("cli", "__main__", "__init__"),

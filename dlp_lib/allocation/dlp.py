@@ -7,6 +7,7 @@ import numpy as np
 
 from ..plan import SparsityPlan
 from ..scores import check_ratio
+from .depth_order import warn_if_against_depth
 from .rebalance import minmax_scaled, rebalance, sublayer_plan
 from .registry import register
 
@@ -45,7 +46,7 @@ def allocate_dlp(unimportance: Sequence[float], sparsity: float, alpha: float, *
 
 
 @register("dlp", needs=("stats",), granularities=("block", "sublayer"),
-          source="Chen et al., 2025, Algorithm 1 (per-sublayer variant: Appendix C, Table 12)")
+          source="Chen et al., 2025, Algorithm 1 (per-sublayer variant: Appendix C, Table 12)", auto_candidate=True)
 def plan_dlp(inputs, sparsity, *, alpha: float | None = None, statistic: str = "median", strict=False,
              granularity: str = "block") -> SparsityPlan:
     alpha = paper_alpha(sparsity) if alpha is None else float(alpha)
@@ -58,5 +59,6 @@ def plan_dlp(inputs, sparsity, *, alpha: float | None = None, statistic: str = "
         return sublayer_plan("dlp", sparsity, keys, r, [c["numel"] for c in cells], config)
     s = stats.layer_statistic(statistic)
     ratios = allocate_dlp(s, sparsity, alpha, strict=strict)
+    warn_if_against_depth("DLP", ratios)
     return SparsityPlan("dlp", sparsity, ratios.tolist(), config, rid=relative_importance(s).tolist(),
                         block_statistic=list(s))

@@ -40,6 +40,7 @@ class Allocator:
     source: str                           # where it comes from, one line
     granularities: tuple[str, ...] = ("block",)
     stats_not_for: tuple[str, ...] = field(default=())  # methods for which "stats" is not needed
+    auto_candidate: bool = False          # tried by `--allocation auto` (dlp_lib.auto_allocation)
 
     def needs_stats(self, method: str) -> bool:
         return "stats" in self.needs and method not in self.stats_not_for
@@ -53,9 +54,10 @@ _REGISTRY: dict[str, Allocator] = {}
 
 
 def register(name: str, *, needs: tuple[str, ...] = (), source: str, granularities: tuple[str, ...] = ("block",),
-             stats_not_for: tuple[str, ...] = ()):
+             stats_not_for: tuple[str, ...] = (), auto_candidate: bool = False):
     """Decorator declaring an allocator. Its parameters are read off the function's keyword-only
-    arguments other than `strict` (and `granularity`), so a misspelled parameter is an error."""
+    arguments other than `strict` (and `granularity`), so a misspelled parameter is an error.
+    `auto_candidate`: `--allocation auto` tries it (over its alpha grid if it takes `alpha`)."""
     bad = set(needs) - set(NEEDS)
     if bad:
         raise ValueError(f"allocator {name!r}: unknown needs {sorted(bad)}; allowed: {', '.join(NEEDS)}")
@@ -67,13 +69,18 @@ def register(name: str, *, needs: tuple[str, ...] = (), source: str, granulariti
         if name in _REGISTRY and _REGISTRY[name].fn is not fn:
             raise ValueError(f"allocator {name!r} is already registered")
         _REGISTRY[name] = Allocator(name, fn, frozenset(needs), params, source, tuple(granularities),
-                                    tuple(stats_not_for))
+                                    tuple(stats_not_for), bool(auto_candidate))
         return fn
     return wrap
 
 
 def allocator_names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
+
+
+def auto_candidates() -> tuple[str, ...]:
+    """The allocators `--allocation auto` chooses among, in registration order (uniform first)."""
+    return tuple(n for n, a in _REGISTRY.items() if a.auto_candidate)
 
 
 def get_allocator(name: str) -> Allocator:

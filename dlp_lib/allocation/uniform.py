@@ -14,6 +14,7 @@ def allocate_uniform(n_blocks: int, sparsity: float) -> np.ndarray:
     return np.full(n_blocks, float(sparsity))
 
 
-@register("uniform", source="Wanda (Sun et al., 2024) and SparseGPT (Frantar & Alistarh, 2023): one ratio for all")
+@register("uniform", source="Wanda (Sun et al., 2024) and SparseGPT (Frantar & Alistarh, 2023): one ratio for all",
+          auto_candidate=True)
 def plan_uniform(inputs, sparsity, *, strict=False) -> SparsityPlan:
     return SparsityPlan("uniform", sparsity, allocate_uniform(inputs.n_blocks, sparsity).tolist())
