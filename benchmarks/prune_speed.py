@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from dlp_lib.block_stats import compute_dense_statistics, grouped_pool_statistics  # noqa: E402
-from dlp_lib.calibration import CalibrationEngine, _first_tensor, _to, pin_block_weights  # noqa: E402
+from dlp_lib.calibration import CalibrationEngine, pin_block_weights  # noqa: E402
+from dlp_lib.engine.replay import _first_tensor, _to  # noqa: E402  (the engine's own helpers, timed here)
 from dlp_lib.models import decoder_blocks, linear_sublayers  # noqa: E402
 from dlp_lib.allocation import build_plan  # noqa: E402
 from dlp_lib.pruning import prune_model  # noqa: E402
@@ -176,7 +177,8 @@ def restore(model, snap) -> None:
 def gpu_checks(device, hidden: int, inter: int) -> dict:
     """Quick numerical checks of the GPU paths on data of the model's shape."""
     from dlp_lib import sparsegpt as sg
-    from dlp_lib.calibration import HessianAccumulator, WandaNorms, _mixed_gram_ok
+    from dlp_lib.calibration import HessianAccumulator, WandaNorms
+    from dlp_lib.engine.statistics import _mixed_gram_ok
     from dlp_lib.scores import NMPattern
 
     out = {}

@@ -26,9 +26,9 @@ LAYERS = [
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 
 
-def _modules():
-    for path in sorted(PACKAGE.rglob("*.py")):
-        rel = path.relative_to(PACKAGE).with_suffix("")
+def _modules(package: Path = PACKAGE):
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).with_suffix("")
         yield ".".join(rel.parts), path
 
 
@@ -37,30 +37,76 @@ def _top(module: str) -> str:
     return head
 
 
-def _imports(path: Path, module: str, *, top_level_only: bool) -> set[str]:
-    """dlp_lib modules imported by `module` (relative or absolute), as dotted names inside the package."""
-    tree = ast.parse(path.read_text())
-    package_parts = module.split(".")[:-1] if path.name != "__init__.py" else module.split(".")
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
-    found = set()
-    for node in nodes:
+def _resolve(target: str, names) -> str | None:
+    """The module a dotted name inside the package denotes: a module, a package (its __init__), or None."""
+    if target in names:
+        return target
+    return f"{target}.__init__" if f"{target}.__init__" in names else None
+
+
+def _import_statements(path: Path, module: str, package_name: str = "dlp_lib"):
+    """(imported module, imported name or None, line) for every import of a module of the package, at
+    every depth (function bodies included), relative or absolute, as dotted names inside the package
+    ("" is the package itself). `module` is the file's dotted name ("x.__init__" for a package)."""
+    package_parts = module.split(".")[:-1]  # a module's package; for "x.__init__" that is x
+    prefix = package_name + "."
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package_parts[: len(package_parts) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
-            elif node.module and node.module.startswith("dlp_lib"):
-                target = node.module[len("dlp_lib."):] if node.module != "dlp_lib" else ""
+            elif node.module == package_name:
+                target = ""
+            elif node.module and node.module.startswith(prefix):
+                target = node.module[len(prefix):]
             else:
                 continue
-            if node.module is None or not target:
-                found.update(".".join(base + [a.name]) if node.level else a.name for a in node.names)
-            else:
-                found.add(target)
+            for alias in node.names:
+                yield target, alias.name, node.lineno
         elif isinstance(node, ast.Import):
-            for a in node.names:
-                if a.name.startswith("dlp_lib."):
-                    found.add(a.name[len("dlp_lib."):])
-    return {f for f in found if f}
+            for alias in node.names:
+                if alias.name == package_name or alias.name.startswith(prefix):
+                    yield alias.name[len(prefix):] if alias.name != package_name else "", None, node.lineno
+
+
+def _import_graph(package: Path = PACKAGE, package_name: str = "dlp_lib") -> dict[str, set[str]]:
+    """module -> the package's modules it imports anywhere in its code (`from x import y` imports the
+    module x.y when there is one, else x)."""
+    modules = dict(_modules(package))
+    graph = {}
+    for module, path in modules.items():
+        edges = set()
+        for target, name, _ in _import_statements(path, module, package_name):
+            joined = f"{target}.{name}" if target and name else (name or target)
+            resolved = (_resolve(joined, modules) if name else None) or _resolve(target or "__init__", modules)
+            if resolved and resolved != module:
+                edges.add(resolved)
+        graph[module] = edges
+    return graph
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of the graph as a path (first == last), or None."""
+    state: dict[str, int] = {}
+
+    def visit(m, stack):
+        state[m] = 1
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n] if n in stack else stack + [n]
+            if n not in state:
+                found = visit(n, stack + [n])
+                if found:
+                    return found
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m, [m])
+            if found:
+                return found
+    return None
 
 
 def test_every_module_has_a_layer():
@@ -70,9 +116,9 @@ def test_every_module_has_a_layer():
 
 def test_no_upward_imports():
     bad = []
-    for module, path in _modules():
+    for module, targets in _import_graph().items():
         mine = LAYER_OF[_top(module)]
-        for target in _imports(path, module, top_level_only=False):
+        for target in targets:
             top = _top(target)
             if top in LAYER_OF and LAYER_OF[top] > mine:
                 bad.append(f"{module} (layer {mine}) imports {target} (layer {LAYER_OF[top]})")
@@ -80,27 +126,84 @@ def test_no_upward_imports():
 
 
 def test_no_import_cycles():
-    graph = {m: {t for t in _imports(p, m, top_level_only=True)} for m, p in _modules()}
-    names = set(graph)
+    """No cycle among the modules' imports, counting the ones inside functions: a cycle hidden in a
+    function body still ties the two modules together (neither can be understood, tested or moved
+    without the other)."""
+    cycle = _find_cycle(_import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
-    def resolve(t):  # a name may be a module or a package (its __init__)
-        return t if t in names else (f"{t}.__init__" if f"{t}.__init__" in names else None)
 
-    edges = {m: {r for t in ts if (r := resolve(t)) and r != m} for m, ts in graph.items()}
-    state: dict[str, int] = {}
+def _plant(root: Path, files: dict[str, str]) -> Path:
+    package = root / "planted"
+    for rel, text in files.items():
+        (package / rel).parent.mkdir(parents=True, exist_ok=True)
+        (package / rel).write_text(text)
+    return package
 
-    def visit(m, stack):
-        state[m] = 1
-        for n in edges.get(m, ()):
-            if state.get(n) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(stack + [m, n]))
-            if n not in state:
-                visit(n, stack + [m])
-        state[m] = 2
 
-    for m in edges:
-        if m not in state:
-            visit(m, [])
+def test_the_cycle_check_sees_imports_inside_functions(tmp_path):
+    """A planted package whose two modules import each other only inside functions (one relative, one
+    absolute, one a level down): the check reports the cycle; without the back edge it reports none."""
+    files = {"__init__.py": "",
+             "sub/__init__.py": "",
+             "sub/a.py": "def f():\n    from ..b import g\n    return g\n",
+             "b.py": "import os\n\n\ndef g():\n    if os.sep:\n        from planted.sub import a\n        return a\n"}
+    cycle = _find_cycle(_import_graph(_plant(tmp_path / "cyclic", files), "planted"))
+    assert cycle is not None and {"sub.a", "b"} <= set(cycle) and cycle[0] == cycle[-1]
+    files["b.py"] = "def g():\n    return 1\n"
+    assert _find_cycle(_import_graph(_plant(tmp_path / "acyclic", files), "planted")) is None
+    # a package's own relative imports count too (its __init__ importing a module that imports it back)
+    files = {"__init__.py": "from . import m\n", "m.py": "def h():\n    from . import helper\n    return helper\n",
+             "helper.py": "def k():\n    import planted\n    return planted\n"}
+    cycle = _find_cycle(_import_graph(_plant(tmp_path / "init", files), "planted"))
+    assert cycle is not None and "__init__" in cycle
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _private_uses(package: Path = PACKAGE, package_name: str = "dlp_lib") -> list[str]:
+    """Every use of another module's private name: `from x import _y`, and `x._y` where x names a
+    module of the package (bound by `import` or `from ... import module`)."""
+    modules = dict(_modules(package))
+    found = []
+    for module, path in modules.items():
+        bound = set()  # local names of the package's modules in this file
+        for target, name, line in _import_statements(path, module, package_name):
+            if name is None:
+                continue
+            joined = f"{target}.{name}" if target else name
+            if _resolve(joined, modules):
+                bound.add(name)
+            elif _is_private(name):
+                found.append(f"{module}:{line} imports {name} from {target or package_name}")
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                bound.update(a.asname for a in node.names if a.asname and a.name.startswith(package_name))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound
+                    and _is_private(node.attr)):
+                found.append(f"{module}:{node.lineno} uses {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_private_names_across_modules():
+    """A leading underscore means "only this module uses it": no other module of the library imports
+    or reaches for it (a name two modules share is public, documented where it lives)."""
+    found = _private_uses()
+    assert not found, "private names used across modules:\n" + "\n".join(found)
+
+
+def test_the_private_name_check_sees_both_spellings(tmp_path):
+    files = {"__init__.py": "", "home.py": "def _helper():\n    return 1\n\n\ndef public():\n    return _helper()\n",
+             "user.py": "from .home import _helper\n",
+             "other.py": "def f():\n    from . import home\n    return home._helper() + home.public()\n",
+             "aliased.py": "import planted.home as h\n\n\ndef f():\n    return h._helper()\n"}
+    found = _private_uses(_plant(tmp_path, files), "planted")
+    assert sorted(f.split(":")[0] for f in found) == ["aliased", "other", "user"], found
+    assert not any("public" in f for f in found)
 
 
 def test_library_never_imports_the_studies():

@@ -142,7 +142,7 @@ def _expert_inputs(experts: nn.Module, hidden: torch.Tensor, top_k_index: torch.
     return inputs, out
 
 
-class _Hooks:
+class SublayerHooks:
     """Forward hooks that feed one block's accumulators during its statistics forward.
 
     Which sublayers receive the very same input tensor (q/k/v, gate/up) is read off the first
