@@ -206,6 +206,16 @@ def test_the_private_name_check_sees_both_spellings(tmp_path):
     assert not any("public" in f for f in found)
 
 
+def test_architecture_lists_every_subcommand():
+    import argparse
+
+    from dlp_lib.cli import build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    table = {line.split("|")[1].strip().strip("`") for line in (ROOT / "ARCHITECTURE.md").read_text().splitlines()
+             if line.startswith("| `")}
+    assert table == set(sub.choices), f"ARCHITECTURE.md's subcommands {sorted(table)} != the CLI's {sorted(sub.choices)}"
+
+
 def test_library_never_imports_the_studies():
     for module, path in _modules():
         assert "dlp_studies" not in path.read_text(), f"dlp_lib.{module} refers to dlp_studies"
