@@ -93,7 +93,7 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         state[m] = 1
         for n in sorted(graph.get(m, ())):
             if state.get(n) == 1:
-                return stack[stack.index(n):] + [n] if n in stack else stack + [n]
+                return stack[stack.index(n):] + [n]
             if n not in state:
                 found = visit(n, stack + [n])
                 if found:
