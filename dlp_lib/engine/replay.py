@@ -51,7 +51,7 @@ class BlockVisit:
     stats: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # stat name -> sublayer -> tensor
 
 
-def _first_tensor(out):
+def first_tensor(out):
     return out[0] if isinstance(out, (tuple, list)) else out  # some blocks return (hidden, ...) tuples
 
 
@@ -293,7 +293,7 @@ class CalibrationEngine:
             if ready is not None:
                 current.wait_event(ready)
                 x.record_stream(current)
-            y = _first_tensor(self._call(block, x.to(w_dtype), calls[i], rec))
+            y = first_tensor(self._call(block, x.to(w_dtype), calls[i], rec))
             del x
             if hooks is not None:
                 hooks.next_batch()
@@ -370,14 +370,6 @@ class CalibrationEngine:
         return None
 
 
-def _to(value, device):
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, tuple):
-        return tuple(_to(v, device) for v in value)
-    return value
-
-
 @torch.no_grad()
 def replay_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     """Logits computed by the engine's block-by-block replay (tests the engine against model(ids)).
@@ -390,7 +382,7 @@ def replay_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     rec = engine.capture()
     h = rec.inputs[0]
     for i, block in enumerate(engine.blocks):
-        h = _first_tensor(engine._call(block, h, rec.calls[i][0], rec))
+        h = first_tensor(engine._call(block, h, rec.calls[i][0], rec))
     last = len(engine.blocks) - 1
 
     def make_forward(i, _original):

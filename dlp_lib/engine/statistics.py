@@ -41,7 +41,7 @@ class WandaNorms:
 _MIXED_GRAM: dict = {}  # device -> whether addmm(..., out_dtype=float32) works (checked once)
 
 
-def _mixed_gram_ok(device: torch.device) -> bool:
+def mixed_gram_ok(device: torch.device) -> bool:
     """Does this torch offer fp16/bf16 x fp16/bf16 -> fp32 addmm in place on `device`? (probed once)"""
     key = str(device)
     if key not in _MIXED_GRAM:
@@ -68,7 +68,7 @@ class HessianAccumulator:
 
     def add(self, x: torch.Tensor) -> None:
         x = x.reshape(-1, x.shape[-1])
-        if x.is_cuda and x.dtype in (torch.float16, torch.bfloat16) and _mixed_gram_ok(x.device):
+        if x.is_cuda and x.dtype in (torch.float16, torch.bfloat16) and mixed_gram_ok(x.device):
             # 16-bit products are exact in fp32 and the tensor cores accumulate in fp32: the same
             # X^T X as the fp32 matmul of the upcast activations, up to summation order.
             torch.addmm(self.H, x.t(), x, out_dtype=torch.float32, out=self.H)
