@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from dlp_lib.block_stats import compute_dense_statistics, grouped_pool_statistics  # noqa: E402
-from dlp_lib.calibration import CalibrationEngine, _first_tensor, _to, pin_block_weights  # noqa: E402
+from dlp_lib.calibration import CalibrationEngine, pin_block_weights  # noqa: E402
+from dlp_lib.engine.replay import first_tensor  # noqa: E402
 from dlp_lib.models import decoder_blocks, linear_sublayers  # noqa: E402
 from dlp_lib.allocation import build_plan  # noqa: E402
 from dlp_lib.pruning import prune_model  # noqa: E402
@@ -136,11 +137,20 @@ def measure(name: str, device: torch.device, fn, results: dict, floor: float | N
 
 
 @torch.no_grad()
+def to_device(value, device):
+    """A captured block argument on `device` (tensors and tuples of them; anything else as it is)."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, tuple):
+        return tuple(to_device(v, device) for v in value)
+    return value
+
+
 def floor_passes(model, ids, device, act_dtype, batch_size) -> dict:
     """Three dense passes through every block, timed block by block (weights resident while timed)."""
     engine = CalibrationEngine(model, ids, device=device, act_dtype=act_dtype, batch_size=batch_size, progress=False)
     acts, kwargs = engine.capture_inputs()
-    kwargs = {k: _to(v, device) for k, v in kwargs.items()}
+    kwargs = {k: to_device(v, device) for k, v in kwargs.items()}
     passes = [0.0, 0.0, 0.0]
     for block in decoder_blocks(model):
         homes = [(p, p.data) for p in block.parameters()]
@@ -151,7 +161,7 @@ def floor_passes(model, ids, device, act_dtype, batch_size) -> dict:
         for r in range(3):
             t0 = time.perf_counter()
             for i, x in enumerate(acts):
-                y = _first_tensor(block(x.to(w_dtype), **kwargs)).to(act_dtype)
+                y = first_tensor(block(x.to(w_dtype), **kwargs)).to(act_dtype)
                 if r == 2:
                     acts[i] = y  # the last pass feeds the next block
             sync(device)
@@ -176,14 +186,15 @@ def restore(model, snap) -> None:
 def gpu_checks(device, hidden: int, inter: int) -> dict:
     """Quick numerical checks of the GPU paths on data of the model's shape."""
     from dlp_lib import sparsegpt as sg
-    from dlp_lib.calibration import HessianAccumulator, WandaNorms, _mixed_gram_ok
+    from dlp_lib.calibration import HessianAccumulator, WandaNorms
+    from dlp_lib.engine.statistics import mixed_gram_ok
     from dlp_lib.scores import NMPattern
 
     out = {}
     g = torch.Generator(device=device).manual_seed(0)
     x = (torch.randn(2048, hidden, device=device, generator=g) * 2).half()
     layer = torch.nn.Linear(hidden, hidden, bias=False, device=device)
-    out["mixed_gram_available"] = _mixed_gram_ok(device)
+    out["mixed_gram_available"] = mixed_gram_ok(device)
     h = HessianAccumulator(layer)
     h.add(x)
     ref = x.double().t() @ x.double()

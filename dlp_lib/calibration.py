@@ -6,8 +6,6 @@
   for mixture-of-experts weights (WandaNorms, HessianAccumulator);
 - `engine.offload`: moving blocks between CPU and the compute device (pin_block_weights).
 """
-from .engine.offload import _BlockMover, _normalize_device, _Staged, pin_block_weights  # noqa: F401
-from .engine.replay import (  # noqa: F401
-    BlockCalls, BlockVisit, CalibrationEngine, _first_tensor, _StopForward, _to, check_replay, replay_logits,
-)
-from .engine.statistics import STATISTICS, HessianAccumulator, WandaNorms, _Hooks, _mixed_gram_ok  # noqa: F401
+from .engine.offload import pin_block_weights  # noqa: F401
+from .engine.replay import BlockCalls, BlockVisit, CalibrationEngine, check_replay, replay_logits  # noqa: F401
+from .engine.statistics import STATISTICS, HessianAccumulator, WandaNorms  # noqa: F401

@@ -25,8 +25,12 @@ RECIPE_MODIFIERS = {"wanda": "WandaPruningModifier", "sparsegpt": "SparseGPTModi
 
 
 def _library_version() -> str:
-    import dlp_lib
-    return str(getattr(dlp_lib, "__version__", "unknown"))
+    # the installed distribution's version (the package's __init__ sits above this module)
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("dlp_lib")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def blocks_prefix(model) -> str:

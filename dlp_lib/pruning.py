@@ -49,7 +49,7 @@ def _check(method: str, plan: SparsityPlan, group: str, nm, n_blocks: int) -> No
 _SCORE_CHUNK = 1 << 22  # scores materialised at once (16 MB fp32) when the comparison group allows it
 
 
-def _prune_sublayers(v: BlockVisit, plan: SparsityPlan, method: str, group: str, nm: NMPattern | None) -> None:
+def prune_sublayers(v: BlockVisit, plan: SparsityPlan, method: str, group: str, nm: NMPattern | None) -> None:
     """Prune the block's sublayers where they are (on the GPU during an engine run). Per-output and
     N:M groups are row-local, so scores and masks are made a slice of rows at a time."""
     for name, layer in v.sublayers.items():
@@ -96,15 +96,15 @@ def prune_model(model, plan: SparsityPlan, method: str, calib_ids: torch.Tensor 
     patterns = block_patterns(nm, len(blocks))
     if method == "magnitude":
         for index, block in enumerate(tqdm(blocks, desc="magnitude pruning", disable=not progress, leave=False)):
-            _prune_sublayers(BlockVisit(index, block, linear_sublayers(block)), plan, method, group,
-                             patterns[index])
+            prune_sublayers(BlockVisit(index, block, linear_sublayers(block)), plan, method, group,
+                            patterns[index])
         return
     if calib_ids is None:
         raise ValueError(f"{method} needs calibration data (calib_ids)")
     stat = "hessian" if method == "sparsegpt" else "wanda"
 
     def visit(v: BlockVisit) -> bool:
-        _prune_sublayers(v, plan, method, group, patterns[v.index])
+        prune_sublayers(v, plan, method, group, patterns[v.index])
         return True
 
     engine = CalibrationEngine(model, calib_ids, device=device, act_dtype=act_dtype, progress=progress,

@@ -113,7 +113,7 @@ def _spread(cands: list, n: int, n_docs: int, rng: random.Random) -> list:
     return out
 
 
-def _continuation_items(corpus: str, docs, n: int, rng: random.Random) -> list[dict]:
+def continuation_items(corpus: str, docs, n: int, rng: random.Random) -> list[dict]:
     endings = [(d, s) for d, (_, sents) in enumerate(docs) for s in sents if s and 6 <= len(s.split()) <= 24]
     cands = []
     for d, (_, sents) in enumerate(docs):
@@ -152,7 +152,7 @@ def _split_last_word(passage: str) -> tuple[str, str] | None:
     return (head, word) if head and _WORD.match(word) else None
 
 
-def _lastword_items(corpus: str, docs, n: int, rng: random.Random) -> list[dict]:
+def lastword_items(corpus: str, docs, n: int, rng: random.Random) -> list[dict]:
     cands, finals = [], []
     for d, (_, sents) in enumerate(docs):
         for i, s in enumerate(sents):
@@ -169,7 +169,8 @@ def _lastword_items(corpus: str, docs, n: int, rng: random.Random) -> list[dict]
     return _with_distractors(corpus, docs, cands, finals, n, rng, 200, acceptable)
 
 
-_BUILDERS = {"dlp_continuation": _continuation_items, "dlp_lastword": _lastword_items}
+# task -> item generator (corpus, documents, n, rng) -> items; the fine-tuning set runs them on TRAIN documents
+ITEM_BUILDERS = {"dlp_continuation": continuation_items, "dlp_lastword": lastword_items}
 
 
 def task_yaml(task: str, data_file: Path, fewshot_file: Path) -> str:
@@ -201,7 +202,7 @@ def build_offline_suite(n_examples: int = DEFAULT_EXAMPLES, seed: int = 0, corpo
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     summary = {}
-    for t, (task, build) in enumerate(_BUILDERS.items()):
+    for t, (task, build) in enumerate(ITEM_BUILDERS.items()):
         items = []
         for c, corpus in enumerate(corpora):
             share = n_examples // len(corpora) + (c < n_examples % len(corpora))

@@ -185,6 +185,25 @@ def test_expert_statistics_come_from_routed_tokens(family):
         torch.testing.assert_close(got["wanda"][down], (Y.pow(2).sum(0) / ids.shape[0]).sqrt(), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("family", ["mixtral", "qwen2_moe"])
+def test_expert_gate_without_transformers_private_method(family):
+    """The experts' gate comes from transformers' private `_apply_gate` where it exists; an experts
+    module without it (another transformers version) gets the default gate, act(gate) * up, which
+    equals the module's own here."""
+    import types
+
+    from dlp_lib.engine.statistics import _gated
+    experts = decoder_blocks(_model(family))[1].mlp.experts
+    gate_up = torch.randn(5, experts.gate_up_proj.shape[1], generator=torch.Generator().manual_seed(0))
+    own = experts._apply_gate(gate_up)
+    assert own.shape == (5, gate_up.shape[1] // 2)
+    torch.testing.assert_close(_gated(experts, gate_up), own, rtol=0, atol=0)
+    without = types.SimpleNamespace(act_fn=experts.act_fn)  # an experts module of a transformers without it
+    torch.testing.assert_close(_gated(without, gate_up), own)
+    gate, up = gate_up.chunk(2, dim=-1)
+    torch.testing.assert_close(_gated(without, gate_up), F.silu(gate) * up)
+
+
 def test_expert_without_routed_tokens_is_refused():
     model = _model("mixtral")
     for block in decoder_blocks(model):  # the router never picks expert 3

@@ -1,7 +1,7 @@
-"""The shape of the library: the import graph flows down the pipeline, one registry knows the
-allocators, a new allocator is one function, configurations own their cache keys."""
+"""The shape of the library: the import graph flows down the pipeline (no cycle at any depth, no
+private name used across modules), one registry knows the allocators, a new allocator is one
+function, configurations own their cache keys, ARCHITECTURE.md lists every subcommand."""
 import ast
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +26,9 @@ LAYERS = [
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 
 
-def _modules():
-    for path in sorted(PACKAGE.rglob("*.py")):
-        rel = path.relative_to(PACKAGE).with_suffix("")
+def _modules(package: Path = PACKAGE):
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).with_suffix("")
         yield ".".join(rel.parts), path
 
 
@@ -37,30 +37,76 @@ def _top(module: str) -> str:
     return head
 
 
-def _imports(path: Path, module: str, *, top_level_only: bool) -> set[str]:
-    """dlp_lib modules imported by `module` (relative or absolute), as dotted names inside the package."""
-    tree = ast.parse(path.read_text())
-    package_parts = module.split(".")[:-1] if path.name != "__init__.py" else module.split(".")
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
-    found = set()
-    for node in nodes:
+def _resolve(target: str, names) -> str | None:
+    """The module a dotted name inside the package denotes: a module, a package (its __init__), or None."""
+    if target in names:
+        return target
+    return f"{target}.__init__" if f"{target}.__init__" in names else None
+
+
+def _import_statements(path: Path, module: str, package_name: str = "dlp_lib"):
+    """(imported module, imported name or None, line) for every import of a module of the package, at
+    every depth (function bodies included), relative or absolute, as dotted names inside the package
+    ("" is the package itself). `module` is the file's dotted name ("x.__init__" for a package)."""
+    package_parts = module.split(".")[:-1]  # a module's package; for "x.__init__" that is x
+    prefix = package_name + "."
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package_parts[: len(package_parts) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
-            elif node.module and node.module.startswith("dlp_lib"):
-                target = node.module[len("dlp_lib."):] if node.module != "dlp_lib" else ""
+            elif node.module == package_name:
+                target = ""
+            elif node.module and node.module.startswith(prefix):
+                target = node.module[len(prefix):]
             else:
                 continue
-            if node.module is None or not target:
-                found.update(".".join(base + [a.name]) if node.level else a.name for a in node.names)
-            else:
-                found.add(target)
+            for alias in node.names:
+                yield target, alias.name, node.lineno
         elif isinstance(node, ast.Import):
-            for a in node.names:
-                if a.name.startswith("dlp_lib."):
-                    found.add(a.name[len("dlp_lib."):])
-    return {f for f in found if f}
+            for alias in node.names:
+                if alias.name == package_name or alias.name.startswith(prefix):
+                    yield alias.name[len(prefix):] if alias.name != package_name else "", None, node.lineno
+
+
+def _import_graph(package: Path = PACKAGE, package_name: str = "dlp_lib") -> dict[str, set[str]]:
+    """module -> the package's modules it imports anywhere in its code (`from x import y` imports the
+    module x.y when there is one, else x)."""
+    modules = dict(_modules(package))
+    graph = {}
+    for module, path in modules.items():
+        edges = set()
+        for target, name, _ in _import_statements(path, module, package_name):
+            joined = f"{target}.{name}" if target and name else (name or target)
+            resolved = (_resolve(joined, modules) if name else None) or _resolve(target or "__init__", modules)
+            if resolved and resolved != module:
+                edges.add(resolved)
+        graph[module] = edges
+    return graph
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of the graph as a path (first == last), or None."""
+    state: dict[str, int] = {}
+
+    def visit(m, stack):
+        state[m] = 1
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n]
+            if n not in state:
+                found = visit(n, stack + [n])
+                if found:
+                    return found
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m, [m])
+            if found:
+                return found
+    return None
 
 
 def test_every_module_has_a_layer():
@@ -70,9 +116,9 @@ def test_every_module_has_a_layer():
 
 def test_no_upward_imports():
     bad = []
-    for module, path in _modules():
+    for module, targets in _import_graph().items():
         mine = LAYER_OF[_top(module)]
-        for target in _imports(path, module, top_level_only=False):
+        for target in targets:
             top = _top(target)
             if top in LAYER_OF and LAYER_OF[top] > mine:
                 bad.append(f"{module} (layer {mine}) imports {target} (layer {LAYER_OF[top]})")
@@ -80,27 +126,94 @@ def test_no_upward_imports():
 
 
 def test_no_import_cycles():
-    graph = {m: {t for t in _imports(p, m, top_level_only=True)} for m, p in _modules()}
-    names = set(graph)
+    """No cycle among the modules' imports, counting the ones inside functions: a cycle hidden in a
+    function body still ties the two modules together (neither can be understood, tested or moved
+    without the other)."""
+    cycle = _find_cycle(_import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
-    def resolve(t):  # a name may be a module or a package (its __init__)
-        return t if t in names else (f"{t}.__init__" if f"{t}.__init__" in names else None)
 
-    edges = {m: {r for t in ts if (r := resolve(t)) and r != m} for m, ts in graph.items()}
-    state: dict[str, int] = {}
+def _plant(root: Path, files: dict[str, str]) -> Path:
+    package = root / "planted"
+    for rel, text in files.items():
+        (package / rel).parent.mkdir(parents=True, exist_ok=True)
+        (package / rel).write_text(text)
+    return package
 
-    def visit(m, stack):
-        state[m] = 1
-        for n in edges.get(m, ()):
-            if state.get(n) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(stack + [m, n]))
-            if n not in state:
-                visit(n, stack + [m])
-        state[m] = 2
 
-    for m in edges:
-        if m not in state:
-            visit(m, [])
+def test_the_cycle_check_sees_imports_inside_functions(tmp_path):
+    """A planted package whose two modules import each other only inside functions (one relative, one
+    absolute, one a level down): the check reports the cycle; without the back edge it reports none."""
+    files = {"__init__.py": "",
+             "sub/__init__.py": "",
+             "sub/a.py": "def f():\n    from ..b import g\n    return g\n",
+             "b.py": "import os\n\n\ndef g():\n    if os.sep:\n        from planted.sub import a\n        return a\n"}
+    cycle = _find_cycle(_import_graph(_plant(tmp_path / "cyclic", files), "planted"))
+    assert cycle is not None and {"sub.a", "b"} <= set(cycle) and cycle[0] == cycle[-1]
+    files["b.py"] = "def g():\n    return 1\n"
+    assert _find_cycle(_import_graph(_plant(tmp_path / "acyclic", files), "planted")) is None
+    # a package's own relative imports count too (its __init__ importing a module that imports it back)
+    files = {"__init__.py": "from . import m\n", "m.py": "def h():\n    from . import helper\n    return helper\n",
+             "helper.py": "def k():\n    import planted\n    return planted\n"}
+    cycle = _find_cycle(_import_graph(_plant(tmp_path / "init", files), "planted"))
+    assert cycle is not None and "__init__" in cycle
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _private_uses(package: Path = PACKAGE, package_name: str = "dlp_lib") -> list[str]:
+    """Every use of another module's private name: `from x import _y`, and `x._y` where x names a
+    module of the package (bound by `import` or `from ... import module`)."""
+    modules = dict(_modules(package))
+    found = []
+    for module, path in modules.items():
+        bound = set()  # local names of the package's modules in this file
+        for target, name, line in _import_statements(path, module, package_name):
+            if name is None:
+                continue
+            joined = f"{target}.{name}" if target else name
+            if _resolve(joined, modules):
+                bound.add(name)
+            elif _is_private(name):
+                found.append(f"{module}:{line} imports {name} from {target or package_name}")
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                bound.update(a.asname for a in node.names if a.asname and a.name.startswith(package_name))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound
+                    and _is_private(node.attr)):
+                found.append(f"{module}:{node.lineno} uses {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_private_names_across_modules():
+    """A leading underscore means "only this module uses it": no other module of the library imports
+    or reaches for it (a name two modules share is public, documented where it lives)."""
+    found = _private_uses()
+    assert not found, "private names used across modules:\n" + "\n".join(found)
+
+
+def test_the_private_name_check_sees_both_spellings(tmp_path):
+    files = {"__init__.py": "", "home.py": "def _helper():\n    return 1\n\n\ndef public():\n    return _helper()\n",
+             "user.py": "from .home import _helper\n",
+             "other.py": "def f():\n    from . import home\n    return home._helper() + home.public()\n",
+             "aliased.py": "import planted.home as h\n\n\ndef f():\n    return h._helper()\n"}
+    found = _private_uses(_plant(tmp_path, files), "planted")
+    assert sorted(f.split(":")[0] for f in found) == ["aliased", "other", "user"], found
+    assert not any("public" in f for f in found)
+
+
+def test_architecture_lists_every_subcommand():
+    import argparse
+
+    from dlp_lib.cli import build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    table = {line.split("|")[1].strip().strip("`") for line in (ROOT / "ARCHITECTURE.md").read_text().splitlines()
+             if line.startswith("| `")}
+    assert table == set(sub.choices), f"ARCHITECTURE.md's subcommands {sorted(table)} != the CLI's {sorted(sub.choices)}"
 
 
 def test_library_never_imports_the_studies():
@@ -204,77 +317,3 @@ def test_keys_follow_the_roles():
     import dataclasses
     roles = {f.metadata.get("role") for f in dataclasses.fields(ExperimentConfig)}
     assert roles == {"data", "plan", "prune", "eval"}
-
-
-def test_ensure_is_the_one_way_to_prune(tmp_cache):
-    from dlp_lib.evaluation import achieved_sparsity
-    from dlp_lib.experiment import ExperimentConfig, Lab
-    lab = Lab("tiny-llama", progress=False)
-    cfg = ExperimentConfig.from_profile("smoke", allocation="uniform", sparsity=0.5)
-    lab.run(cfg)
-    lab.ensure(None)
-    assert lab.pruned_config is None and achieved_sparsity(lab.model)["overall"] < 0.01
-    lab.run(cfg)  # cached now: the model is not pruned by a cache hit ...
-    plan = lab.ensure(cfg)  # ... but ensure makes it so
-    assert lab.pruned_config == cfg and achieved_sparsity(lab.model)["overall"] == pytest.approx(0.5, abs=0.01)
-    assert lab.ensure(cfg.replace(eval=("sotu",))) is plan  # same pruning key: nothing redone
-    with pytest.raises(AttributeError):
-        lab.model = None
-
-
-def test_magnitude_defaults_to_one_threshold_per_matrix():
-    from dlp_lib.experiment import ExperimentConfig
-    assert ExperimentConfig(model="tiny-llama", method="magnitude").resolved_group() == "per_layer"
-    assert ExperimentConfig(model="tiny-llama", method="wanda").resolved_group() == "per_output"
-    cfg = ExperimentConfig(model="tiny-llama", method="wanda").replace(method="magnitude")
-    assert cfg.resolved_group() == "per_layer"
-    assert ExperimentConfig(model="tiny-llama", method="magnitude", group="per_output").resolved_group() == "per_output"
-
-
-def test_plan_is_a_budget():
-    from dlp_lib.plan import SparsityPlan
-    p = SparsityPlan("uniform", 0.6, [0.6, 0.6], sublayer_ratios=[{"a": 0.5}, {"a": 0.7}])
-    assert p.keep(0) == pytest.approx(0.4) and p.keep(1, "a") == pytest.approx(0.3) and p.n_blocks == 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert SparsityPlan(**p.to_dict()) == p
-
-
-@pytest.mark.parametrize("mode", ["memory", "disk"])
-def test_dense_weights_restore_exactly(tmp_cache, mode):
-    from dlp_lib.experiment import ExperimentConfig, Lab
-    from dlp_lib.fingerprint import model_fingerprint
-    lab = Lab("tiny-llama", progress=False, dense_copy=mode)
-    assert lab._dense.mode == mode and (lab._dense._memory is None) == (mode == "disk")
-    before = model_fingerprint(lab.model)
-    lab.ensure(ExperimentConfig.from_profile("smoke", method="magnitude", allocation="uniform", sparsity=0.6))
-    assert model_fingerprint(lab.model) != before
-    lab.ensure(None)
-    assert model_fingerprint(lab.model) == before == lab.fingerprint
-
-
-def test_disk_restore_reads_into_the_models_own_tensors_and_refuses_a_foreign_or_truncated_file(tmp_cache):
-    import torch
-
-    from dlp_lib.dense_weights import DenseWeights, _block_tensors
-    from dlp_lib.fingerprint import model_fingerprint
-    from dlp_lib.models import load_model
-    model, _ = load_model("tiny-llama", dtype=torch.bfloat16)
-    before = model_fingerprint(model)
-    dense = DenseWeights(model, before, "disk")
-    tensors = _block_tensors(model)
-    pointers = {k: t.data_ptr() for k, t in tensors.items()}
-    with torch.no_grad():
-        for t in tensors.values():
-            t.mul_(0)
-    dense.restore(model)
-    assert model_fingerprint(model) == before  # bf16 bytes back exactly
-    assert {k: t.data_ptr() for k, t in _block_tensors(model).items()} == pointers  # filled in place
-    # a model of another shape or dtype gets a clear error, not silently wrong weights
-    other, _ = load_model("tiny-llama", dtype=torch.float32)
-    with pytest.raises(ValueError, match="BF16"):
-        dense.restore(other)
-    data = dense._path.read_bytes()
-    dense._path.write_bytes(data[:-100])
-    with pytest.raises(ValueError, match="truncated"):
-        dense.restore(model)

@@ -172,7 +172,7 @@ def test_row_chunked_wanda_pruning_equals_whole_matrix(monkeypatch):
     def visit(v):  # the unchunked reference masks on the same statistics
         for n, layer in v.sublayers.items():
             expected[(v.index, n)] = prune_mask(wanda_scores(layer.weight, v.stats["wanda"][n]), 0.5)
-        pruning._prune_sublayers(v, plan, "wanda", "per_output", None)
+        pruning.prune_sublayers(v, plan, "wanda", "per_output", None)
         return True
 
     monkeypatch.setattr(pruning, "_SCORE_CHUNK", 100)  # a few rows at a time

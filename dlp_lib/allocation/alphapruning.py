@@ -9,7 +9,7 @@ import torch
 
 from ..plan import SparsityPlan
 from ..scores import check_ratio
-from .global_threshold import _one_thread
+from .global_threshold import one_thread
 from .rebalance import rebalance
 from .registry import register
 
@@ -46,7 +46,7 @@ def hill_alpha(eigs: torch.Tensor, *, bins: int = 100) -> float:
 
 def esd_alpha(weight: torch.Tensor) -> float:
     """alpha_hat of one sublayer: Hill/MLE tail exponent of the eigenvalues of W^T W (squared singular values)."""
-    with _one_thread():
+    with one_thread():
         return hill_alpha(torch.linalg.svdvals(weight.detach().float()).pow(2))
 
 

@@ -14,7 +14,7 @@ from .registry import register
 
 
 @contextmanager
-def _one_thread():
+def one_thread():
     """Run LAPACK/sort work single-threaded: on a shared, oversubscribed CPU, multi-threaded SVDs were
     measured 10-100x slower than one thread (0.1 s vs 2-30 s for a 576x1536 matrix)."""
     n = torch.get_num_threads()
@@ -26,7 +26,7 @@ def _one_thread():
 
 
 def _sorted_flat(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    with _one_thread():
+    with one_thread():
         return [torch.sort(t.detach().float().flatten()).values for t in tensors]
 
 
@@ -54,7 +54,9 @@ def kth_smallest(tensors: Sequence[torch.Tensor], k: int) -> float:
     return _kth_sorted(_sorted_flat(tensors), k)
 
 
-def _threshold_ratios_sorted(sorted_flat: Sequence[torch.Tensor], sparsity: float) -> np.ndarray:
+def threshold_ratios_sorted(sorted_flat: Sequence[torch.Tensor], sparsity: float) -> np.ndarray:
+    """Per-tensor fraction of entries below the one global threshold that removes `sparsity` of all
+    entries, from each tensor's ascending values."""
     n = np.array([s.numel() for s in sorted_flat], dtype=np.int64)
     k = int(sparsity * n.sum())
     if k == 0:
@@ -70,7 +72,7 @@ def _threshold_ratios_sorted(sorted_flat: Sequence[torch.Tensor], sparsity: floa
 def threshold_ratios(scores: Sequence[torch.Tensor], sparsity: float) -> np.ndarray:
     """Per-tensor fraction pruned by ONE global threshold: the int(p * total) lowest scores overall."""
     check_ratio(sparsity)
-    return _threshold_ratios_sorted(_sorted_flat(scores), sparsity)
+    return threshold_ratios_sorted(_sorted_flat(scores), sparsity)
 
 
 @register("global", needs=("weights", "stats"), stats_not_for=("magnitude",),

@@ -8,7 +8,7 @@ import torch
 
 from ..plan import SparsityPlan
 from ..scores import check_ratio
-from .global_threshold import _one_thread, _threshold_ratios_sorted
+from .global_threshold import one_thread, threshold_ratios_sorted
 from .rebalance import flatten_layout, rebalance, sublayer_plan
 from .registry import register
 
@@ -31,9 +31,9 @@ def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
 def lamp_ratios(weights: Sequence[torch.Tensor], sparsity: float) -> np.ndarray:
     """LAMP allocation: prune the globally lowest LAMP scores; returns each sublayer's pruned fraction."""
     check_ratio(sparsity)
-    with _one_thread():
+    with one_thread():
         scores = [torch.sort(_sorted_lamp(w).float()).values for w in weights]  # re-sort: rounding ties
-    return _threshold_ratios_sorted(scores, sparsity)
+    return threshold_ratios_sorted(scores, sparsity)
 
 
 @register("lamp", needs=("weights",), source="Lee et al., 2021 (LAMP, on |W|); paper Table 9")

@@ -20,21 +20,6 @@ from .mixed_nm import nm_compliance, prune_mixed_nm
 UNQUANTIZED = 16  # the tables' "16 bits": the model as pruned, not quantized
 
 
-# ---------------------------------------------------------------- the Lab's state
-def _dense(lab) -> None:
-    lab.ensure(None)
-
-
-def _pruned(lab, cfg):
-    """Prune the Lab's model exactly as cfg says; returns the plan."""
-    return lab.ensure(cfg)
-
-
-def _modified(lab, tag) -> None:
-    """The model was changed here (not by the Lab's ensure): its next ensure reloads the dense weights."""
-    lab.mark_modified(tag)
-
-
 def pruning_key(lab, cfg) -> dict:
     """Everything the pruned weights depend on."""
     return dict(cfg.pruning_key(lab.fingerprint))
@@ -59,25 +44,12 @@ def _calibration_key(lab, cfg) -> dict:
 
 
 # ---------------------------------------------------------------- Table 17 / Figure 6
-_SNAPSHOT: dict = {}  # the last pruned model's weights, so several bit widths prune once
-
-
 def _restore_or_prune(lab, cfg, key: dict) -> None:
-    tag = ("pruned-for-quantization", repr(sorted(key.items())))
-    if _SNAPSHOT.get("tag") == tag and _SNAPSHOT.get("lab") is lab:
-        lab.model.load_state_dict(_SNAPSHOT["state"])
-    else:
-        _SNAPSHOT.clear()
-        if cfg is None:
-            _dense(lab)
-        else:
-            _pruned(lab, cfg)
-        _SNAPSHOT.update(tag=tag, lab=lab, state={k: v.detach().clone() for k, v in lab.model.state_dict().items()})
-    _modified(lab, tag)
-
-
-def clear_snapshot() -> None:
-    _SNAPSHOT.clear()
+    """The Lab's model pruned per cfg (dense for None), about to be changed here. Several bit widths of
+    one pruning prune once: the Lab restores its dense weights and applies the pruning it stored
+    under the pruning key (`pruned_weights`), bit for bit the model pruned the first time."""
+    lab.ensure(cfg)
+    lab.mark_modified(("pruned-for-quantization", repr(sorted(key.items()))))
 
 
 def quantized_result(lab, cfg, bits: int, group_size: int | None = None, mode: str = "gptq", *,
@@ -104,11 +76,10 @@ def quantized_result(lab, cfg, bits: int, group_size: int | None = None, mode: s
         t0 = time.perf_counter()
         budgets: dict = {"bits": bits}
         if mode == "joint" and bits != UNQUANTIZED:
-            _SNAPSHOT.clear()
-            _dense(lab)
+            lab.ensure(None)
             plan = lab.plan(cfg)
-            _dense(lab)
-            _modified(lab, ("joint", repr(sorted(key.items()))))
+            lab.ensure(None)
+            lab.mark_modified(("joint", repr(sorted(key.items()))))
             budgets.update(quantize_model(lab.model, lab.calibration(cfg), bits, group_size=group_size, mode="joint",
                                           plan=plan, device=lab.device, progress=lab.progress))
         else:
@@ -138,7 +109,7 @@ def mixed_nm_result(lab, cfg, pattern: str, allocation: str, method: str | None 
     p = NMPattern.parse(pattern)
     plan_cfg = cfg.replace(allocation=allocation, sparsity=p.sparsity, nm=None, method=method or cfg.method,
                            alpha=alpha, granularity="block")
-    _dense(lab)
+    lab.ensure(None)
     plan = lab.plan(plan_cfg)
     from .mixed_nm import mixed_patterns
 
@@ -148,9 +119,8 @@ def mixed_nm_result(lab, cfg, pattern: str, allocation: str, method: str | None 
 
     def compute():
         t0 = time.perf_counter()
-        _SNAPSHOT.clear()
-        _dense(lab)
-        _modified(lab, ("mixed_nm", repr(sorted(key.items()))))
+        lab.ensure(None)
+        lab.mark_modified(("mixed_nm", repr(sorted(key.items()))))
         prune_mixed_nm(lab.model, plan, p, plan_cfg.method, lab.calibration(plan_cfg), group=plan_cfg.resolved_group(),
                        device=lab.device, progress=lab.progress)
         check = nm_compliance(lab.model, mixed)

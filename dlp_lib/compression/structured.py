@@ -43,6 +43,8 @@ from ..allocation import MAX_RATIO, rebalance
 from ..cache import cached
 from ..models import decoder_blocks
 from ..plan import SparsityPlan
+from .checkpoint import load_state_checked
+from .lab_copy import count_parameters, dense_copy, evaluate, result_key
 from .report import BlockParameterReport
 
 CONFIG_FIELD = "dlp_structured_layers"
@@ -379,19 +381,6 @@ def save_structured(model: nn.Module, tokenizer, directory: str | Path) -> Path:
     return directory
 
 
-def _state_dict_from(directory: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-    index = directory / "model.safetensors.index.json"
-    if index.exists():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    else:
-        files = ["model.safetensors"]
-    state = {}
-    for f in files:
-        state.update(load_file(str(directory / f)))
-    return state
-
-
 def load_structured(directory: str | Path, *, dtype: torch.dtype | None = None, device="cpu") -> nn.Module:
     """Load a checkpoint written by save_structured (or a plain one) with its per-layer shapes."""
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -411,21 +400,6 @@ def load_structured(directory: str | Path, *, dtype: torch.dtype | None = None, 
         slice_block(block, torch.arange(spec["num_key_value_heads"]), torch.arange(spec["intermediate_size"]))
     load_state_checked(model, directory)
     return model.to(device).eval()
-
-
-def load_state_checked(model: nn.Module, directory: Path) -> None:
-    """Load the checkpoint's weights into a model already built with the right shapes: every weight
-    must be there (the output layer may be tied to the embeddings) and nothing else."""
-    state = _state_dict_from(Path(directory))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = set()
-    if getattr(model.config, "tie_word_embeddings", False) and model.get_output_embeddings() is not None:
-        tied = {"lm_head.weight"}
-    if unexpected or set(missing) - tied:
-        raise ValueError(f"checkpoint {directory} does not match its shapes: missing "
-                         f"{sorted(set(missing) - tied)}, unexpected {sorted(unexpected)}")
-    model.tie_weights()
-    model.config.use_cache = False
 
 
 # ---------------------------------------------------------------- measuring
@@ -464,7 +438,6 @@ def structured_result(lab, cfg, ratio: float, *, structured_cfg: StructuredConfi
     import dataclasses as dc
 
     from ..scores import check_ratio
-    from .svd import count_parameters, dense_copy, evaluate, result_key
     check_ratio(ratio, "ratio")
     scfg = structured_cfg or StructuredConfig()
     pcfg = cfg.replace(sparsity=float(ratio))

@@ -29,6 +29,8 @@ from ..cache import cached
 from ..calibration import CalibrationEngine
 from ..models import decoder_blocks, linear_modules, linear_sublayers
 from ..plan import SparsityPlan
+from .checkpoint import load_state_checked
+from .lab_copy import count_parameters, dense_copy, evaluate, result_key
 from .report import BlockParameterReport
 
 VARIANTS = ("plain", "asvd", "svdllm")
@@ -208,37 +210,6 @@ def svd_compress(model: nn.Module, plan: SparsityPlan, cfg: SVDConfig = SVDConfi
     return report
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Distinct parameters of the model (tied embeddings counted once)."""
-    return sum(p.numel() for p in model.parameters())
-
-
-# ---------------------------------------------------------------- Lab glue: plan -> compressed copy -> metrics
-def dense_copy(lab) -> nn.Module:
-    """A deep copy of the lab's dense model (the lab's own model is made dense and left so)."""
-    import copy
-    lab.ensure(None)
-    return copy.deepcopy(lab.model)
-
-
-def result_key(lab, cfg) -> dict:
-    """Everything that determines a compression result of cfg: data, plan, evaluation, and the
-    code versions of every stage, the compressors' own ("compress") included."""
-    from ..cache import code_version
-    return {**cfg.eval_key(lab.fingerprint), "compress_code": code_version("compress")}
-
-
-def evaluate(lab, model: nn.Module, cfg) -> dict[str, float]:
-    """Perplexity of `model` on every eval text of cfg, keyed by the source label."""
-    from ..data import TextSource
-    from ..evaluation import perplexity
-    model.to(lab.device)
-    return {TextSource(s).label: perplexity(model, lab.eval_windows(s, cfg.seqlen, cfg.neval), device=lab.device,
-                                            progress=lab.progress, desc=f"perplexity {TextSource(s).label}",
-                                            compute_dtype=getattr(torch, cfg.eval_dtype))
-            for s in cfg.eval}
-
-
 SVD_CONFIG_FIELD = "dlp_svd_ranks"
 
 
@@ -329,7 +300,6 @@ def load_svd(directory, *, dtype: torch.dtype | None = None, device="cpu") -> nn
 
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from .structured import load_state_checked
     directory = Path(directory)
     config = AutoConfig.from_pretrained(directory)
     ranks = getattr(config, SVD_CONFIG_FIELD, None)

@@ -15,14 +15,14 @@ from ..architectures.discovery import decoder_blocks
 
 
 @dataclass
-class _Staged:
+class Staged:
     slots: list            # (module, name, is_param)
     homes: list            # the tensors at home (CPU), restored after the block
     devs: list             # their copies on the compute device
     event: object = None   # CUDA event: copies done
 
 
-class _BlockMover:
+class BlockMover:
     """Moves one block's parameters and buffers between home (CPU) and the compute device.
 
     On CUDA the home tensors are pinned (once, in place) so that copies run asynchronously on a
@@ -62,13 +62,13 @@ class _BlockMover:
         else:
             module._buffers[name] = tensor
 
-    def fetch(self, block: nn.Module) -> _Staged | None:
+    def fetch(self, block: nn.Module) -> Staged | None:
         slots = self._slots(block)
         homes = [self._get(s) for s in slots]
         if not self.force and all(t.device == self.device for t in homes):
             return None  # the block lives on the compute device: nothing to move
         if not self.cuda:
-            return _Staged(slots, homes, [t.to(self.device, copy=True) for t in homes])
+            return Staged(slots, homes, [t.to(self.device, copy=True) for t in homes])
         if self.pin:
             for i, (slot, t) in enumerate(zip(slots, homes)):
                 if t.device.type == "cpu" and not t.is_pinned():
@@ -88,9 +88,9 @@ class _BlockMover:
                 dev.copy_(t, non_blocking=True)
             event = torch.cuda.Event()
             event.record(self.copy_stream)
-        return _Staged(slots, homes, devs, event)
+        return Staged(slots, homes, devs, event)
 
-    def activate(self, staged: _Staged | None) -> None:
+    def activate(self, staged: Staged | None) -> None:
         if staged is None:
             return
         if self.cuda:
@@ -98,7 +98,7 @@ class _BlockMover:
         for slot, t in zip(staged.slots, staged.devs):
             self._set(slot, t)
 
-    def release(self, staged: _Staged | None, modified: bool) -> None:
+    def release(self, staged: Staged | None, modified: bool) -> None:
         if staged is None:
             return
         if modified:
@@ -127,15 +127,16 @@ def pin_block_weights(model: nn.Module) -> int:
     cost out of the first pass."""
     pinned = 0
     for block in decoder_blocks(model):
-        for slot in _BlockMover._slots(block):
-            t = _BlockMover._get(slot)
+        for slot in BlockMover._slots(block):
+            t = BlockMover._get(slot)
             if t.device.type == "cpu" and not t.is_pinned():
-                _BlockMover._set(slot, t.pin_memory())
+                BlockMover._set(slot, t.pin_memory())
                 pinned += t.numel() * t.element_size()
     return pinned
 
 
-def _normalize_device(device) -> torch.device:
+def normalize_device(device) -> torch.device:
+    """The device with its index ("cuda" is the current GPU), so devices compare equal by value."""
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())

@@ -31,8 +31,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..architectures.discovery import PrunableWeight, UnsupportedModelError, decoder_blocks, prunable_weights
-from .offload import _BlockMover, _normalize_device, _Staged
-from .statistics import STATISTICS, _Hooks
+from .offload import BlockMover, normalize_device, Staged
+from .statistics import STATISTICS, SublayerHooks
 
 
 class _StopForward(Exception):
@@ -51,7 +51,7 @@ class BlockVisit:
     stats: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # stat name -> sublayer -> tensor
 
 
-def _first_tensor(out):
+def first_tensor(out):
     return out[0] if isinstance(out, (tuple, list)) else out  # some blocks return (hidden, ...) tuples
 
 
@@ -158,7 +158,7 @@ class CalibrationEngine:
         self.model = model
         self.blocks = decoder_blocks(model)
         self.calib_ids = calib_ids
-        self.device = _normalize_device(device if device is not None else next(model.parameters()).device)
+        self.device = normalize_device(device if device is not None else next(model.parameters()).device)
         self.batch_size = batch_size
         self.act_dtype = act_dtype or next(model.parameters()).dtype
         self.stream = stream_activations
@@ -267,7 +267,7 @@ class CalibrationEngine:
 
     # -- block loop ----------------------------------------------------------------------
     def _forward_block(self, block, acts: list[torch.Tensor], calls: list[tuple[tuple, dict]], rec: BlockCalls,
-                       hooks: _Hooks | None = None, *, write: bool = True) -> None:
+                       hooks: SublayerHooks | None = None, *, write: bool = True) -> None:
         """Run every batch through `block` with its own arguments; with `write`, its outputs
         replace `acts` in place."""
         w_dtype = next(block.parameters()).dtype
@@ -293,7 +293,7 @@ class CalibrationEngine:
             if ready is not None:
                 current.wait_event(ready)
                 x.record_stream(current)
-            y = _first_tensor(self._call(block, x.to(w_dtype), calls[i], rec))
+            y = first_tensor(self._call(block, x.to(w_dtype), calls[i], rec))
             del x
             if hooks is not None:
                 hooks.next_batch()
@@ -335,9 +335,9 @@ class CalibrationEngine:
         rec = self.capture()
         acts = rec.inputs
         nseq = self.calib_ids.shape[0]
-        mover = _BlockMover(self.device, force=bool(self.offload), pin=self.pin_memory)
+        mover = BlockMover(self.device, force=bool(self.offload), pin=self.pin_memory)
         blocks = list(self.blocks)
-        staged: dict[int, _Staged | None] = {}
+        staged: dict[int, Staged | None] = {}
         try:
             staged[0] = mover.fetch(blocks[0])
             for index, block in enumerate(tqdm(blocks, desc=desc, disable=not self.progress, leave=False)):
@@ -345,7 +345,7 @@ class CalibrationEngine:
                 if self.prefetch and index + 1 < len(blocks):
                     staged[index + 1] = mover.fetch(blocks[index + 1])
                 subs = prunable_weights(block)
-                hooks = _Hooks(subs, statistics) if statistics else None
+                hooks = SublayerHooks(subs, statistics) if statistics else None
                 try:
                     self._forward_block(block, acts, rec.calls[index], rec, hooks, write=not sequential)
                 finally:
@@ -370,14 +370,6 @@ class CalibrationEngine:
         return None
 
 
-def _to(value, device):
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, tuple):
-        return tuple(_to(v, device) for v in value)
-    return value
-
-
 @torch.no_grad()
 def replay_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     """Logits computed by the engine's block-by-block replay (tests the engine against model(ids)).
@@ -390,7 +382,7 @@ def replay_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     rec = engine.capture()
     h = rec.inputs[0]
     for i, block in enumerate(engine.blocks):
-        h = _first_tensor(engine._call(block, h, rec.calls[i][0], rec))
+        h = first_tensor(engine._call(block, h, rec.calls[i][0], rec))
     last = len(engine.blocks) - 1
 
     def make_forward(i, _original):

@@ -41,7 +41,7 @@ class WandaNorms:
 _MIXED_GRAM: dict = {}  # device -> whether addmm(..., out_dtype=float32) works (checked once)
 
 
-def _mixed_gram_ok(device: torch.device) -> bool:
+def mixed_gram_ok(device: torch.device) -> bool:
     """Does this torch offer fp16/bf16 x fp16/bf16 -> fp32 addmm in place on `device`? (probed once)"""
     key = str(device)
     if key not in _MIXED_GRAM:
@@ -68,7 +68,7 @@ class HessianAccumulator:
 
     def add(self, x: torch.Tensor) -> None:
         x = x.reshape(-1, x.shape[-1])
-        if x.is_cuda and x.dtype in (torch.float16, torch.bfloat16) and _mixed_gram_ok(x.device):
+        if x.is_cuda and x.dtype in (torch.float16, torch.bfloat16) and mixed_gram_ok(x.device):
             # 16-bit products are exact in fp32 and the tensor cores accumulate in fp32: the same
             # X^T X as the fp32 matmul of the upcast activations, up to summation order.
             torch.addmm(self.H, x.t(), x, out_dtype=torch.float32, out=self.H)
@@ -107,6 +107,18 @@ def _expert_matrix(experts: nn.Module, name: str, e: int) -> torch.Tensor:
     return w.t() if getattr(experts, "is_transposed", False) else w
 
 
+def _gated(experts: nn.Module, gate_up: torch.Tensor) -> torch.Tensor:
+    """The gated intermediate of a concatenated gate/up projection. transformers gives its experts
+    modules the gate as a private method (`_apply_gate`, 5.x); without it (other versions), the gate
+    its default applies: act(gate) * up. A module gating otherwise is refused by the first batch's
+    check of the recomputed output against the module's own."""
+    apply_gate = getattr(experts, "_apply_gate", None)
+    if apply_gate is not None:
+        return apply_gate(gate_up)
+    gate, up = gate_up.chunk(2, dim=-1)
+    return experts.act_fn(gate) * up
+
+
 def _expert_inputs(experts: nn.Module, hidden: torch.Tensor, top_k_index: torch.Tensor,
                    top_k_weights: torch.Tensor) -> tuple[dict[int, dict[str, torch.Tensor]], torch.Tensor]:
     """Per expert e routed at least one token: {param name: the input of its matrix e}, and the
@@ -114,7 +126,7 @@ def _expert_inputs(experts: nn.Module, hidden: torch.Tensor, top_k_index: torch.
 
     hidden: (S, H) tokens; top_k_index / top_k_weights: (S, k). The input of `gate_up_proj[e]`
     (or `up_proj[e]`) is hidden[tokens routed to e]; the input of `down_proj[e]` is the gated
-    intermediate, computed with the module's own `_apply_gate` (or `act_fn` without a gate).
+    intermediate, computed with the module's own gate (`_gated`; `act_fn` without a gate).
     """
     if getattr(experts, "has_post_expert_norm", False):
         raise UnsupportedModelError(f"{type(experts).__name__} normalises after each expert; per-expert "
@@ -132,7 +144,7 @@ def _expert_inputs(experts: nn.Module, hidden: torch.Tensor, top_k_index: torch.
         h = nn.functional.linear(x, _expert_matrix(experts, first, e),
                                  experts._parameters[first + "_bias"][e] if has_bias else None)
         if first == "gate_up_proj":
-            h = experts._apply_gate(h)
+            h = _gated(experts, h)
         else:
             h = experts.act_fn(h)
         y = nn.functional.linear(h, _expert_matrix(experts, "down_proj", e),
@@ -142,7 +154,7 @@ def _expert_inputs(experts: nn.Module, hidden: torch.Tensor, top_k_index: torch.
     return inputs, out
 
 
-class _Hooks:
+class SublayerHooks:
     """Forward hooks that feed one block's accumulators during its statistics forward.
 
     Which sublayers receive the very same input tensor (q/k/v, gate/up) is read off the first

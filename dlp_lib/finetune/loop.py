@@ -10,12 +10,11 @@ resumed run sees exactly the batches an uninterrupted one would.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import torch
 from torch import nn
@@ -53,10 +52,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-    @property
-    def tokens_per_step(self) -> int:
-        return self.batch_size * self.grad_accum * self.seqlen
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -366,18 +361,3 @@ def count_parameters(params: Sequence[nn.Parameter]) -> int:
             seen.add(id(p))
             n += p.numel()
     return n
-
-
-def mean_loss(history: dict, last: int = 10) -> float:
-    tail = history["loss"][-last:]
-    return float(sum(tail) / len(tail)) if tail else math.nan
-
-
-def set_trainable(model: nn.Module, trainable: Callable[[str, nn.Parameter], bool]) -> list[nn.Parameter]:
-    """Switch requires_grad per parameter by name; returns the trainable ones."""
-    out = []
-    for name, p in model.named_parameters():
-        p.requires_grad_(bool(trainable(name, p)))
-        if p.requires_grad:
-            out.append(p)
-    return out

@@ -15,11 +15,10 @@ import random
 import torch
 
 from ..data import OFFLINE_SOURCES, fetch_corpus
-from ..zeroshot_tasks import OFFLINE_TASKS, _continuation_items, _lastword_items, train_documents
+from ..zeroshot_tasks import ITEM_BUILDERS, OFFLINE_TASKS, train_documents
 from .loop import Examples
 
 TRAIN_SPLIT = "train"
-_BUILDERS = {"dlp_continuation": _continuation_items, "dlp_lastword": _lastword_items}
 
 
 def training_items(n_per_task: int, seed: int = 0, corpora=OFFLINE_SOURCES, tasks=OFFLINE_TASKS) -> list[dict]:
@@ -34,15 +33,15 @@ def training_items(n_per_task: int, seed: int = 0, corpora=OFFLINE_SOURCES, task
 def _training_items(n_per_task: int, seed: int, corpora, tasks) -> list[dict]:
     if n_per_task < 1:
         raise ValueError(f"n_per_task must be >= 1, got {n_per_task}")
-    bad = [t for t in tasks if t not in _BUILDERS]
+    bad = [t for t in tasks if t not in ITEM_BUILDERS]
     if bad:
-        raise ValueError(f"unknown training task(s) {bad}; allowed: {', '.join(_BUILDERS)}")
+        raise ValueError(f"unknown training task(s) {bad}; allowed: {', '.join(ITEM_BUILDERS)}")
     items = []
     for task in tasks:
         for c, corpus in enumerate(corpora):
             docs = list(train_documents(corpus, str(fetch_corpus(corpus).resolve())))
             share = n_per_task // len(corpora) + (c < n_per_task % len(corpora))
-            for item in _BUILDERS[task](corpus, docs, share, random.Random(f"train:{seed}:{task}:{corpus}")):
+            for item in ITEM_BUILDERS[task](corpus, docs, share, random.Random(f"train:{seed}:{task}:{corpus}")):
                 items.append({**item, "task": task, "split": TRAIN_SPLIT})
     random.Random(f"train:{seed}:order").shuffle(items)
     return items

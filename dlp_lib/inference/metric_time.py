@@ -5,7 +5,7 @@ The calibration statistics each method reads (Wanda's column norms, SparseGPT's 
 collected once by the calibration engine; then for every block the metric alone is timed on a
 copy of its layers: scores + mask for Magnitude and Wanda, the mask selection + OBS update for
 SparseGPT, with the plan's ratio for that block (Uniform: the same everywhere; DLP: per block).
-This is exactly the library's pruning code (`pruning._prune_sublayers`). The statistics come from
+This is exactly the library's pruning code (`pruning.prune_sublayers`). The statistics come from
 the dense model's block inputs, not from the sequentially pruned ones: the metric's cost depends
 on shapes and ratios, not on the values. Repeats are interleaved over (method, allocation).
 """
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..calibration import BlockVisit, CalibrationEngine
 from ..models import decoder_blocks, linear_sublayers
-from ..pruning import METHODS, _prune_sublayers
+from ..pruning import METHODS, prune_sublayers
 from .decode_bench import dense_lab
 
 
@@ -89,7 +89,7 @@ def time_block_metric(block, index: int, stats: dict, plan, method: str, *, devi
     visit = BlockVisit(index, work, subs, stats)
     _sync(device)
     t0, c0 = time.perf_counter(), time.process_time()
-    _prune_sublayers(visit, plan, method, group, None)
+    prune_sublayers(visit, plan, method, group, None)
     _sync(device)
     return time.perf_counter() - t0, time.process_time() - c0
 

@@ -124,9 +124,6 @@ class SparseLinear(nn.Module):
             y = y + self.bias
         return y.reshape(*x.shape[:-1], self.out_features)
 
-    def to_dense_weight(self) -> torch.Tensor:
-        return self.W.to_dense()
-
     def stored_bytes(self) -> int:
         return compressed_bytes(self.W)
 

@@ -1,16 +1,12 @@
-"""Work shared between configurations and cheaper evaluation, each checked against doing the work
-again: stored pruned weights equal a fresh pruning bit for bit, per-text perplexities reused by
-another text set equal a fresh evaluation, and bf16 evaluation leaves the fp32 weights untouched."""
-import copy
+"""Prunings stored by pruning key and applied by the next configuration that prunes identically,
+each checked against doing the work again: stored pruned weights equal a fresh pruning bit for bit."""
 
 import pytest
 import torch
 
 from dlp_lib import experiment, pruned_weights
-from dlp_lib.evaluation import perplexity
 from dlp_lib.experiment import ExperimentConfig, Lab
 from dlp_lib.models import decoder_blocks, linear_sublayers
-from dlp_lib.validation import resolve_eval_dtype
 
 
 @pytest.fixture(autouse=True)
@@ -94,56 +90,3 @@ def test_large_prunings_are_not_stored(tmp_cache, monkeypatch):
     monkeypatch.setattr(pruned_weights, "MAX_ENTRY_BYTES", 10)
     Lab("tiny-llama", progress=False).ensure(ExperimentConfig.from_profile("smoke", sparsity=0.5))
     assert not list((tmp_cache / "pruned_weights").glob("*.pt"))
-
-
-# ------------------------------------------------------------------ evaluation dtype
-@pytest.mark.parametrize("native", [True, False])
-def test_eval_dtype_resolution(monkeypatch, native):
-    monkeypatch.setattr("dlp_lib.validation.cpu_supports_bf16", lambda cpuinfo=None: native)
-    assert resolve_eval_dtype("auto", "float32", "cpu") == ("bfloat16" if native else "float32")
-    assert resolve_eval_dtype("auto", "float16", "cuda") == "float16"
-    assert resolve_eval_dtype("auto", "float32", "cuda") == "float32"  # never a silent change on a GPU
-    assert resolve_eval_dtype("same", "bfloat16", "cpu") == "bfloat16"
-    cfg = ExperimentConfig(model="tiny-llama", eval_dtype="auto")
-    assert cfg.eval_dtype == ("bfloat16" if native else "float32")  # keys name what ran, never "auto"
-    assert cfg.eval_key("fp")["eval_dtype"] == cfg.eval_dtype
-    assert "eval_dtype" not in cfg.pruning_key("fp")  # evaluation numerics never change the masks
-
-
-def test_bad_eval_dtype_is_refused_with_the_choices():
-    with pytest.raises(ValueError, match=r"eval_dtype = 'half'.*same, auto"):
-        ExperimentConfig(model="tiny-llama", eval_dtype="half")
-    with pytest.raises(ValueError, match=r"eval_dtype = 'float32'.*needs float32 weights"):
-        ExperimentConfig(model="tiny-llama", dtype="bfloat16", eval_dtype="float32")
-
-
-def test_bf16_evaluation_is_close_and_leaves_the_weights(tiny):
-    model, tok = tiny
-    windows = torch.randint(0, model.config.vocab_size, (3, 32), generator=torch.Generator().manual_seed(0))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    p32 = perplexity(model, windows, progress=False)
-    p16 = perplexity(model, windows, progress=False, compute_dtype=torch.bfloat16)
-    assert p16 != p32 and p16 == pytest.approx(p32, rel=0.02)
-    for k, v in model.state_dict().items():
-        assert v.dtype == before[k].dtype and torch.equal(v, before[k]), k
-    with pytest.raises(ValueError, match="autocast over float32 weights"):
-        perplexity(copy.deepcopy(model).to(torch.bfloat16), windows, progress=False, compute_dtype=torch.float16)
-
-
-def test_per_text_perplexities_are_shared_between_text_sets(tmp_cache, tmp_path, monkeypatch):
-    log = tmp_path / "cache.log"
-    monkeypatch.setenv("DLP_CACHE_LOG", str(log))
-    cfg = ExperimentConfig.from_profile("smoke", sparsity=0.5)
-    lab = Lab("tiny-llama", progress=False)
-    one = lab.run(cfg)
-    both = lab.run(cfg.replace(eval=("brown", "sotu")))
-    assert both["perplexity"]["pruned"]["brown"] == one["perplexity"]["pruned"]["brown"]
-    assert both["perplexity"]["dense"]["brown"] == one["perplexity"]["dense"]["brown"]
-    # a fresh evaluation of sotu gives what was cached
-    lab.ensure(cfg)
-    fresh = lab.perplexities(("sotu",), cfg.seqlen, cfg.neval, cfg.eval_dtype)["sotu"]
-    assert fresh == both["perplexity"]["pruned"]["sotu"]
-    # the model modified outside the Lab: no cached perplexity may describe it
-    lab.mark_modified("test")
-    with pytest.raises(RuntimeError, match="modified outside the Lab"):
-        lab._state_perplexities(cfg)
