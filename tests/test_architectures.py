@@ -68,6 +68,52 @@ def test_mixed_layer_types_need_each_blocks_own_arguments(family):
 ROUTER_NAMES = ("gate", "shared_expert_gate")   # the routing layers' names in transformers' MoE blocks
 
 
+def _qwen2_window(window):
+    """A tiny Qwen2 alternating sliding (window `window`) and full attention layers."""
+    import transformers as tf
+    cfg = tf.Qwen2Config(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         use_sliding_window=True, sliding_window=window,
+                         layer_types=["sliding_attention", "full_attention"] * 2)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    return tf.Qwen2ForCausalLM(cfg).eval()
+
+
+@pytest.fixture
+def every_block_gets_block_0s_arguments(monkeypatch):
+    """A planted replay bug: every block replayed with block 0's mask and positions (a sliding
+    layer's mask given to the full-attention layers)."""
+    original = CalibrationEngine._call
+
+    def mixed_up(self, block, x, call, rec):
+        return original(self, block, x, rec.calls[0][0], rec)
+
+    monkeypatch.setattr(CalibrationEngine, "_call", mixed_up)
+
+
+def test_replay_check_is_longer_than_the_sliding_window_and_has_two_sequences():
+    from dlp_lib.engine.replay import largest_sliding_window, replay_check_ids
+    model = _qwen2_window(40)
+    assert largest_sliding_window(model.config) == 40
+    assert tuple(replay_check_ids(model).shape) == (2, 80)
+    assert largest_sliding_window(_model("qwen3").config) is None          # full attention only
+    assert replay_check_ids(_model("llama")).shape[1] == 16
+    assert replay_check_ids(_qwen2_window(200)).shape[1] == 256            # capped by the context
+
+
+def test_planted_sliding_window_mix_up_is_caught(every_block_gets_block_0s_arguments):
+    """Window 40 > the old check's 12-16 tokens: the mix-up is invisible on 16 tokens, caught by the
+    default check (2 x 80 tokens) and by the engine's guard on 96-token calibration windows."""
+    model = _qwen2_window(40)
+    check_replay(model, _ids(2, 16))                                        # what a short check sees: nothing
+    with pytest.raises(UnsupportedModelError, match="replay differs"):
+        check_replay(model)
+    engine = CalibrationEngine(model, _ids(4, 96), batch_size=2, progress=False)
+    with pytest.raises(UnsupportedModelError, match="replay differs"):
+        engine._guard()
+
+
 def _implied_prunable(block):
     """Independent count: weights of nn.Linear and Conv1D layers (routers and gates by name left
     out) and 3-D expert parameters."""
