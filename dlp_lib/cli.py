@@ -213,10 +213,10 @@ def _preflight(a, cfg: ExperimentConfig):
     check_writable()
     from .compression import nm_gptq_results as compression
     compression.check_args(a, cfg)
-    if compression.wants(a) and (a.zero_shot or a.save or a.export_recipe or a.alpha == "auto"
-                                 or cfg.allocation == "auto"):
-        raise ValueError("--zero-shot, --save, --export-recipe, --alpha auto and --allocation auto are not available "
-                         "with mixed N:M or --quantize-bits")
+    if compression.wants(a) and (a.zero_shot or a.export_recipe or a.alpha == "auto" or cfg.allocation == "auto"
+                                 or (a.save and not compression.mixed_nm_requested(a))):
+        raise ValueError("--zero-shot, --export-recipe, --alpha auto and --allocation auto are not available with "
+                         "mixed N:M or --quantize-bits; --save is not available with --quantize-bits")
     tasks = None
     if a.zero_shot:
         from .zeroshot import resolve_tasks
@@ -238,6 +238,10 @@ def cmd_prune(a) -> int:
     from .compression import nm_gptq_results as compression
     if compression.wants(a):                                     # mixed N:M, or quantization after pruning
         result = compression.run(a, cfg, lab)
+        if a.save:
+            from .export import save_pruned_checkpoint
+            save_pruned_checkpoint(a.save, lab.model, lab.tokenizer, *compression.prune_mixed_nm_for_saving(a, cfg, lab, result))
+            result["saved_to"] = str(a.save)
         if a.json:
             _write_result(a.json, result)
         return 0
@@ -261,14 +265,8 @@ def cmd_prune(a) -> int:
         from .auto_allocation import format_selection
         print(format_selection(result["allocation_selection"]))
     if a.save:                                                   # save
-        plan = lab.ensure(cfg)
-        a.save.mkdir(parents=True, exist_ok=True)
-        lab.model.save_pretrained(a.save)
-        lab.tokenizer.save_pretrained(a.save)
-        plan.save(a.save / "plan.json")
-        from .export import save_plan_modules, write_model_card
-        save_plan_modules(a.save, lab.model, plan)
-        write_model_card(a.save, result, plan, cfg.to_dict())
+        from .export import save_pruned_checkpoint
+        save_pruned_checkpoint(a.save, lab.model, lab.tokenizer, lab.ensure(cfg), result, cfg.to_dict())
         result["saved_to"] = str(a.save)
     if a.export_recipe:
         from .export import llm_compressor_recipe

@@ -173,6 +173,10 @@ def write_model_card(directory: str | Path, result: dict, plan: SparsityPlan, cf
         f"| target sparsity | {plan.target:.4f} |",
         f"| achieved sparsity (pruned linears) | {achieved['overall']:.4f} |",
     ]
+    mixed = plan.config.get("mixed_nm")
+    if mixed:
+        out.append(f"| mixed N:M (N kept of {mixed['m']}, per block; total of uniform {mixed['pattern']}) | "
+                   f"{' '.join(map(str, mixed['n_kept']))} |")
     for key, label in (("calib", "calibration"), ("nsamples", "calibration windows"), ("seqlen", "tokens per window"),
                        ("seed", "seed"), ("group", "comparison group"), ("nm", "N:M (N kept of M)"),
                        ("dtype", "dtype")):
@@ -209,3 +213,18 @@ def save_plan_modules(directory: str | Path, model, plan: SparsityPlan) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(plan_with_module_names(model, plan), indent=1), encoding="utf-8")
     return path
+
+
+def save_pruned_checkpoint(directory: str | Path, model, tokenizer, plan: SparsityPlan, result: dict,
+                           cfg_dict: dict) -> Path:
+    """Save a pruned model as a plain transformers checkpoint (`from_pretrained` loads it; pruned
+    weights are exact zeros) with its tokenizer, `plan.json` (the plan it meets; a mixed N:M plan
+    records N per block under config["mixed_nm"]), `plan_modules.json` and a model card."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    plan.save(directory / "plan.json")
+    save_plan_modules(directory, model, plan)
+    write_model_card(directory, result, plan, cfg_dict)
+    return directory

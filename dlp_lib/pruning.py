@@ -26,8 +26,8 @@ def block_patterns(nm, n_blocks: int) -> list[NMPattern | None]:
     patterns = list(nm)
     if len(patterns) != n_blocks:
         raise ValueError(f"{len(patterns)} per-block N:M patterns given but the model has {n_blocks} blocks")
-    if not all(isinstance(p, NMPattern) for p in patterns):
-        raise ValueError("per-block N:M patterns must all be NMPattern")
+    if not all(p is None or isinstance(p, NMPattern) for p in patterns):
+        raise ValueError("per-block N:M patterns must each be an NMPattern or None (a block the plan's ratio prunes)")
     return patterns
 
 

@@ -33,7 +33,7 @@ def _prune_columns_(W1: torch.Tensor, Q1: torch.Tensor, Err1: torch.Tensor, Hinv
             mask1.scatter_(1, i + idx, True)
         q = w.masked_fill(mask1[:, i], 0)  # = w.clone(); q[mask1[:, i]] = 0, without a sync
         if quantizer is not None:
-            q = quantizer(q, i1 + i, W1[:, i:], mask1[:, i:]).masked_fill_(mask1[:, i], 0)
+            q = quantizer(q, i1 + i, mask1[:, i:]).masked_fill_(mask1[:, i], 0)
         Q1[:, i] = q
         err = (w - q) / d
         W1[:, i:] -= err.unsqueeze(1).matmul(Hinv1[i, i:].unsqueeze(0))
@@ -103,14 +103,19 @@ def sparsegpt_prune_(weight: torch.Tensor, hessian: torch.Tensor, ratio: float, 
 
     keep_mask (C_out, C_in) bool: weights already pruned, zero in the result whatever `ratio`
     adds (GPTQ of a pruned model passes ratio 0 and its zeros). quantizer: an object with
-    `begin(W, mask)` (called once on the weights before the loop) and
-    `__call__(q, column, W_tail, mask_tail) -> q rounded` (see `compression.gptq`); the
-    reference's joint prune-and-quantize mode.
+    `begin(W, mask)` (called once with the working copy of the weights before dead inputs are
+    zeroed; the copy is then updated in place block by block, as the reference's outer W) and
+    `__call__(q, column, mask_tail) -> q rounded` (see `compression.gptq`); the reference's joint
+    prune-and-quantize mode.
     """
     if keep_mask is not None and nm is not None:
         raise ValueError("keep_mask and nm cannot be combined: an N:M mask is chosen in the loop")
     W = weight.data.float().clone()
     rows, cols = W.shape
+    if keep_mask is not None:
+        keep_mask = keep_mask.to(W.device)
+    if quantizer is not None:  # as the reference: grids see the weights before dead inputs are zeroed
+        quantizer.begin(W, keep_mask)
     H = hessian.clone().float()
     dead = torch.diag(H) == 0
     H[dead, dead] = 1
@@ -122,10 +127,7 @@ def sparsegpt_prune_(weight: torch.Tensor, hessian: torch.Tensor, ratio: float, 
     Hinv = torch.linalg.cholesky(H, upper=True)
     del H
     if keep_mask is not None:
-        keep_mask = keep_mask.to(W.device)
         W.masked_fill_(keep_mask, 0)
-    if quantizer is not None:
-        quantizer.begin(W, keep_mask)
 
     mask = torch.zeros_like(W, dtype=torch.bool)
     for i1 in range(0, cols, blocksize):

@@ -34,16 +34,17 @@ TABLE3_SPARSEGPT_70 = {"uniform": 25.38, "dlp": 17.76}
 # ---------------------------------------------------------------- grids
 GRIDS = {
     # seconds on the tiny random model
-    "smoke": dict(nm=dict(patterns=("2:4", "4:8"), allocations=("uniform", "dlp"), method="wanda",
+    "smoke": dict(nm=dict(patterns=("2:4", "3:4", "7:8"), allocations=("uniform", "dlp"), method="wanda",
                           alphas=(None, 0.2)),
                   gptq=dict(bits=(16, 8, 4, 3), rows=("dense", "uniform", "dlp"), sparsity=0.7, method="sparsegpt",
                             group_size=None, mode="gptq", joint_bits=(4,)),
                   overrides=dict()),
-    # smollm2-135m on 2 CPU cores: four patterns with Wanda (the 1:4 and 3:4 ends, 2:4 and 4:8 at
-    # the same density), Table 17 at 16/4/3 bits x 3 rows (8 bits is nearly lossless), per-row grids,
+    # smollm2-135m on 2 CPU cores: five patterns with Wanda (1:4, where the grid has no room; 2:4
+    # and 4:8 at the same density; 3:4 and 7:8, where DLP's room comes from dense blocks, N_l = M),
+    # Table 17 at 16/4/3 bits x 3 rows (8 bits is nearly lossless), per-row grids,
     # with a smaller calibration (8 x 512) and evaluation (8 x 512 tokens of one text) than the
     # other notebooks: every GPTQ pass is a full sequential calibration pass, like SparseGPT's
-    "default": dict(nm=dict(patterns=("1:4", "2:4", "3:4", "4:8"), allocations=("uniform", "dlp"), method="wanda",
+    "default": dict(nm=dict(patterns=("1:4", "2:4", "3:4", "4:8", "7:8"), allocations=("uniform", "dlp"), method="wanda",
                             alphas=(None, 0.2)),
                     gptq=dict(bits=(16, 4, 3), rows=("dense", "uniform", "dlp"), sparsity=0.7,
                               method="sparsegpt", group_size=None, mode="gptq", joint_bits=()),
@@ -158,9 +159,10 @@ def nm_verdict(pattern: str, uniform: float, dlp: float, *, same_as_uniform: boo
     paper = TABLE15["uniform"].get(pattern), TABLE15["dlp"].get(pattern)
     ref = f" (paper {paper[0]} -> {paper[1]})" if paper[0] is not None else ""
     if not grid_has_room(p):
-        return (f"{pattern}: no room on the grid (1 <= N_l <= {p.m - 1} and the total of {p.n_kept}:{p.m} force "
+        return (f"{pattern}: no room on the grid (N_l >= 1 in every block and the total of {p.n_kept}:{p.m} force "
                 f"every block to N = {p.n_kept}): DLP = uniform by construction, density {achieved_density:.4f}; "
-                f"the paper's gain{ref} cannot come from whole-number N at the same kept count")
+                f"the paper's gain{ref} would need blocks with N_l = 0 (a block pruned away entirely), which "
+                "mixed N:M does not do")
     if same_as_uniform:
         return (f"{pattern}: DLP's ratios round to the uniform pattern (spread under one N step); same model, "
                 f"perplexity {uniform:.2f}{ref}: not tested at this alpha")

@@ -471,3 +471,22 @@ def zeroshot_verdict(acc: Mapping[str, Mapping[str, tuple[float, float]]], *, ch
     text = (f"DLP is nominally best for {nominal} of {n} method(s) and better than both Uniform and OWL beyond "
             f"2 standard errors for {clear}: the claim {_says(holds)}. " + ". ".join(lines) + ". One calibration seed.")
     return {"holds": holds, "text": text}
+
+
+# ------------------------------------------------------------------------------------ Table 18 (notebook 13)
+def cannot_tell(noise: float, effect: float) -> str | None:
+    """The "cannot tell" rule: a run whose noise bound is at least the size of the effect it tests
+    (the paper's gap) could not show that effect whichever way it came out, so it gives no verdict.
+
+    Returns the reason (with how many times the evaluated items would bring the noise, which falls
+    as 1/sqrt(items) when the item error dominates, below the effect), or None when the run can tell.
+    """
+    effect = abs(float(effect))
+    if not math.isfinite(noise):
+        return f"the noise is unknown, so a gap of {effect:.2f} cannot be judged"
+    if effect == 0:
+        return "the paper reports no gap to test"
+    if noise < effect:
+        return None
+    return (f"the noise bound {noise:.2f} is at least the paper's gap {effect:.2f}; resolving it would need about "
+            f"{math.ceil((noise / effect) ** 2)}x the evaluated items")

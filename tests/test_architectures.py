@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlp_lib.architectures.tiny import FAMILIES, VOCAB, tiny_family
+from dlp_lib.architectures.discovery import routing_layers
+from dlp_lib.architectures.tiny import FAMILIES, MOE_FAMILIES, VOCAB, tiny_family
 from dlp_lib.block_stats import compute_dense_statistics
 from dlp_lib.calibration import CalibrationEngine, check_replay, replay_logits
 from dlp_lib.evaluation import achieved_sparsity
@@ -64,12 +65,62 @@ def test_mixed_layer_types_need_each_blocks_own_arguments(family):
     check_replay(model, ids)
 
 
+ROUTER_NAMES = ("gate", "shared_expert_gate")   # the routing layers' names in transformers' MoE blocks
+
+
+def _qwen2_window(window):
+    """A tiny Qwen2 alternating sliding (window `window`) and full attention layers."""
+    import transformers as tf
+    cfg = tf.Qwen2Config(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         use_sliding_window=True, sliding_window=window,
+                         layer_types=["sliding_attention", "full_attention"] * 2)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    return tf.Qwen2ForCausalLM(cfg).eval()
+
+
+@pytest.fixture
+def every_block_gets_block_0s_arguments(monkeypatch):
+    """A planted replay bug: every block replayed with block 0's mask and positions (a sliding
+    layer's mask given to the full-attention layers)."""
+    original = CalibrationEngine._call
+
+    def mixed_up(self, block, x, call, rec):
+        return original(self, block, x, rec.calls[0][0], rec)
+
+    monkeypatch.setattr(CalibrationEngine, "_call", mixed_up)
+
+
+def test_replay_check_is_longer_than_the_sliding_window_and_has_two_sequences():
+    from dlp_lib.engine.replay import largest_sliding_window, replay_check_ids
+    model = _qwen2_window(40)
+    assert largest_sliding_window(model.config) == 40
+    assert tuple(replay_check_ids(model).shape) == (2, 80)
+    assert largest_sliding_window(_model("qwen3").config) is None          # full attention only
+    assert replay_check_ids(_model("llama")).shape[1] == 16
+    assert replay_check_ids(_qwen2_window(200)).shape[1] == 256            # capped by the context
+
+
+def test_planted_sliding_window_mix_up_is_caught(every_block_gets_block_0s_arguments):
+    """Window 40 > the old check's 12-16 tokens: the mix-up is invisible on 16 tokens, caught by the
+    default check (2 x 80 tokens) and by the engine's guard on 96-token calibration windows."""
+    model = _qwen2_window(40)
+    check_replay(model, _ids(2, 16))                                        # what a short check sees: nothing
+    with pytest.raises(UnsupportedModelError, match="replay differs"):
+        check_replay(model)
+    engine = CalibrationEngine(model, _ids(4, 96), batch_size=2, progress=False)
+    with pytest.raises(UnsupportedModelError, match="replay differs"):
+        engine._guard()
+
+
 def _implied_prunable(block):
-    """Independent count: weights of nn.Linear and Conv1D layers and 3-D expert parameters."""
+    """Independent count: weights of nn.Linear and Conv1D layers (routers and gates by name left
+    out) and 3-D expert parameters."""
     from transformers.pytorch_utils import Conv1D
     n = 0
-    for mod in block.modules():
-        if isinstance(mod, (nn.Linear, Conv1D)):
+    for name, mod in block.named_modules():
+        if isinstance(mod, (nn.Linear, Conv1D)) and name.rsplit(".", 1)[-1] not in ROUTER_NAMES:
             n += mod.weight.numel()
         n += sum(p.numel() for p in mod.parameters(recurse=False) if p.dim() == 3)
     return n
@@ -98,6 +149,63 @@ def test_dlp_wanda_70_achieves_target(family):
     zeros = sum(int((p == 0).sum()) for blk in blocks for p in blk.parameters())
     assert got["overall_block_params"] == pytest.approx(zeros / total)
     assert got["overall_block_params"] == pytest.approx(got["overall"] * got["prunable_share"], abs=0.01)
+
+
+@pytest.mark.parametrize("family", MOE_FAMILIES)
+def test_routers_and_gates_are_never_pruned(family):
+    """Every router / shared-expert gate weight is bit-identical after Wanda at 70%, and the reported
+    sparsity is over the prunable weights only (zeros counted here over the non-router 2-D/3-D
+    weights)."""
+    model = _model(family)
+    routers = {n: p.detach().clone() for n, p in model.named_parameters()
+               if n.rsplit(".", 2)[-2] in ROUTER_NAMES and n.endswith(".weight")}
+    assert len(routers) >= model.config.num_hidden_layers
+    if family == "qwen2_moe":
+        assert any("shared_expert_gate" in n for n in routers)
+    ids = _ids()
+    plan = build_plan("dlp", 0.7, stats=compute_dense_statistics(model, ids, progress=False))
+    prune_model(model, plan, "wanda", ids, progress=False)
+    params = dict(model.named_parameters())
+    for n, before in routers.items():
+        assert torch.equal(params[n], before), n
+    got = achieved_sparsity(model)
+    zeros = total = 0
+    for block in decoder_blocks(model):
+        for name, mod in block.named_modules():
+            if name.rsplit(".", 1)[-1] in ROUTER_NAMES:
+                continue
+            for p in mod.parameters(recurse=False):
+                if p.dim() >= 2:
+                    zeros, total = zeros + int((p == 0).sum()), total + p.numel()
+    assert got["overall"] == pytest.approx(zeros / total, abs=1e-12)
+    assert abs(got["overall"] - 0.7) < 0.01
+
+
+def test_linear_router_beside_listed_experts_is_a_routing_layer():
+    """The older MoE layout (a Linear `gate` beside an nn.ModuleList of expert MLPs): the gate is not
+    prunable, the experts' Linear layers are."""
+    class Expert(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w1, self.w2 = nn.Linear(16, 32, bias=False), nn.Linear(32, 16, bias=False)
+
+    class Moe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gate = nn.Linear(16, 4, bias=False)
+            self.experts = nn.ModuleList(Expert() for _ in range(4))
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_proj = nn.Linear(16, 16)
+            self.block_sparse_moe = Moe()
+
+    block = Block()
+    assert routing_layers(block) == {"block_sparse_moe.gate"}
+    names = set(prunable_weights(block))
+    assert "block_sparse_moe.gate" not in names
+    assert {"q_proj", "block_sparse_moe.experts.0.w1", "block_sparse_moe.experts.3.w2"} <= names
 
 
 def test_gpt2_conv1d_is_pruned_per_output_column():

@@ -588,3 +588,19 @@ def test_table7_runner_evaluates_the_grids_texts_and_rejects_a_bad_count(monkeyp
     for bad in (0, -1, 1.5, "1"):
         with pytest.raises(ValueError, match="eval_texts"):
             run_table7(None, base, {**g, "eval_texts": bad})
+
+
+def test_minmax_probabilities_rescale_a_nearly_flat_rid():
+    """The min-max variant turns a nearly flat RID (0.0324-0.0340, ~uniform as probabilities) into a
+    sharp distribution with the same order; the least important block gets 0; affine changes of the
+    scores (a different rescaling width, 0.2 or 0.3) give the same probabilities."""
+    from dlp_lib.finetune.layer_sampling import minmax_scores, probabilities
+    rid = np.linspace(0.0340, 0.0324, 30)
+    flat = probabilities(rid)
+    assert flat.max() / flat.min() == pytest.approx(0.0340 / 0.0324)      # ~uniform
+    p = probabilities(minmax_scores(rid))
+    assert p[-1] == 0 and p[0] == p.max() and np.all(np.diff(p) < 0)
+    assert p[0] == pytest.approx(1 / sum((rid - rid.min()) / (rid.max() - rid.min())))
+    np.testing.assert_allclose(probabilities(minmax_scores(0.3 / 0.2 * rid + 7)), p, atol=1e-12)
+    with pytest.raises(ValueError, match="same score"):
+        minmax_scores([0.5, 0.5, 0.5])

@@ -11,8 +11,20 @@ def test_paper_numbers_complete():
 
 def test_nm_verdict_no_room_says_so():
     v = nmq.nm_verdict("1:4", 100.0, 100.0, same_as_uniform=True, achieved_density=0.25)
-    assert "no room" in v and "DLP = uniform" in v
-    assert "no room" in nmq.nm_verdict("7:8", 5.0, 5.0, same_as_uniform=True, achieved_density=0.875)
+    assert "no room" in v and "DLP = uniform" in v and "N_l = 0" in v
+    assert "no room" in nmq.nm_verdict("1:8", 5.0, 5.0, same_as_uniform=True, achieved_density=0.125)
+
+
+@pytest.mark.parametrize("pattern", ["3:4", "7:8"])
+def test_nm_verdict_dense_blocks_give_room_at_the_top(pattern):
+    """3:4 and 7:8 have room (dense blocks, N_l = M, pay for blocks below N): tested, not 'no room'."""
+    v = nmq.nm_verdict(pattern, 6.19, 5.91, same_as_uniform=False, achieved_density=0.75)
+    assert "no room" not in v and "reproduces" in v
+
+
+def test_default_and_smoke_grids_run_3_4_and_7_8():
+    for profile in ("smoke", "default"):
+        assert {"3:4", "7:8"} <= set(nmq.grid(profile)["nm"]["patterns"])
 
 
 @pytest.mark.parametrize("dlp,word", [(80.0, "reproduces"), (99.0, "within noise"), (130.0, "does not reproduce")])

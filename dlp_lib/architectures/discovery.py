@@ -14,9 +14,13 @@ Prunable weights of a block, each seen as a (C_out, C_in) matrix `W` whose input
   Mixtral's `experts.gate_up_proj` (E, 2I, H) and `experts.down_proj` (E, H, I)): one matrix per
   expert, `param[e]` (transposed when the module says `is_transposed`). Their statistics come
   from the tokens routed to that expert (`dlp_lib.engine.statistics`).
-Any other parameter of 3 or more dimensions in a block is refused (never a silent partial prune);
-2-D parameters that are not such weights (MoE routers, norms' and biases' 1-D tensors) are not
-pruned and are reported by `achieved_sparsity` through `prunable_share`.
+Any other parameter of 3 or more dimensions in a block is refused (never a silent partial prune).
+Routers and gates of a mixture-of-experts layer are never pruned, whatever module holds them: the
+2-D weights of transformers-5 router modules (Mixtral/Qwen2-MoE/Qwen3-MoE/OLMoE `mlp.gate`) are not
+`nn.Linear`, and every `nn.Linear` that sits directly beside the experts (the router `gate` of
+older layouts, Qwen2-MoE's `mlp.shared_expert_gate` (1 x hidden)) is a routing layer
+(`routing_layers`), excluded too. These, norms and biases are reported by `achieved_sparsity`
+through `prunable_share`.
 """
 from __future__ import annotations
 
@@ -119,16 +123,43 @@ def is_experts_module(module: nn.Module) -> bool:
     return any(p.dim() == 3 for p in module.parameters(recurse=False)) and hasattr(module, "num_experts")
 
 
+def _holds_experts(module: nn.Module) -> bool:
+    """The module holds the experts as a direct child: a transformers-5 experts module, or a list of
+    several expert modules of one class (older layouts, e.g. Mixtral's `block_sparse_moe.experts`)."""
+    for child in module.children():
+        if is_experts_module(child):
+            return True
+        if isinstance(child, nn.ModuleList) and len(child) > 1 and len({type(m) for m in child}) == 1:
+            return True
+    return False
+
+
+def routing_layers(block: nn.Module) -> set[str]:
+    """Names of the `nn.Linear` layers of a block that route tokens rather than transform them: the
+    Linear children of a module that holds experts (routers, shared-expert gates). Their outputs
+    are scores or sigmoid gates, whose zeroed inputs would silently change which experts run."""
+    names = set()
+    for name, mod in block.named_modules():
+        if _holds_experts(mod):
+            names.update(f"{name}.{c}" if name else c for c, child in mod.named_children()
+                         if isinstance(child, nn.Linear))
+    return names
+
+
 def prunable_weights(block: nn.Module) -> dict[str, PrunableWeight]:
     """Every prunable matrix of one block, by qualified name.
 
     Linear and Conv1D layers are named by their module path ("self_attn.q_proj", "attn.c_attn");
-    expert matrices by parameter path and expert index ("mlp.experts.down_proj.3"). A parameter of
-    3 or more dimensions that is not an expert weight raises UnsupportedModelError.
+    expert matrices by parameter path and expert index ("mlp.experts.down_proj.3"). Routing layers
+    (`routing_layers`) are left out. A parameter of 3 or more dimensions that is not an expert
+    weight raises UnsupportedModelError.
     """
     conv1d = _conv1d_class()
+    routers = routing_layers(block)
     out: dict[str, PrunableWeight] = {}
     for name, mod in block.named_modules():
+        if name in routers:
+            continue
         if isinstance(mod, nn.Linear):
             out[name] = PrunableWeight(mod, "weight", "linear")
         elif conv1d is not None and isinstance(mod, conv1d):

@@ -46,12 +46,17 @@ def _spec(name, vocab_size: int = VOCAB):
         "qwen2_moe": (tf.Qwen2MoeConfig, tf.Qwen2MoeForCausalLM,
                       {**c, "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 128,
                        "shared_expert_intermediate_size": 128, "decoder_sparse_step": 1}),
+        "qwen3_moe": (tf.Qwen3MoeConfig, tf.Qwen3MoeForCausalLM,
+                      {**c, "head_dim": 32, "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 128,
+                       "decoder_sparse_step": 1}),
+        "olmoe": (tf.OlmoeConfig, tf.OlmoeForCausalLM, {**c, "num_experts": 4, "num_experts_per_tok": 2}),
     }
     return specs[name]
 
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3", "opt", "gpt2",
-            "gpt_neox", "falcon", "stablelm", "olmo2", "mixtral", "qwen2_moe")
+            "gpt_neox", "falcon", "stablelm", "olmo2", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe")
+MOE_FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe")
 
 
 def tiny_family(name: str, seed: int = 0, vocab_size: int = VOCAB):

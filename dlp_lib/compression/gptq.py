@@ -9,10 +9,15 @@ the joint mode is SparseGPT's ratio with the quantizer in the loop.
 
 Grid: per output row (or per group of `group_size` input columns of a row) asymmetric min-max
 with 2^bits levels: scale = (max(w, 0) - min(w, 0)) / (2^bits - 1), zero = round(-min / scale),
-q(w) = scale * (clamp(round(w / scale) + zero, 0, 2^bits - 1) - zero). Per-row grids are fitted
-once on the weights before the loop (the reference); group grids when the loop reaches the
-group's first column, on the current (already error-updated) weights of the group. Pruned
-weights are excluded from the fit and stay exactly zero.
+q(w) = scale * (clamp(round(w / scale) + zero, 0, 2^bits - 1) - zero). Where the grids are fitted
+follows the reference (IST-DASLab/gptq, `GPTQ.fasterquant`): a per-row grid once, on the weights
+before dead inputs (H_jj = 0) are zeroed (`find_params(W)` precedes `W[:, dead] = 0` there); a
+group's grid when the loop reaches the group's first column, on the outer W's columns of the group
+(`find_params(W[:, i1 + i : i1 + i + groupsize])`): they carry the error updates of the earlier
+column blocks but not those of the earlier columns of the current block, which the reference
+applies to its block copy W1 only. Pruned weights are excluded from the fit and stay exactly zero
+(the reference has no pruned mask; 0 lies in every grid's range, so excluding them only matters
+where error updates have moved a pruned entry).
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ def check_quantization(bits: int, group_size: int | None, mode: str = "gptq") ->
         raise ValueError(f"bits must be one of {', '.join(map(str, BITS))} (16 = unquantized), got {bits!r}")
     if group_size is not None and (not isinstance(group_size, int) or group_size <= 0
                                    or BLOCKSIZE % group_size):
-        # a group inside one column block is fitted on the weights the loop has updated so far
+        # a group never crosses a column block (its grid is fitted when the loop enters it)
         raise ValueError(f"group_size must divide the column block {BLOCKSIZE} (e.g. 32, 64, 128) or be None, "
                          f"got {group_size!r}")
     if mode not in MODES:
@@ -80,6 +85,7 @@ class MinMaxQuantizer:
         self.bits, self.group_size = bits, group_size
         self.scales: list[torch.Tensor] = []
         self.zeros: list[torch.Tensor] = []
+        self.outer: torch.Tensor | None = None
 
     def _fit(self, W: torch.Tensor, mask: torch.Tensor | None) -> None:
         if mask is not None:
@@ -89,15 +95,17 @@ class MinMaxQuantizer:
         self.zeros.append(zero)
 
     def begin(self, W: torch.Tensor, mask: torch.Tensor | None) -> None:
+        """W: the loop's outer working copy (updated in place after every column block)."""
         self.scales, self.zeros = [], []
+        self.outer = W
         if self.group_size is None:
             self._fit(W, mask)
 
-    def __call__(self, q: torch.Tensor, column: int, W_tail: torch.Tensor, mask_tail: torch.Tensor) -> torch.Tensor:
-        # q: (rows,) column `column` with pruned entries zero; W_tail, mask_tail: (rows, cols - column) of the
-        # current column block, the current column first.
+    def __call__(self, q: torch.Tensor, column: int, mask_tail: torch.Tensor) -> torch.Tensor:
+        # q: (rows,) column `column` with pruned entries zero; mask_tail: (rows, block end - column) of the
+        # current column block, the current column first (a group never crosses a block: it divides 128).
         if self.group_size is not None and column % self.group_size == 0:
-            self._fit(W_tail[:, :self.group_size], mask_tail[:, :self.group_size])
+            self._fit(self.outer[:, column:column + self.group_size], mask_tail[:, :self.group_size])
         return quantize(q, self.scales[-1], self.zeros[-1], self.bits)
 
     def grid(self) -> tuple[torch.Tensor, torch.Tensor]:

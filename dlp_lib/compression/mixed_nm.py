@@ -1,20 +1,22 @@
 """Mixed N:M sparsity (paper Appendix E.2, Table 15): every block gets its own N of M kept.
 
 A plan (DLP, OWL or uniform) for the target sparsity 1 - N/M gives block l the continuous keep
-x_l = (1 - R_l) * M. Whole numbers N_l in [1, M-1] are chosen so that the model keeps exactly
-as many weights as the uniform N:M pattern: sum_l P_l N_l = N sum_l P_l (P_l = the block's
-prunable weights), by a largest-remainder rounding (floors, then +1 to the blocks furthest below
-their x_l, or -1 to those furthest above, while that brings the total closer). With equal-sized
-blocks (every LLaMA-family model) the total is met exactly; otherwise the closest total the
-greedy finds is reported as the achieved density.
+x_l = (1 - R_l) * M. Whole numbers N_l in [1, M] are chosen so that the model keeps exactly as many
+weights as the uniform N:M pattern: sum_l P_l N_l = N sum_l P_l (P_l = the block's prunable
+weights), by a largest-remainder rounding (floors, then +1 to the blocks furthest below their x_l,
+or -1 to those furthest above, while that brings the total closer). With equal-sized blocks
+(every LLaMA-family model) the total is met exactly; otherwise the closest total the greedy finds
+is reported as the achieved density.
 
-The grid leaves no room at the ends: with N = 1 (1:4, 1:8) or N = M - 1 (3:4, 7:8) and the
-bounds 1 <= N_l <= M - 1, every block must take N, so DLP equals uniform there.
+N_l = M is a dense block (nothing pruned there, its weight budget spent elsewhere); N_l = 0 is
+never allowed (a block without weights). So 3:4 and 7:8 have room (some blocks dense, others
+at 2:4 / 6:8 or below), and only N = 1 (1:4, 1:8) forces every block to N: DLP equals uniform
+there.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -33,24 +35,26 @@ PATTERNS = ("1:4", "2:4", "3:4", "1:8", "2:8", "3:8", "4:8", "5:8", "6:8", "7:8"
 class MixedNM:
     """Per-block N:M patterns derived from a plan, with the budget they meet."""
     pattern: str                 # the uniform pattern whose total is matched, e.g. "2:4"
-    n_kept: list[int]            # N_l per block, each in [1, M-1]
+    n_kept: list[int]            # N_l per block, each in [1, M] (M: a dense block)
     m: int
     param_counts: list[int]      # P_l: prunable weights per block
     target_density: float       # N / M
     achieved_density: float     # sum_l P_l N_l / (M sum_l P_l)
     exact: bool                  # achieved total == uniform total
-    room: bool                   # False where the grid forces every block to N (N = 1 or N = M - 1)
+    room: bool                   # False where the grid forces every block to N (N = 1)
 
-    def patterns(self) -> list[NMPattern]:
-        return [NMPattern(n, self.m) for n in self.n_kept]
+    def patterns(self) -> list[NMPattern | None]:
+        """The mask pattern of every block; None for a dense block (N_l = M: nothing pruned)."""
+        return [NMPattern(n, self.m) if n < self.m else None for n in self.n_kept]
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def grid_has_room(pattern: NMPattern) -> bool:
-    """Can any block deviate from N while 1 <= N_l <= M-1 and the total stays N per M?"""
-    return 1 < pattern.n_kept < pattern.m - 1
+    """Can any block deviate from N while 1 <= N_l <= M and the total stays N per M? (N < M always:
+    one block can take N + 1 and another N - 1 unless N = 1.)"""
+    return pattern.n_kept > 1
 
 
 def allocate_nm(ratios: Sequence[float], param_counts: Sequence[int], pattern: NMPattern | str) -> MixedNM:
@@ -70,7 +74,7 @@ def allocate_nm(ratios: Sequence[float], param_counts: Sequence[int], pattern: N
     if np.any((r < 0) | (r >= 1)):
         raise ValueError(f"ratios must lie in [0, 1), got {np.round(r, 4).tolist()}")
     n, m = pattern.n_kept, pattern.m
-    lo, hi = 1, m - 1
+    lo, hi = 1, m
     x = np.clip(np.round((1.0 - r) * m, 9), lo, hi)  # rounding at 1e-9: 2.9999999999 is 3
     N = np.clip(np.floor(x).astype(np.int64), lo, hi)
     target = int(n) * int(P.sum())          # sum_l P_l N_l of the uniform pattern
@@ -117,12 +121,24 @@ def mixed_patterns(model, plan: SparsityPlan, pattern: NMPattern | str) -> Mixed
     return allocate_nm(plan.ratios, block_parameter_counts(model), pattern)
 
 
+def applied_plan(plan: SparsityPlan, mixed: MixedNM) -> SparsityPlan:
+    """The plan the mixed N:M model actually meets: block l removes 1 - N_l/M, and the config records
+    the per-block N under "mixed_nm" (what a saved checkpoint's plan.json holds)."""
+    if len(mixed.n_kept) != plan.n_blocks:
+        raise ValueError(f"{len(mixed.n_kept)} per-block N but the plan has {plan.n_blocks} blocks")
+    return replace(plan, ratios=[1.0 - n / mixed.m for n in mixed.n_kept], sublayer_ratios=None,
+                   config={**plan.config, "mixed_nm": {"pattern": mixed.pattern, "m": mixed.m,
+                                                        "n_kept": list(mixed.n_kept),
+                                                        "allocated_ratios": list(plan.ratios)}})
+
+
 def prune_mixed_nm(model, plan: SparsityPlan, pattern: NMPattern | str, method: str,
                    calib_ids: torch.Tensor | None = None, **prune_options) -> MixedNM:
     """Prune `model` in place with the per-block patterns derived from `plan` (one engine run,
-    `pruning.prune_model`); returns the allocation."""
+    `pruning.prune_model`); returns the allocation. A dense block (N_l = M) gets ratio 0 and no
+    pattern: Wanda leaves it untouched (SparseGPT, as its reference, still zeroes dead inputs)."""
     mixed = mixed_patterns(model, plan, pattern)
-    prune_model(model, plan, method, calib_ids, nm=mixed.patterns(), **prune_options)
+    prune_model(model, applied_plan(plan, mixed), method, calib_ids, nm=mixed.patterns(), **prune_options)
     return mixed
 
 

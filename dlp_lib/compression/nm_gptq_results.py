@@ -15,7 +15,7 @@ from ..data import TextSource
 from ..evaluation import achieved_sparsity
 from ..scores import NMPattern
 from .gptq import check_quantization, quantize_model
-from .mixed_nm import nm_compliance, prune_mixed_nm
+from .mixed_nm import applied_plan, mixed_patterns, nm_compliance, prune_mixed_nm
 
 UNQUANTIZED = 16  # the tables' "16 bits": the model as pruned, not quantized
 
@@ -98,6 +98,23 @@ def quantized_result(lab, cfg, bits: int, group_size: int | None = None, mode: s
 
 
 # ---------------------------------------------------------------- Table 15
+def _mixed_allocation(lab, cfg, pattern: str, allocation: str, method: str | None, alpha: float | None):
+    """(pattern, the plan's config, the plan at 1 - N/M, its per-block N), from the dense model."""
+    p = NMPattern.parse(pattern)
+    plan_cfg = cfg.replace(allocation=allocation, sparsity=p.sparsity, nm=None, method=method or cfg.method,
+                           alpha=alpha, granularity="block")
+    lab.ensure(None)
+    plan = lab.plan(plan_cfg)
+    return p, plan_cfg, plan, mixed_patterns(lab.model, plan, p)
+
+
+def _prune_mixed(lab, p: NMPattern, plan_cfg, plan, tag) -> None:
+    lab.ensure(None)
+    lab.mark_modified(tag)
+    prune_mixed_nm(lab.model, plan, p, plan_cfg.method, lab.calibration(plan_cfg), group=plan_cfg.resolved_group(),
+                   device=lab.device, progress=lab.progress)
+
+
 def mixed_nm_result(lab, cfg, pattern: str, allocation: str, method: str | None = None, *,
                     alpha: float | None = None, use_cache: bool = True) -> dict:
     """Perplexity of the model pruned with per-block N:M patterns from `allocation`'s plan whose
@@ -106,23 +123,13 @@ def mixed_nm_result(lab, cfg, pattern: str, allocation: str, method: str | None 
     The cache key is the per-block N (with the data and method), so an allocation that rounds to
     the uniform pattern shares the uniform result (the pruned model is the same).
     """
-    p = NMPattern.parse(pattern)
-    plan_cfg = cfg.replace(allocation=allocation, sparsity=p.sparsity, nm=None, method=method or cfg.method,
-                           alpha=alpha, granularity="block")
-    lab.ensure(None)
-    plan = lab.plan(plan_cfg)
-    from .mixed_nm import mixed_patterns
-
-    mixed = mixed_patterns(lab.model, plan, p)
+    p, plan_cfg, plan, mixed = _mixed_allocation(lab, cfg, pattern, allocation, method, alpha)
     base = pruning_key(lab, plan_cfg.replace(allocation="uniform", alpha=None))
     key = {**base, **eval_key(cfg), "mixed_nm": mixed.n_kept, "m": p.m}
 
     def compute():
         t0 = time.perf_counter()
-        lab.ensure(None)
-        lab.mark_modified(("mixed_nm", repr(sorted(key.items()))))
-        prune_mixed_nm(lab.model, plan, p, plan_cfg.method, lab.calibration(plan_cfg), group=plan_cfg.resolved_group(),
-                       device=lab.device, progress=lab.progress)
+        _prune_mixed(lab, p, plan_cfg, plan, ("mixed_nm", repr(sorted(key.items()))))
         check = nm_compliance(lab.model, mixed)
         ppl = lab.perplexities(cfg.eval, cfg.seqlen, cfg.neval, cfg.eval_dtype)
         return {"perplexity": ppl, "compliance": check, "seconds": time.perf_counter() - t0}
@@ -183,6 +190,16 @@ def check_args(args, cfg) -> None:
     if args.quantize_mode == "joint" and (args.quantize_dense or cfg.method != "sparsegpt" or cfg.nm is not None):
         raise ValueError("--quantize-mode joint is SparseGPT's prune-and-quantize loop: it needs --method sparsegpt, "
                          f"no --nm and no --quantize-dense (got method {cfg.method!r})")
+
+
+def prune_mixed_nm_for_saving(args, cfg, lab, result: dict) -> tuple:
+    """`--save` with mixed N:M: prune the Lab's model with the per-block patterns (the cached result
+    need not have left it pruned); returns what the checkpoint records: the plan the model meets
+    (N per block in config["mixed_nm"]), the model card's result and configuration."""
+    p, plan_cfg, plan, mixed = _mixed_allocation(lab, cfg, args.nm, cfg.allocation, cfg.method, cfg.alpha)
+    _prune_mixed(lab, p, plan_cfg, plan, ("mixed_nm saved", str(args.save)))
+    card = {"achieved_sparsity": achieved_sparsity(lab.model), "perplexity": {"pruned": result["perplexity"]}}
+    return applied_plan(plan, mixed), card, {**plan_cfg.to_dict(), "nm": f"mixed, total of {p}"}
 
 
 def run(args, cfg, lab) -> dict:

@@ -255,14 +255,19 @@ class CalibrationEngine:
 
     def _guard(self) -> None:
         """Refuse a model whose block-by-block replay differs from its forward (checked once per
-        model object, on the first calibration tokens). A model split across devices (the offload
+        model object, on the first two calibration windows cut to `replay_check_length`). A model split across devices (the offload
         layout: blocks on the CPU, the rest on the GPU) cannot run its own forward: whoever split it
         checks before splitting (`check_replay`)."""
         if getattr(self.model, "_dlp_replay_checked", False):
             return
         if len({p.device for p in self.model.parameters()}) > 1:
             return
-        check_replay(self.model, self.calib_ids[:1, :16])
+        # the replay must hold on sequences as long as the calibration windows: a window longer
+        # than them never masks anything there
+        length = replay_check_length(self.model, longest=self.calib_ids.shape[1])
+        ids = self.calib_ids[:REPLAY_CHECK_SEQUENCES, :length]
+        fits = ids.shape[0] == REPLAY_CHECK_SEQUENCES and ids.shape[1] == length
+        check_replay(self.model, ids if fits else replay_check_ids(self.model, length))
         self.model._dlp_replay_checked = True
 
     # -- block loop ----------------------------------------------------------------------
@@ -395,17 +400,66 @@ def replay_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
         return model(ids, use_cache=False).logits
 
 
+# The check's shape: a block given another layer type's mask (sliding vs full attention) differs
+# from the model only where a query is further than the window from a key, and per-sequence mix-ups
+# (a mask or position broadcast across the batch) only with more than one sequence.
+REPLAY_CHECK_SEQUENCES = 2
+REPLAY_CHECK_MIN_TOKENS = 16
+REPLAY_CHECK_MAX_TOKENS = 2048   # without a calibration length: the paper's calibration windows (cost on a CPU)
+_CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+
+def _text_config(config):
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def largest_sliding_window(config) -> int | None:
+    """The longest sliding attention window the model's layers use, or None (every layer full):
+    `sliding_window` counts unless `use_sliding_window` is False or `layer_types` lists no
+    sliding layer (Qwen2 configs carry a window they do not use)."""
+    config = _text_config(config) if config is not None else None
+    window = getattr(config, "sliding_window", None)
+    if not isinstance(window, int) or window <= 0 or getattr(config, "use_sliding_window", True) is False:
+        return None
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None and not any("sliding" in str(t) for t in layer_types):
+        return None
+    return window
+
+
+def replay_check_length(model: nn.Module, longest: int | None = None) -> int:
+    """Tokens per sequence of the replay check: twice the largest sliding window (half the queries
+    then see keys beyond it), at least REPLAY_CHECK_MIN_TOKENS, at most the model's context and the
+    longest sequence the replay will run (`longest`, the calibration windows; default
+    REPLAY_CHECK_MAX_TOKENS)."""
+    config = getattr(model, "config", None)   # a module without a transformers config: no window known
+    window = largest_sliding_window(config)
+    length = max(REPLAY_CHECK_MIN_TOKENS, 2 * window if window else 0)
+    config = _text_config(config) if config is not None else None
+    contexts = [v for k in _CONTEXT_KEYS if isinstance(v := getattr(config, k, None), int) and v > 0]
+    cap = REPLAY_CHECK_MAX_TOKENS if longest is None else max(longest, REPLAY_CHECK_MIN_TOKENS)
+    return min([length, cap] + contexts)
+
+
+def replay_check_ids(model: nn.Module, length: int | None = None) -> torch.Tensor:
+    """The default check input: REPLAY_CHECK_SEQUENCES random sequences of `length` tokens
+    (default `replay_check_length(model)`)."""
+    vocab = model.get_output_embeddings().weight.shape[0]
+    length = replay_check_length(model) if length is None else length
+    return torch.randint(0, vocab, (REPLAY_CHECK_SEQUENCES, length), generator=torch.Generator().manual_seed(0))
+
+
 @torch.no_grad()
 def check_replay(model: nn.Module, ids: torch.Tensor | None = None, *, rtol: float | None = None) -> float:
     """Refuse (UnsupportedModelError naming the model class) a model whose block-by-block replay
     differs from its forward; returns the largest difference relative to the logits' scale.
 
-    ids default to one random sequence of 12 tokens. rtol defaults to 1e-4 in fp32 (the replay
-    runs the same operations), 2e-2 in 16-bit.
+    ids default to `replay_check_ids(model)`: two random sequences, longer than the model's largest
+    sliding window (up to its context and REPLAY_CHECK_MAX_TOKENS). rtol defaults to 1e-4 in fp32 (the replay runs the same
+    operations), 2e-2 in 16-bit.
     """
     if ids is None:
-        vocab = model.get_output_embeddings().weight.shape[0]
-        ids = torch.randint(0, vocab, (1, 12), generator=torch.Generator().manual_seed(0))
+        ids = replay_check_ids(model)
     ids = ids.to(next(model.parameters()).device)
     dtype = next(model.parameters()).dtype
     if rtol is None:

@@ -28,7 +28,7 @@ import torch
 
 from ..cache import cache_root, cached, config_key
 from ..data import TextSource
-from .layer_sampling import DLP_WEIGHTS, SAMPLERS, LayerSampler, always_trainable, block_weights
+from .layer_sampling import DLP_WEIGHTS, SAMPLERS, LayerSampler, always_trainable, block_weights, minmax_scores
 from .loop import Examples, KeepZeros, TrainConfig, check_disjoint, count_parameters, lm_windows, train
 from .lora import LoraSettings, adapter_parameters, lora_attached, merge_ablation, target_weights
 
@@ -50,10 +50,13 @@ class FinetuneSpec:
     lora: LoraSettings = field(default_factory=LoraSettings)  # used by method="lora"
     gamma: int = 2                        # blocks unfrozen at a time (LISA's script: 2; OwLore: 5)
     interval: int = 3                     # K: steps between switches (LISA's script: 3; OwLore: 50)
-    dlp_weights: str = "rid"              # dlp: p proportional to the RID (paper) or to DLP's keep fraction 1 - R_l
-    galore_rank: int = 128                # owlore/dlp: GaLore rank of the sampled blocks' matrices (0: full AdamW)
-    galore_gap: int = 200                 # owlore/dlp: steps between GaLore projector refreshes
-    galore_scale: float = 0.25            # owlore/dlp: GaLore's scale of the projected update
+    dlp_weights: str = "rid"              # dlp: p proportional to the RID (paper's words), its min-max rescaling
+                                          # (the authors' OwLore fork) or DLP's keep fraction 1 - R_l
+    # OwLore's finetuner.py (pixeli99/OwLore, src/lmflow/pipeline/finetuner.py): GaLoreAdamW param groups
+    # with rank 256, update_proj_gap 100, scale 1.0 (GaLore's own defaults, 128 / 200 / 0.25, are not used)
+    galore_rank: int = 256                # owlore/dlp: GaLore rank of the sampled blocks' matrices (0: full AdamW)
+    galore_gap: int = 100                 # owlore/dlp: steps between GaLore projector refreshes
+    galore_scale: float = 1.0             # owlore/dlp: GaLore's scale of the projected update
     max_windows: int | None = None        # data="lm": cap on training windows (None: all of the train split)
     task_examples: int = 400              # data="tasks": training items per task
     task_corpora: tuple[str, ...] = ("bbc", "brown", "sotu", "mobydick")  # data="tasks": train documents of these
@@ -131,6 +134,8 @@ def layer_probabilities(lab, cfg, spec: FinetuneSpec) -> list[float]:
     plan = lab.plan(cfg.replace(allocation="dlp"))
     if spec.dlp_weights == "rid":   # higher RID = more important block = sampled more (Appendix F)
         return probabilities(plan.rid).tolist()
+    if spec.dlp_weights == "minmax":
+        return probabilities(minmax_scores(plan.rid)).tolist()
     return probabilities([1.0 - r for r in plan.ratios]).tolist()
 
 
@@ -297,7 +302,8 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="examples per micro-batch")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step")
     p.add_argument("--train-seqlen", type=int, default=256, help="tokens per training window / example")
-    p.add_argument("--lr", type=float, help="peak learning rate (default: 1e-4 for lora, 3e-5 for block sampling)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: 1e-4 for lora, 3e-4 for block sampling "
+                   "as LISA's and OwLore's scripts)")
     p.add_argument("--warmup-steps", type=int, help="linear warm-up steps, then linear decay to 0 (default: 10%% of "
                    "--steps)")
     p.add_argument("--weight-decay", type=float, default=0.0)
@@ -309,12 +315,13 @@ def add_arguments(p) -> None:
     p.add_argument("--lora-targets", nargs="+", default=["q_proj", "v_proj"])
     p.add_argument("--gamma", type=int, default=2, help="blocks unfrozen at a time (layer sampling)")
     p.add_argument("--interval", type=int, default=3, help="K: steps between block switches (layer sampling)")
-    p.add_argument("--galore-rank", type=int, default=128, help="owlore/dlp: GaLore rank of the sampled blocks' "
-                   "matrices (0: full-rank AdamW)")
-    p.add_argument("--galore-gap", type=int, default=200, help="owlore/dlp: steps between GaLore projector refreshes")
-    p.add_argument("--galore-scale", type=float, default=0.25, help="owlore/dlp: scale of GaLore's projected update")
+    p.add_argument("--galore-rank", type=int, default=256, help="owlore/dlp: GaLore rank of the sampled blocks' "
+                   "matrices (0: full-rank AdamW; OwLore's finetuner: 256)")
+    p.add_argument("--galore-gap", type=int, default=100, help="owlore/dlp: steps between GaLore projector refreshes")
+    p.add_argument("--galore-scale", type=float, default=1.0, help="owlore/dlp: scale of GaLore's projected update")
     p.add_argument("--dlp-weights", choices=DLP_WEIGHTS, default="rid",
-                   help="dlp sampling weights: rid (p proportional to the RID, paper) or keep (DLP's kept fraction)")
+                   help="dlp sampling weights: rid (p proportional to the RID, paper), minmax (the RID min-max "
+                   "rescaled, the authors' OwLore fork) or keep (DLP's kept fraction)")
     p.add_argument("--max-windows", type=int, help="--data lm: at most this many training windows")
     p.add_argument("--task-examples", type=int, default=400, help="--data tasks: training items per task")
     p.add_argument("--eval-limit", type=int, default=200, help="--data tasks: evaluated items per task")
@@ -335,7 +342,7 @@ def spec_from_args(args) -> tuple:
     from ..experiment import ExperimentConfig
     data = args.data or ("lm" if args.method == "lora" else "tasks")
     prune_method = args.prune_method or ("wanda" if data == "lm" else "none")
-    lr = args.lr if args.lr is not None else (1e-4 if args.method == "lora" else 3e-5)
+    lr = args.lr if args.lr is not None else (1e-4 if args.method == "lora" else 3e-4)
     cfg = ExperimentConfig.from_profile(args.profile, model=args.model, method="wanda" if prune_method == "none"
                                         else prune_method, allocation=args.allocation, sparsity=args.sparsity,
                                         alpha=args.alpha, owl_m=args.owl_m, calib=args.calib,

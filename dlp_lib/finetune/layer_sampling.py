@@ -13,9 +13,14 @@ layer stay trainable throughout (as in LISA). The score decides the method:
             are sampled MORE. With `dlp_weights="rid"` (default, the paper's words) p_l is
             proportional to I_l itself. Note: I_l = 1 - S_l / sum_k S_k is close to 1 - 1/L for
             every block, so these probabilities are close to uniform (the spread is reported).
-            `dlp_weights="keep"` uses the fraction DLP keeps in each block, 1 - R_l (the RID after
-            DLP's min-max scaling to [p - alpha, p + alpha]), a sharper distribution with the same
-            order.
+            `dlp_weights="minmax"` is what the code behind Table 18 does (a public fork of OwLore
+            with a `dlp` probability mode, compressionOrg/OwLore: finetuner.py reads
+            metric_cache/llama2_7b_ratio_dlp.txt, per-layer scores min-max rescaled to [0, 0.2],
+            and divides them by their sum): p_l proportional to (I_l - min I) / (max I - min I),
+            so the least important block is never drawn; the rescaling's width (0.2, or 0.3 in its
+            "alpha 1.5" file) cancels in the normalisation. `dlp_weights="keep"` uses the fraction
+            DLP keeps in each block, 1 - R_l (the RID after DLP's min-max scaling to
+            [p - alpha, p + alpha]), a sharper distribution than the RID with the same order.
 
 Draw j (steps j*K .. j*K+K-1) is a pure function of (seed, j), so resuming mid-run reproduces it.
 Sampling without replacement with unequal probabilities is sequential (draw one block with
@@ -33,7 +38,7 @@ from torch import nn
 from ..models import decoder_blocks
 
 SAMPLERS = ("lisa", "owlore", "dlp")
-DLP_WEIGHTS = ("rid", "keep")
+DLP_WEIGHTS = ("rid", "minmax", "keep")
 
 
 def probabilities(scores: Sequence[float]) -> np.ndarray:
@@ -46,6 +51,18 @@ def probabilities(scores: Sequence[float]) -> np.ndarray:
     if s.sum() <= 0:
         raise ValueError("layer scores are all zero: no block could be sampled")
     return s / s.sum()
+
+
+def minmax_scores(scores: Sequence[float]) -> np.ndarray:
+    """(s - min s) / (max s - min s): the lowest score 0, the highest 1. A flat profile (max = min) has
+    no order to rescale and is refused rather than silently turned uniform."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1 or len(s) < 2 or not np.all(np.isfinite(s)):
+        raise ValueError(f"min-max rescaling needs at least two finite layer scores, got {s.tolist()}")
+    span = s.max() - s.min()
+    if span <= 0:
+        raise ValueError("every layer has the same score: min-max rescaling is undefined")
+    return (s - s.min()) / span
 
 
 def draw_without_replacement(p: np.ndarray, gamma: int, rng: np.random.Generator) -> list[int]:

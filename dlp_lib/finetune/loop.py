@@ -139,9 +139,11 @@ class StepHook(Protocol):
 class KeepZeros:
     """Pruned weights stay exactly zero when they are trained directly (layer sampling on a pruned model).
 
-    AdamW with a zero gradient on an entry whose moments are zero does not move it, and decoupled
-    decay of 0 is 0, but other entries' clipping does not touch them either; the mask is still
-    re-applied after every step so the invariant never rests on the optimiser's arithmetic.
+    A pruned entry's gradient is not zero (dL/dW_ij = sum_t dy_i x_j does not depend on W_ij), so
+    the optimiser moves it like any other entry; the mask taken at construction is re-applied
+    after every step, which puts every pruned entry back to exactly zero before the next forward.
+    (The optimiser's moments for those entries keep accumulating; they only ever produce updates
+    that this hook discards.)
     """
 
     def __init__(self, weights: Sequence[torch.Tensor]):
