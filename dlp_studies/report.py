@@ -304,3 +304,15 @@ def smoke_caveat(profile: str) -> str:
     """The sentence every verdict ends with under the smoke profile."""
     return (" (smoke profile: a random tiny model on a few short windows; the numbers only show that the "
             "pipeline runs and say nothing about the claim.)") if profile == "smoke" else ""
+
+
+def seed_spread(lab, cfg: ExperimentConfig, seeds, text: str | None = None) -> float | None:
+    """The measured seed spread of a setting (`verdicts.relative_spread`): `cfg` run over the
+    calibration `seeds` (cached runs are reused), perplexity on `text` (default: the first
+    evaluation text). None with fewer than two seeds: the spread is then unknown."""
+    from .verdicts import relative_spread
+    seeds = tuple(int(s) for s in seeds)
+    if len(seeds) < 2:
+        return None
+    runs = run_seeds(lab, {"setting": cfg}, seeds)["setting"]
+    return relative_spread(ppl_of(runs, text or cfg.eval[0]))

@@ -626,6 +626,7 @@ def alpha_verdict(ppl: Mapping[float, Mapping[float, Sequence[float]]], *, paper
         pa = paper_alpha.get(s)
         n_seeds = min(len(np.atleast_1d(v)) for v in grid.values())
         desc = f"{len(grid)}-point grid, " + ("one seed" if n_seeds < 2 else f"{n_seeds} seeds")
+        by_sparsity[s] = {"best": best}
         if pa is None or pa not in grid:
             rows.append(row(f"{s:.0%}: Table 19's alpha best", f"best {best:g} ({desc}); {pa} not in grid",
                             f"alpha {pa}", NOT_TESTED))
@@ -638,7 +639,7 @@ def alpha_verdict(ppl: Mapping[float, Mapping[float, Sequence[float]]], *, paper
         if auto_alpha and s in auto_alpha:
             ours += f"; automatic {auto_alpha[s]:g}"
         rows.append(row(f"{s:.0%}: Table 19's alpha best", ours, f"alpha {pa:g}", tally_comparisons([call])))
-        by_sparsity[s] = {"best": best, "call": call, "compares": cs}
+        by_sparsity[s] |= {"call": call, "compares": cs}
     holds = tally_comparisons(calls)
     why = (f"Table 19's alpha best beyond noise at {calls.count(A_BETTER)} of {len(calls)} sparsities; "
            f"beaten at {calls.count(B_BETTER)}")
