@@ -316,3 +316,17 @@ def seed_spread(lab, cfg: ExperimentConfig, seeds, text: str | None = None) -> f
         return None
     runs = run_seeds(lab, {"setting": cfg}, seeds)["setting"]
     return relative_spread(ppl_of(runs, text or cfg.eval[0]))
+
+
+def where_paper_holds(folder) -> pd.DataFrame:
+    """Every claim row (claim, ours, paper, verdict) that the executed notebooks in `folder` printed
+    under their headline verdicts, with the notebook's name: the 'where the paper holds here' table."""
+    import json
+    from .verdicts import ROW_COLUMNS, parse_report
+    rows = []
+    for path in sorted(Path(folder).glob("*.ipynb")):
+        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        text = "\n".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", [])
+                         if o.get("output_type") == "stream" and o.get("name") == "stdout")
+        rows += [{"notebook": path.stem[:3].rstrip("_"), **r} for r in parse_report(text)[1]]
+    return pd.DataFrame(rows, columns=["notebook", *ROW_COLUMNS])
