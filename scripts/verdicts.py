@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -115,6 +116,53 @@ def figures_markdown(profile: str = "default") -> str:
     """The key figures that exist in figures/<profile>/, as images."""
     paths = [ROOT / "figures" / profile / f"{n}.png" for n in KEY_FIGURES]
     return "\n\n".join(f"![{p.stem}]({p.relative_to(ROOT)})" for p in paths if p.exists())
+
+
+NUMBER = re.compile(r"(?<![\w.])\d+\.\d+|(?<![\w.])\d{3,}(?![\w.])")  # decimals and integers of 3+ digits
+EXEMPT_SECTIONS = ("## Interactive RID explorer",)   # owned and kept up to date elsewhere
+
+
+def readme_numbers(text: str) -> list[tuple[str, str]]:
+    """(section heading, number) for every number of the README outside the places allowed to hold
+    hand-written numbers: fenced code (command examples), inline code (version pins, flags), link
+    targets, headings, the generated blocks between markers and EXEMPT_SECTIONS."""
+    out, section, fenced, generated = [], "", False, False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+            continue
+        if re.match(r"<!-- \w+:begin -->", line):
+            generated = True
+        if re.match(r"<!-- \w+:end -->", line):
+            generated = False
+            continue
+        if fenced or generated:
+            continue
+        if line.startswith("#"):
+            section = line if line.startswith("## ") else section
+            continue
+        if section.startswith(EXEMPT_SECTIONS):
+            continue
+        prose = re.sub(r"\]\([^)]*\)", "]", re.sub(r"`[^`]*`", "", line))
+        out += [(section, n) for n in NUMBER.findall(prose)]
+    return out
+
+
+def source_numbers(folder: Path) -> set[str]:
+    """Every number the generated sources hold: the executed notebooks' outputs, the committed
+    benchmark JSONs and the paper's own numbers (dlp_studies/paper.py)."""
+    texts = [(ROOT / "dlp_studies" / "paper.py").read_text()]
+    texts += [p.read_text() for p in sorted((ROOT / "benchmarks").rglob("*.json"))]
+    for path in sorted(folder.glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            for o in cell.get("outputs", []):
+                texts.append("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")))
+    return set(re.findall(r"\d+\.\d+|\d+", "\n".join(texts)))
+
+
+def unsourced_numbers(text: str, sources: set[str]) -> list[tuple[str, str]]:
+    """The README numbers (readme_numbers) that no generated source holds: stale or hand-typed."""
+    return [(sec, n) for sec, n in readme_numbers(text) if n not in sources]
 
 
 def _replace_between(text: str, begin: str, end: str, body: str) -> str:
