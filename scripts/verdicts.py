@@ -36,15 +36,11 @@ KEY_FIGURES = ("02_rid_figure3", "05_figure4_sweep", "06_layerwise_baselines", "
 NO_HEADLINE = "no headline: this executed copy predates headline verdicts (see the notebook; re-run pending)"
 
 
-def last_printed_text(nb: dict) -> str:
-    """stdout of the last code cell that printed something."""
-    cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    for cell in reversed(cells):
-        text = "".join("".join(o.get("text", "")) for o in cell.get("outputs", [])
-                       if o.get("output_type") == "stream" and o.get("name") == "stdout")
-        if text.strip():
-            return text.strip()
-    return ""
+def printed_text(nb: dict) -> str:
+    """Everything the notebook's code cells printed to stdout, in order (the headline verdicts are
+    the lines that start with `Verdict:`)."""
+    return "\n".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code"
+                     for o in c.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stdout")
 
 
 def rows(folder: Path) -> list[dict]:
@@ -54,7 +50,7 @@ def rows(folder: Path) -> list[dict]:
         stamp = nb.get("metadata", {}).get("dlp_run", {})
         profile = stamp.get("profile", folder.name)
         figures = sorted((ROOT / "figures" / profile).glob(f"{path.stem.split('_')[0]}_*.png"))  # 11b_ apart from 11_
-        heads, _ = parse_report(last_printed_text(nb))
+        heads, _ = parse_report(printed_text(nb))
         out.append({"name": path.stem, "path": path, "stamp": stamp, "verdict": " / ".join(heads) or NO_HEADLINE,
                     "figures": figures})
     return out
