@@ -700,3 +700,40 @@ def table8_verdict(ours: Mapping[str, Mapping[str, Mapping[float, float]]],
     notes = [f"Seed spread unknown for {', '.join(unknown)}: its cells cannot tell." if unknown else
              "Each cell: one calibration seed, judged against its model's measured seed spread."]
     return finish(holds, "DLP beats Uniform on other architectures (Table 8)", why, rows, notes)
+
+
+# ------------------------------------------------------------------------------------ 11b
+
+def compression_verdict(svd: Mapping[str, Mapping[str, Mapping[float, float]]],
+                        structured: Mapping[str, Mapping[str, Mapping[float, float]]], *, dense: float,
+                        speedup: Mapping[float, Mapping[str, float]], what: str = "",
+                        rel_spread: float | None = None) -> dict:
+    """Appendix E, Tables 14 and 16: DLP's budgets beat Uniform's for SVD (svd: {variant: {"uniform":
+    {rate: ppl}, "dlp": {...}}}) and for structured pruning (structured: {text: {...}}), with the
+    noise rule; a cell where both allocations leave perplexity above COLLAPSE_FACTOR x dense has
+    collapsed and says nothing. speedup: {rate: {"uniform": x, "dlp": x}} forward speed-ups over
+    dense of the equal-size structured models: their difference is timing noise, so DLP's model
+    is called faster than dense only beyond it."""
+    rows, calls, collapsed = [], [], 0
+    for kind, table in (("Table 16", svd), ("Table 14", structured)):
+        for name, by in table.items():
+            for r in sorted(set(by["uniform"]) & set(by["dlp"])):
+                u, d = by["uniform"][r], by["dlp"][r]
+                dead = min(u, d) > COLLAPSE_FACTOR * dense
+                c = compare([d], [u], rel_spread=rel_spread)
+                collapsed += dead
+                if not dead:
+                    calls.append(c["verdict"])
+                rows.append(row(f"{kind} {name} {r:.0%}: DLP below Uniform", f"DLP {_fmt(d)} vs Uniform {_fmt(u)}"
+                                + (" (collapsed)" if dead else ""), "DLP lower", NOT_TESTED if dead else
+                                tally_comparisons([c["verdict"]])))
+    for r in sorted(speedup):
+        sd, su = speedup[r]["dlp"], speedup[r]["uniform"]
+        noise = abs(sd - su)   # two models of one size: any difference is timing noise
+        rows.append(row(f"structured {r:.0%}: faster than dense", f"DLP {sd:.2f}x, Uniform {su:.2f}x (same size; "
+                        f"timing noise {noise:.2f})", "faster", HOLDS if sd - 1 > noise else NOISE if sd >= 1 else FAILS))
+    holds = tally_comparisons(calls) if calls else NOISE
+    why = (f"DLP lower beyond noise in {calls.count(A_BETTER)} of {len(calls)} non-collapsed cells"
+           + (f"; {collapsed} collapsed (above {COLLAPSE_FACTOR:g}x dense)" if collapsed else "")
+           + ("; one seed, seed spread unknown" if rel_spread is None else ""))
+    return finish(holds, f"{what}DLP budgets for SVD and structured pruning (Tables 14, 16)", why, rows)

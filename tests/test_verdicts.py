@@ -152,3 +152,28 @@ def test_statistic_verdict_counts_only_wins_beyond_noise():
     assert v.statistic_verdict(tie, dense=30.0)["holds"] == v.NOISE
     win = {"wanda": {s: [200.0, 201.0, 199.0] for s in stats} | {"median": [100.0, 101.0, 99.0]}}
     assert v.statistic_verdict(win, dense=30.0)["holds"] == v.HOLDS
+
+
+# ------------------------------------------------------------------ 10: the paper counted as printed
+
+def test_table8_counts_the_paper_without_a_hidden_tolerance_and_ours_with_the_noise_rule():
+    paper = {"llama": {"uniform": {0.6: 10.0, 0.7: 20.0}, "dlp": {0.6: 9.9, 0.7: 15.0}}}   # 1% gap still counts
+    ours = {"smollm2": {"uniform": {0.7: 998.5}, "dlp": {0.7: 391.2}},
+            "gemma": {"uniform": {0.7: 100.0}, "dlp": {0.7: 101.0}}}
+    r = v.table8_verdict(ours, paper, rel_spread={"smollm2": 0.07, "gemma": 0.05})
+    assert "paper: DLP lower in 2 of 2" in r["headline"]
+    assert [row["verdict"] for row in r["rows"]] == ["holds", "cannot tell"] and r["holds"] == v.PARTLY
+    assert v.table8_verdict(ours, paper)["holds"] == v.NOISE   # no measured spread: one seed cannot tell
+
+
+# ------------------------------------------------------------------ 11b: collapsed SVD, timing noise
+
+def test_compression_collapsed_cells_say_nothing_and_speed_gap_is_timing_noise():
+    svd = {"plain SVD": {"uniform": {0.1: 1.5e6, 0.3: 7.5e7}, "dlp": {0.1: 1.3e6, 0.3: 3.4e8}}}
+    st = {"brown": {"uniform": {0.2: 101.9, 0.6: 705.3}, "dlp": {0.2: 102.0, 0.6: 742.3}}}
+    r = v.compression_verdict(svd, st, dense=30.75, speedup={0.6: {"dlp": 1.27, "uniform": 1.56}}, rel_spread=0.03)
+    assert [x["verdict"] for x in r["rows"][:2]] == ["cannot tell", "cannot tell"]
+    assert "2 collapsed" in r["headline"] and r["holds"] == v.FAILS   # Uniform beyond noise at 60%
+    assert r["rows"][-1]["verdict"] == "cannot tell"          # 0.27 above dense, under the 0.29 timing noise
+    clear = v.compression_verdict({}, st, dense=30.75, speedup={0.6: {"dlp": 1.5, "uniform": 1.45}})
+    assert clear["rows"][-1]["verdict"] == "holds" and clear["holds"] == v.NOISE
