@@ -209,3 +209,27 @@ def test_seed_sparsities_are_in_the_grids():
         assert set(report.STUDY_GRIDS["08_alpha"][profile]["seed_sparsities"]) <= \
             set(report.STUDY_GRIDS["08_alpha"][profile]["alphas"])
     assert report._ALPHA_GRID == paper.ALPHA_GRID
+
+
+def test_rid_axis_starts_at_zero():
+    import matplotlib.pyplot as plt
+    fig = plots.rid_with_ratios([0.94, 0.96, 0.987], {"dlp": [0.6, 0.7, 0.8]})
+    assert fig.axes[0].get_ylim()[0] == 0
+    plt.close(fig)
+
+
+def test_sparsity_ticks_are_the_sparsities_run_not_the_jittered_offsets():
+    import matplotlib.pyplot as plt
+    series = {a: {0.7: v} for a, v in zip(("uniform", "owl", "dlp", "global", "lamp"), (5, 4, 3, 6, 7))}
+    fig = plots.sparsity_lines({"ours": series}, item="Table 9")
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["70%"], labels
+    plt.close(fig)
+
+
+def test_seed_values_are_drawn_beside_the_mean():
+    import matplotlib.pyplot as plt
+    fig = plots.statistic_dots({"wanda": {"median": [100.0, 100.5, 101.0], "mean": [130.0]}})
+    dots = [c for c in fig.axes[0].collections if c.get_offsets().shape[0] == 3]
+    assert dots and sorted(dots[0].get_offsets()[:, 1]) == [100.0, 100.5, 101.0]
+    plt.close(fig)
