@@ -330,3 +330,9 @@ def where_paper_holds(folder) -> pd.DataFrame:
                          if o.get("output_type") == "stream" and o.get("name") == "stdout")
         rows += [{"notebook": path.stem[:3].rstrip("_"), **r} for r in parse_report(text)[1]]
     return pd.DataFrame(rows, columns=["notebook", *ROW_COLUMNS])
+
+
+def protocol(cfg: ExperimentConfig) -> str:
+    """The short protocol line a figure title carries: model, pruning method, calibration, evaluation."""
+    return (f"{cfg.model}, {cfg.method}, calibration {cfg.calib} {cfg.nsamples}x{cfg.seqlen}, "
+            f"{cfg.eval[0]} perplexity")
