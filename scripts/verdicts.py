@@ -146,9 +146,10 @@ def readme_numbers(text: str) -> list[tuple[str, str]]:
 
 def source_numbers(folder: Path) -> set[str]:
     """Every number the generated sources hold: the executed notebooks' outputs, the committed
-    benchmark JSONs and the paper's own numbers (dlp_studies/paper.py)."""
+    benchmark and result JSONs and the paper's own numbers (dlp_studies/paper.py)."""
     texts = [(ROOT / "dlp_studies" / "paper.py").read_text()]
     texts += [p.read_text() for p in sorted((ROOT / "benchmarks").rglob("*.json"))]
+    texts += [p.read_text() for p in sorted((ROOT / "results").glob("*.json"))]   # committed result JSONs (the survey)
     for path in sorted(folder.glob("*.ipynb")):
         for cell in json.loads(path.read_text())["cells"]:
             for o in cell.get("outputs", []):
