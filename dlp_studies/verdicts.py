@@ -174,13 +174,20 @@ ROW_COLUMNS = ("claim", "ours", "paper", "verdict")
 
 def headline(claim: str, holds: str, why: str = "") -> str:
     """'<claim>: <holds | partly | does not reproduce | cannot tell> (<why>)', at most HEADLINE_MAX
-    characters, one line."""
+    characters, one line. A `why` too long to fit keeps its first '; '-separated clauses and says
+    that the rest is in the table (every clause is also a row there); a claim too long is an error."""
     if holds not in HEADLINE_WORDS:
         raise ValueError(f"holds must be one of {sorted(HEADLINE_WORDS)}, got {holds!r}")
-    text = f"{claim}: {HEADLINE_WORDS[holds]}" + (f" ({why})" if why else "")
-    if "\n" in text or len(text) > HEADLINE_MAX:
-        raise ValueError(f"a headline is one line of at most {HEADLINE_MAX} characters, got {len(text)}: {text!r}")
-    return text
+    if "\n" in claim + why:
+        raise ValueError(f"a headline is one line, got {claim!r} / {why!r}")
+    head = f"{claim}: {HEADLINE_WORDS[holds]}"
+    clauses = why.split("; ") if why else []
+    for n in range(len(clauses), -1, -1):
+        kept = "; ".join(clauses[:n]) + ("" if n == len(clauses) else ("; " if n else "") + "more in the table")
+        text = head + (f" ({kept})" if kept else "")
+        if len(text) <= HEADLINE_MAX:
+            return text
+    raise ValueError(f"a headline's claim must leave room within {HEADLINE_MAX} characters, got {head!r}")
 
 
 def row(claim: str, ours: str, paper: str, holds: str) -> dict:

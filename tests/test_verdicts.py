@@ -11,8 +11,10 @@ from dlp_studies import verdicts as v
 def test_headline_is_one_short_line_with_a_verdict_word():
     h = v.headline("DLP < OWL (Table 3)", v.NOISE, "one seed, seed spread unknown")
     assert h == "DLP < OWL (Table 3): cannot tell (one seed, seed spread unknown)"
-    with pytest.raises(ValueError, match="at most 200"):
-        v.headline("x" * 190, v.HOLDS, "y" * 20)
+    long = v.headline("claim", v.PARTLY, "; ".join(f"clause {i} " + "z" * 30 for i in range(8)))
+    assert len(long) <= v.HEADLINE_MAX and long.endswith("; more in the table)") and "clause 0" in long
+    with pytest.raises(ValueError, match="room within 200"):
+        v.headline("x" * 200, v.HOLDS, "y")
     with pytest.raises(ValueError, match="one of"):
         v.headline("claim", "within noise-ish")
 
