@@ -91,7 +91,11 @@ def _dot_series(ax, x: Sequence[float], ys: Sequence, *, key: str, i: int, n: in
     m = [s[0] for s in st]
     err = np.array([[s[1] for s in st], [s[2] for s in st]])
     ax.errorbar(x, m, yerr=err if err.any() else None, color=color(key, i), marker=marker(key, i), ms=5,
-                lw=1.4 if line else 0, capsize=3, label=label, alpha=0.9)
+                lw=1.4 if line else 0, elinewidth=2, capsize=5, label=label, alpha=0.9)
+    # every seed as its own small dot beside the mean: a range far smaller than the marker still shows
+    seeds = [(xi + width / 2, v) for xi, y in zip(x, ys) for v in np.atleast_1d(y) if np.size(y) > 1]
+    if seeds:
+        ax.scatter(*zip(*seeds), s=9, color=color(key, i), marker="_", alpha=0.8, zorder=3)
 
 
 # ------------------------------------------------------------------------------- per-block profiles
@@ -105,7 +109,8 @@ def rid_with_ratios(rid: Sequence[float], ratios: Mapping[str, Sequence[float]],
     x = np.arange(len(rid))
     ax.plot(x, rid, color="#6baed6", marker=".", ls=":", lw=1, label="RID (importance I_l)")
     ax.set_xlabel("block (layer) index")
-    ax.set_ylabel("relative importance I_l")
+    ax.set_ylabel("relative importance I_l (axis from 0)")
+    ax.set_ylim(0, 1.05 * float(np.max(rid)))   # from 0: a zoomed axis would inflate a few-percent spread
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax2 = ax.twinx()
     merged = merge_identical({k: v for k, v in ratios.items()})
@@ -222,9 +227,13 @@ def sparsity_lines(panels: Mapping[str, Mapping[str, Mapping[float, object]]], *
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax, (ptitle, series) in zip(axes.flat, panels.items()):
+        ticks = sorted({s for by_s in series.values() for s in by_s})
         for i, (key, by_s) in enumerate(series.items()):
             sp = sorted(by_s)
             _dot_series(ax, sp, [by_s[s] for s in sp], key=key, i=i, n=len(series), width=0.003, label=name(key))
+        ax.set_xticks(ticks)   # ticks at the sparsities run, not at the series' small offsets
+        if len(ticks) == 1:
+            ax.set_xlim(ticks[0] - 0.05, ticks[0] + 0.05)
         if log:
             ax.set_yscale("log")
         ax.set(xlabel="target sparsity", ylabel=ylabel)

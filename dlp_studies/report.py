@@ -304,3 +304,35 @@ def smoke_caveat(profile: str) -> str:
     """The sentence every verdict ends with under the smoke profile."""
     return (" (smoke profile: a random tiny model on a few short windows; the numbers only show that the "
             "pipeline runs and say nothing about the claim.)") if profile == "smoke" else ""
+
+
+def seed_spread(lab, cfg: ExperimentConfig, seeds, text: str | None = None) -> float | None:
+    """The measured seed spread of a setting (`verdicts.relative_spread`): `cfg` run over the
+    calibration `seeds` (cached runs are reused), perplexity on `text` (default: the first
+    evaluation text). None with fewer than two seeds: the spread is then unknown."""
+    from .verdicts import relative_spread
+    seeds = tuple(int(s) for s in seeds)
+    if len(seeds) < 2:
+        return None
+    runs = run_seeds(lab, {"setting": cfg}, seeds)["setting"]
+    return relative_spread(ppl_of(runs, text or cfg.eval[0]))
+
+
+def where_paper_holds(folder) -> pd.DataFrame:
+    """Every claim row (claim, ours, paper, verdict) that the executed notebooks in `folder` printed
+    under their headline verdicts, with the notebook's name: the 'where the paper holds here' table."""
+    import json
+    from .verdicts import ROW_COLUMNS, parse_report
+    rows = []
+    for path in sorted(Path(folder).glob("*.ipynb")):
+        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        text = "\n".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", [])
+                         if o.get("output_type") == "stream" and o.get("name") == "stdout")
+        rows += [{"notebook": path.stem[:3].rstrip("_"), **r} for r in parse_report(text)[1]]
+    return pd.DataFrame(rows, columns=["notebook", *ROW_COLUMNS])
+
+
+def protocol(cfg: ExperimentConfig) -> str:
+    """The short protocol line a figure title carries: model, pruning method, calibration, evaluation."""
+    return (f"{cfg.model}, {cfg.method}, calibration {cfg.calib} {cfg.nsamples}x{cfg.seqlen}, "
+            f"{cfg.eval[0]} perplexity")

@@ -5,7 +5,9 @@ Usage: python scripts/run_notebooks.py [profile] [glob] [--notebooks DIR] [--out
 - Executed copies go to results/notebooks/<profile>/ (tracked for the default profile; other
   profiles go to outputs/<profile>/, which git ignores), stamped with commit, profile, date, wall
   time and machine. Progress bars are shown on the console while a notebook runs and removed
-  from the stored copy, so what is committed is the answer, not hundreds of tqdm lines.
+  from the stored copy, so what is committed is the answer, not hundreds of tqdm lines; empty
+  stream outputs, machine paths and third-party warnings go too (`clean_outputs`;
+  `--clean FOLDER` applies that to executed copies already stored, without executing anything).
 - Figures go to figures/<profile>/ (only the default profile's are committed; smoke never
   touches them).
 - A failing notebook does not stop the batch: the rest still run, a summary table (notebook,
@@ -111,6 +113,45 @@ def strip_progress(nb) -> int:
     return removed
 
 
+# an absolute path into a checkout: everything up to one of the repository's top-level folders
+_CHECKOUT_PATH = re.compile(r"(?:/[^\s'\"/]+)+?/(?=(?:dlp_lib|dlp_studies|figures|results|notebooks|outputs|benchmarks"
+                            r"|scripts|tests)/)")
+_HOME = re.compile(r"(?:/home/[^/\s'\"]+|/root|/Users/[^/\s'\"]+)(?=/)")
+# "file.py:12: SomeWarning: ..." printed by the warnings module from an installed package, and the
+# indented source line it prints after it: library housekeeping, not meant for the reader
+_PACKAGE_WARNING = re.compile(r"^\S*(?:site|dist)-packages/\S+:\d+: \w*Warning: .*\n(?:[ \t]+\S.*\n)?", re.M)
+
+
+def _clean_text(text: str) -> str:
+    text = _PACKAGE_WARNING.sub("", text)
+    return _HOME.sub("~", _CHECKOUT_PATH.sub("", text))
+
+
+def clean_outputs(nb) -> int:
+    """Remove what a reader should not see from an executed notebook's outputs: empty stream
+    outputs, warnings printed from installed packages, and machine paths (a checkout's absolute
+    path becomes repository-relative, a home folder `~`). Returns how many outputs changed or went."""
+    changed = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            before = repr(out)
+            if "text" in out:
+                out["text"] = _clean_text("".join(out["text"]))
+            for kind, value in out.get("data", {}).items():
+                if kind.startswith("text/"):
+                    out["data"][kind] = _clean_text("".join(value))
+            if out.get("output_type") == "stream" and not out["text"].strip():
+                changed += 1
+                continue
+            changed += repr(out) != before
+            kept.append(out)
+        cell["outputs"] = kept
+    return changed
+
+
 def _count_cache(log: Path, kinds=RESULT_KINDS) -> tuple[int, int]:
     """(computed, reused) entries of `kinds` in a batch's cache log."""
     if not log.exists():
@@ -152,6 +193,7 @@ def run_one(path: Path, out_dir: Path, profile: str, figures: Path, stamp: dict)
     if partial.exists():
         nb = nbformat.read(partial, as_version=4)
         strip_progress(nb)
+        clean_outputs(nb)
         nb.metadata["dlp_run"] = {**stamp, "notebook": path.name, "status": status, "wall_seconds": round(wall, 1),
                                   "failed": failed or None, "results_computed": computed, "results_reused": reused,
                                   "counted_kinds": list(RESULT_KINDS), "prunings_computed": pruned,
@@ -170,6 +212,22 @@ def run_one(path: Path, out_dir: Path, profile: str, figures: Path, stamp: dict)
             "failed": failed}
 
 
+def clean_folder(folder: Path) -> int:
+    """`clean_outputs` over every executed copy in `folder`, written back in place."""
+    import nbformat
+    paths = sorted(folder.glob("*.ipynb"))
+    if not paths:
+        print(f"no executed notebook in {folder}", file=sys.stderr)
+        return 2
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        n = clean_outputs(nb)
+        if n:
+            nbformat.write(nb, path)
+        print(f"{path.name}: {n} output(s) cleaned")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("profile", nargs="?", default="default")
@@ -178,7 +236,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help="executed copies (default: results/notebooks/<profile> for tracked "
                     "profiles, outputs/<profile> otherwise)")
     ap.add_argument("--figures", type=Path, help="figure folder (default: figures/<profile>)")
+    ap.add_argument("--clean", type=Path, metavar="FOLDER",
+                    help="only clean the stored outputs of the executed copies in FOLDER (nothing is executed)")
     a = ap.parse_args(argv)
+    if a.clean:
+        return clean_folder(a.clean)
     tracked = a.profile in TRACKED_PROFILES
     out_dir = a.out or (ROOT / "results" / "notebooks" / a.profile if tracked else ROOT / "outputs" / a.profile)
     figures = a.figures or ROOT / "figures" / a.profile

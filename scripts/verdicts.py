@@ -3,8 +3,11 @@
 Usage: python scripts/verdicts.py [results/notebooks/default] [--readme README.md]
 
 Each row: the notebook (linking its executed copy), when and how it was executed (the stamp that
-`run_all.sh` writes), its verdict (the text its last code cell printed: the notebooks end with a
-verdict computed by tested code) and links to its figures in figures/<profile>/. With --readme the
+`run_all.sh` writes), its headline verdict (the `Verdict:` line its last code cell printed: the
+notebooks end with a verdict computed by tested code, `dlp_studies.verdicts`) and links to its
+figures in figures/<profile>/. Between `<!-- holds:begin -->` and `<!-- holds:end -->` goes the
+"where the paper holds here" table (every claim row the notebooks printed under their headlines),
+between `<!-- figures:begin -->` and `<!-- figures:end -->` the key figures as images. With --readme the
 table replaces what stands between the markers `<!-- verdicts:begin -->` and `<!-- verdicts:end -->`,
 and, where the README has the markers `<!-- walltime:begin -->` and `<!-- walltime:end -->`, the
 table of wall times between them (per notebook: wall time, result configurations computed and reused
@@ -14,23 +17,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from dlp_studies.report import where_paper_holds  # noqa: E402
+from dlp_studies.verdicts import parse_report  # noqa: E402
 BEGIN, END = "<!-- verdicts:begin -->", "<!-- verdicts:end -->"
 WALL_BEGIN, WALL_END = "<!-- walltime:begin -->", "<!-- walltime:end -->"
+HOLDS_BEGIN, HOLDS_END = "<!-- holds:begin -->", "<!-- holds:end -->"
+FIG_BEGIN, FIG_END = "<!-- figures:begin -->", "<!-- figures:end -->"
+# the figures a reader most wants: the RID and ratios, the Figure 4 sweep, Table 9's allocators,
+# Table 8's models, the speed measurements, and the granularity maps
+KEY_FIGURES = ("02_rid_figure3", "05_figure4_sweep", "06_layerwise_baselines", "10_other_architectures",
+               "12_speed_and_cost", "07_granularity_sparsity_maps")
+NO_HEADLINE = "no headline: this executed copy predates headline verdicts (see the notebook; re-run pending)"
 
 
-def last_printed_text(nb: dict) -> str:
-    """stdout of the last code cell that printed something."""
-    cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    for cell in reversed(cells):
-        text = "".join("".join(o.get("text", "")) for o in cell.get("outputs", [])
-                       if o.get("output_type") == "stream" and o.get("name") == "stdout")
-        if text.strip():
-            return text.strip()
-    return ""
+def printed_text(nb: dict) -> str:
+    """Everything the notebook's code cells printed to stdout, in order (the headline verdicts are
+    the lines that start with `Verdict:`)."""
+    return "\n".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code"
+                     for o in c.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stdout")
 
 
 def rows(folder: Path) -> list[dict]:
@@ -39,14 +49,15 @@ def rows(folder: Path) -> list[dict]:
         nb = json.loads(path.read_text())
         stamp = nb.get("metadata", {}).get("dlp_run", {})
         profile = stamp.get("profile", folder.name)
-        figures = sorted((ROOT / "figures" / profile).glob(f"{path.stem[:2]}_*.png"))
-        out.append({"name": path.stem, "path": path, "stamp": stamp, "verdict": last_printed_text(nb),
+        figures = sorted((ROOT / "figures" / profile).glob(f"{path.stem.split('_')[0]}_*.png"))  # 11b_ apart from 11_
+        heads, _ = parse_report(printed_text(nb))
+        out.append({"name": path.stem, "path": path, "stamp": stamp, "verdict": " / ".join(heads) or NO_HEADLINE,
                     "figures": figures})
     return out
 
 
 def markdown(table: list[dict]) -> str:
-    lines = ["| notebook | executed | verdict (computed by the notebook) | figures |", "|---|---|---|---|"]
+    lines = ["| notebook | executed | headline verdict (computed by the notebook) | figures |", "|---|---|---|---|"]
     for r in table:
         s = r["stamp"]
         when = (f"`{s.get('commit', '?')}`, {s.get('date', '?')}, {s.get('wall_seconds', 0) / 60:.1f} min, "
@@ -87,6 +98,70 @@ def wall_markdown(table: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def holds_markdown(folder: Path) -> str:
+    """The 'where the paper holds here' table: every claim row of every executed notebook."""
+    table = where_paper_holds(folder)
+    if table.empty:
+        return f"(no executed notebook in `{folder.relative_to(ROOT)}` printed claim rows yet: re-run pending)"
+    lines = ["| notebook | claim | ours | paper | verdict |", "|---|---|---|---|---|"]
+    lines += [f"| {r.notebook} | {r.claim} | {r.ours} | {r.paper} | **{r.verdict}** |" for r in table.itertuples()]
+    return "\n".join(lines)
+
+
+def figures_markdown(profile: str = "default") -> str:
+    """The key figures that exist in figures/<profile>/, as images."""
+    paths = [ROOT / "figures" / profile / f"{n}.png" for n in KEY_FIGURES]
+    return "\n\n".join(f"![{p.stem}]({p.relative_to(ROOT)})" for p in paths if p.exists())
+
+
+NUMBER = re.compile(r"(?<![\w.])\d+\.\d+|(?<![\w.])\d{3,}(?![\w.])")  # decimals and integers of 3+ digits
+EXEMPT_SECTIONS = ("## Interactive RID explorer",)   # owned and kept up to date elsewhere
+
+
+def readme_numbers(text: str) -> list[tuple[str, str]]:
+    """(section heading, number) for every number of the README outside the places allowed to hold
+    hand-written numbers: fenced code (command examples), inline code (version pins, flags), link
+    targets, headings, the generated blocks between markers and EXEMPT_SECTIONS."""
+    out, section, fenced, generated = [], "", False, False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+            continue
+        if re.match(r"<!-- \w+:begin -->", line):
+            generated = True
+        if re.match(r"<!-- \w+:end -->", line):
+            generated = False
+            continue
+        if fenced or generated:
+            continue
+        if line.startswith("#"):
+            section = line if line.startswith("## ") else section
+            continue
+        if section.startswith(EXEMPT_SECTIONS):
+            continue
+        prose = re.sub(r"\]\([^)]*\)", "]", re.sub(r"`[^`]*`", "", line))
+        out += [(section, n) for n in NUMBER.findall(prose)]
+    return out
+
+
+def source_numbers(folder: Path) -> set[str]:
+    """Every number the generated sources hold: the executed notebooks' outputs, the committed
+    benchmark and result JSONs and the paper's own numbers (dlp_studies/paper.py)."""
+    texts = [(ROOT / "dlp_studies" / "paper.py").read_text()]
+    texts += [p.read_text() for p in sorted((ROOT / "benchmarks").rglob("*.json"))]
+    texts += [p.read_text() for p in sorted((ROOT / "results").glob("*.json"))]   # committed result JSONs (the survey)
+    for path in sorted(folder.glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            for o in cell.get("outputs", []):
+                texts.append("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")))
+    return set(re.findall(r"\d+\.\d+|\d+", "\n".join(texts)))
+
+
+def unsourced_numbers(text: str, sources: set[str]) -> list[tuple[str, str]]:
+    """The README numbers (readme_numbers) that no generated source holds: stale or hand-typed."""
+    return [(sec, n) for sec, n in readme_numbers(text) if n not in sources]
+
+
 def _replace_between(text: str, begin: str, end: str, body: str) -> str:
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
@@ -112,6 +187,10 @@ def main(argv=None) -> int:
         readme = _replace_between(readme, BEGIN, END, text)
         if WALL_BEGIN in readme and WALL_END in readme:
             readme = _replace_between(readme, WALL_BEGIN, WALL_END, wall_markdown(table))
+        if HOLDS_BEGIN in readme and HOLDS_END in readme:
+            readme = _replace_between(readme, HOLDS_BEGIN, HOLDS_END, holds_markdown(folder))
+        if FIG_BEGIN in readme and FIG_END in readme:
+            readme = _replace_between(readme, FIG_BEGIN, FIG_END, figures_markdown(folder.name))
         a.readme.write_text(readme)
         print(f"wrote {len(table)} rows into {a.readme}")
     else:

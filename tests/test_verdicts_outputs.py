@@ -1,0 +1,51 @@
+"""The stored executed notebooks hold only what a reader should see (scripts/run_notebooks.py,
+clean_outputs): no empty stream outputs, no machine paths, no warnings from installed packages."""
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import run_notebooks  # noqa: E402
+
+sys.path.pop(0)
+STORED = sorted((ROOT / "results" / "notebooks" / "default").glob("*.ipynb"))
+MACHINE_PATH = re.compile(r"/tmp/|/home/|/root/|/Users/|site-packages|dist-packages")
+
+
+def _outputs(path):
+    for cell in json.loads(path.read_text())["cells"]:
+        for out in cell.get("outputs", []):
+            yield out, "".join(out.get("text", "")) + "".join(
+                "".join(v) for k, v in out.get("data", {}).items() if k.startswith("text/"))
+
+
+@pytest.mark.parametrize("path", STORED, ids=[p.stem for p in STORED])
+def test_stored_outputs_are_clean(path):
+    for out, text in _outputs(path):
+        assert not (out.get("output_type") == "stream" and not text.strip()), f"empty {out['name']} output"
+        assert not MACHINE_PATH.search(text), f"machine path or package warning: {MACHINE_PATH.search(text)[0]!r}"
+
+
+def test_clean_outputs_on_a_planted_notebook():
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="\n"),
+        nbformat.v4.new_output("stream", name="stderr", text=(
+            "/tmp/cold/.venv/lib/python3.11/site-packages/transformers/x.py:3: FutureWarning: old\n"
+            "  warnings.warn(\n")),
+        nbformat.v4.new_output("stream", name="stderr", text=(
+            "/tmp/cold/dlp_lib/allocation/registry.py:147: RatioRangeWarning: clamped\n")),
+        nbformat.v4.new_output("execute_result", data={"text/plain": "PosixPath('/tmp/cold/figures/default/a.png')"}),
+        nbformat.v4.new_output("stream", name="stdout", text="cache in /home/alice/.cache/dlp_lib\n"),
+    ]
+    nb.cells = [cell]
+    assert run_notebooks.clean_outputs(nb) == 5
+    texts = ["".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in cell.outputs]
+    assert texts == ["dlp_lib/allocation/registry.py:147: RatioRangeWarning: clamped\n",
+                     "PosixPath('figures/default/a.png')", "cache in ~/.cache/dlp_lib\n"]
