@@ -23,6 +23,7 @@ from .models import decoder_blocks
 from .plan import SparsityPlan
 from .pruning import METHODS, prune_model
 from .scores import GROUPS, NMPattern, check_ratio
+from .validation import check_allocator_options, check_nm_sparsity
 
 DEFAULT_NSAMPLES = 32     # calibration windows when a text source is given
 DEFAULT_SEQLEN = 512      # tokens per window when a text source is given
@@ -167,9 +168,7 @@ def plan(stats: DenseStatistics | None, allocation: str = "dlp", sparsity: float
         raise ValueError(f"stats = {type(stats).__name__} is not allowed; pass the DenseStatistics returned by "
                          "dense_statistics(...) (or None for allocators that do not read pass 1)")
     if alpha is not None:
-        if "alpha" not in allocator.params:
-            raise ValueError(f"alpha = {alpha!r} is DLP's parameter; allocation {allocation!r} takes "
-                             f"{', '.join(allocator.params) or 'no parameters'}")
+        check_allocator_options(allocation, alpha=alpha)
         allocator_params["alpha"] = alpha
     if model is not None:
         n_blocks = _check_model(model)
@@ -216,6 +215,8 @@ def prune(model, plan: SparsityPlan, method: str = "wanda", calib=None, tokenize
     if pattern is not None and len(set(plan.ratios)) > 1:
         raise ValueError(f"nm = {pattern} applies one pattern to every block, but plan {plan.allocation!r} is not "
                          "uniform; use plan(..., allocation='uniform', sparsity=1 - N/M)")
+    if pattern is not None:
+        check_nm_sparsity(plan.ratios[0], pattern)   # the CLI's rule: the pattern decides the sparsity
     ids = None
     if method != "magnitude":
         if calib is None:

@@ -8,12 +8,12 @@ this module adds only the technique's own options and checks them before the mod
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from .structured import StructuredConfig, structured_result
 from .svd import VARIANTS, SVDConfig, svd_result
 
+DEFAULT_VARIANT = "asvd"
 HELP = "compress a model with SVD (Table 16) or structured pruning (Table 14) following an allocator's budgets"
 
 
@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--reduction", type=float, required=True,
                    help="target fraction of the blocks' parameters removed, in [0, 1) (structured: of the "
                         "pruned blocks' parameters); the allocator's plan at this target is the budget")
-    p.add_argument("--variant", choices=VARIANTS, default="asvd",
+    p.add_argument("--variant", choices=VARIANTS,
                    help="svd only: plain truncated SVD, asvd (input scaling by (mean |x_j|)^0.5, default), "
                         "svdllm (whitening by the Cholesky factor of X^T X)")
     p.add_argument("--taylor-nsamples", type=int, default=10,
@@ -47,7 +47,10 @@ def technique_config(a: argparse.Namespace) -> SVDConfig | StructuredConfig:
     from ..scores import check_ratio
     check_ratio(a.reduction, "--reduction")
     if a.technique == "svd":
+        a.variant = a.variant or DEFAULT_VARIANT
         return SVDConfig(variant=a.variant)
+    if a.variant is not None:
+        raise ValueError(f"--variant {a.variant} is an SVD variant; --technique {a.technique} has no variants")
     return StructuredConfig(nsamples=a.taylor_nsamples, seqlen=a.taylor_seqlen,
                             block_range=tuple(a.block_range) if a.block_range else None)
 
@@ -71,6 +74,6 @@ def run(a: argparse.Namespace, lab, cfg) -> int:
     if a.save:
         print(f"  saved to {a.save}")
     if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(res, indent=2, default=str))
+        from ..cache import atomic_write_json
+        atomic_write_json(a.json, res)
     return 0
