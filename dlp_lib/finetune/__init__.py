@@ -19,7 +19,6 @@ CLI: `python -m dlp_lib finetune --method lora|lisa|owlore|dlp ...` (`add_argume
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,8 +80,9 @@ class FinetuneSpec:
             raise ValueError(f"task_corpora {list(self.task_corpora)}: allowed offline corpora {', '.join(OFFLINE_SOURCES)}")
         if self.task_examples < 1:
             raise ValueError(f"task_examples must be >= 1, got {self.task_examples}")
-        from ..zeroshot import check_num_fewshot
+        from ..zeroshot import check_limit, check_num_fewshot
         check_num_fewshot(self.num_fewshot)
+        check_limit(self.eval_limit, "eval_limit")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -372,15 +372,23 @@ def summary(result: dict) -> str:
 
 def run(args) -> int:
     """Entry of `python -m dlp_lib finetune`; prints a summary, optionally writes the JSON."""
+    from ..cache import atomic_write_json, check_writable
     from ..experiment import get_lab
+    from ..validation import (check_context_length, check_device_available, check_output_file, input_paths,
+                              model_context_limit)
     cfg, spec = spec_from_args(args)   # bad values fail here, before the model loads
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    check_device_available(cfg.device)
+    limit = model_context_limit(cfg.model, cfg.revision, bool(cfg.trust_remote_code))
+    check_context_length("--train-seqlen", spec.train.seqlen, limit, cfg.model)
+    check_context_length("seqlen", cfg.seqlen, limit, cfg.model)
+    check_output_file(args.json, "--json", input_paths(cfg.model, (cfg.calib, *cfg.eval)))
+    check_writable()
     lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=not args.quiet)
     result = finetune(lab, cfg, spec, use_cache=not args.no_cache, progress=not args.quiet,
                       checkpoint_every=args.checkpoint_every)
     print(summary(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2, default=str))
+        atomic_write_json(args.json, result)
     return 0

@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict:
     """Prune at every sparsity, time dense vs compressed decoding, write the JSON, print a summary."""
     from ..experiment import ExperimentConfig, get_lab
+    from ..validation import check_output_file, input_paths
     from .decode_bench import DecodeGrid, run_decode_benchmark
     from .provenance import provenance
 
@@ -50,8 +51,9 @@ def run(args: argparse.Namespace) -> dict:
     # implementation, and dense and compressed layers must run the same arithmetic
     cfg = ExperimentConfig.from_profile(profile, model=args.model, method=args.method, allocation=args.allocation,
                                         nsamples=args.nsamples, seqlen=args.seqlen, dtype="float32")
-    lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=not args.no_progress)
     out = args.out or ROOT / "benchmarks" / "results" / f"decode_{args.model}{'_quick' if args.quick else ''}.json"
+    check_output_file(out, "--out", input_paths(cfg.model, (cfg.calib,)))   # before the model loads
+    lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=not args.no_progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     prov = provenance()
 
