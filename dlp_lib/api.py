@@ -216,7 +216,7 @@ def prune(model, plan: SparsityPlan, method: str = "wanda", calib=None, tokenize
         raise ValueError(f"nm = {pattern} applies one pattern to every block, but plan {plan.allocation!r} is not "
                          "uniform; use plan(..., allocation='uniform', sparsity=1 - N/M)")
     if pattern is not None:
-        check_nm_sparsity(plan.ratios[0], pattern)   # the CLI's rule: the pattern decides the sparsity
+        check_nm_sparsity(plan.target, pattern)   # the CLI's rule: the pattern decides the sparsity
     ids = None
     if method != "magnitude":
         if calib is None:

@@ -38,6 +38,21 @@ def _prune(run_cli, *args):
     (["--alpha", "auto", "--allocation", "uniform"], "--alpha auto chooses DLP's alpha"),
     (["--alpha-grid", "0.1", "0.2"], "--alpha-grid is only used with --alpha auto"),
     (["--granularity", "sublayer", "--allocation", "uniform"], "granularity = 'sublayer'"),
+    (["--nsamples", "99999999999999999999"],
+     "nsamples = 99999999999999999999 is not allowed; expected an integer >= 1 and <= 2147483647"),
+    (["--seed", "99999999999999999999"], "seed = 99999999999999999999 is not allowed"),
+    (["--seqlen", "5000"], "seqlen = 5000 exceeds tiny-llama's maximum of 4096 positions"),
+    # options that do not apply to the chosen allocation or mode
+    (["--allocation", "uniform", "--alpha", "0.1"],
+     "alpha = 0.1 is not allowed; it does not apply to allocation 'uniform', which takes no parameters"),
+    (["--allocation", "dlp", "--lamda", "0.1"], "lamda = 0.1 is not allowed; it does not apply to allocation 'dlp', "
+     "which takes alpha, statistic"),
+    (["--allocation", "owl", "--statistic", "mean"], "statistic = 'mean' is not allowed"),
+    (["--allocation", "uniform", "--owl-m", "7"], "owl_m = 7.0 is not allowed"),
+    (["--revision", "main"], "revision = 'main' is not allowed; --revision applies to hub ids only; 'tiny-llama'"),
+    (["--zero-shot-limit", "5"], "--zero-shot-limit 5 applies to --zero-shot, which is not given"),
+    (["--zero-shot", "offline", "--zero-shot-limit", "0"], "--zero-shot-limit = 0 is not allowed"),
+    (["--zero-shot", "offline", "--zero-shot-limit", "-1"], "--zero-shot-limit = -1 is not allowed"),
 ])
 def test_bad_input_fails_before_loading(run_cli, no_model_load, args, message):
     code, out, err = _prune(run_cli, *args)
@@ -87,9 +102,26 @@ def test_a_directory_is_not_a_text_file(run_cli, tmp_path):
     assert code == 2 and "is a directory" in err, err
 
 
-def test_seqlen_beyond_the_models_positions(run_cli, tmp_cache):
-    code, _, err = _prune(run_cli, "--seqlen", "5000")
-    assert code == 2 and "exceeds tiny-llama's maximum of 4096 positions" in err, err
+def test_seqlen_beyond_a_checkpoints_positions_before_loading(run_cli, no_model_load, tmp_path):
+    """Read off the checkpoint's config.json, not off the loaded model."""
+    from dlp_lib.models import tiny_llama
+    model, _ = tiny_llama()
+    model.config.max_position_embeddings = 48
+    model.save_pretrained(tmp_path / "ckpt")
+    code, _, err = _prune(run_cli, "--model", tmp_path / "ckpt", "--seqlen", "64")
+    assert code == 2 and f"exceeds {tmp_path / 'ckpt'}'s maximum of 48 positions" in err, err
+
+
+def test_a_run_far_above_its_profile_prints_its_cost_first(run_cli, no_model_load, tmp_path):
+    """smoke calibrates on 4 x 64 = 256 tokens; 60 x 64 is 15x that, 40 x 64 (10x) is not far above."""
+    stop = ["--json", tmp_path]   # an error after the estimate, so that nothing loads
+    code, _, err = _prune(run_cli, "--nsamples", "60", *stop)
+    lines = err.splitlines()
+    assert code == 2 and len(lines) == 2 and lines[1].startswith("error:"), err
+    assert lines[0] == ("note: calibration on 60 x 64 = 3,840 tokens, 15x the profile's 256: pruning (passes 1 "
+                        "and 2) takes about 15x as long")
+    code, _, err = _prune(run_cli, "--nsamples", "40", *stop)
+    assert code == 2 and err.startswith("error:"), err
 
 
 def test_dlp_on_an_already_sparse_model_explains_itself(tmp_cache):
