@@ -1,0 +1,65 @@
+"""Bad values given to `zero-shot`, `compress` and `decode-bench` fail before the model loads, with
+one clear line (exit 2); an option that does not apply to the chosen technique is an error."""
+import math
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("fresh_labs")
+
+
+@pytest.fixture
+def no_direct_load(monkeypatch):
+    """zero-shot loads through models.load_model (no Lab)."""
+    from dlp_lib import models
+
+    def forbidden(*a, **k):
+        raise AssertionError("the model was loaded before the bad input was reported")
+    monkeypatch.setattr(models, "load_model", forbidden)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--batch-size", "0"], "--batch-size = 0 is not allowed; expected an integer >= 1"),
+    (["--batch-size", "-1"], "--batch-size = -1 is not allowed"),
+    (["--limit", "0"], "--limit = 0 is not allowed; expected an integer >= 1"),
+    (["--limit", "-1"], "--limit = -1 is not allowed"),
+])
+def test_bad_zero_shot_values_fail_before_loading(run_cli, no_direct_load, args, message):
+    code, _, err = run_cli("zero-shot", "--model", "tiny-llama", *args)
+    assert code == 2 and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_zero_shot_api_refuses_the_same_values(tiny):
+    from dlp_lib.zeroshot import evaluate_zero_shot
+    model, tok = tiny
+    with pytest.raises(ValueError, match="batch_size = 0 is not allowed"):
+        evaluate_zero_shot(model, tok, "offline", batch_size=0)
+    with pytest.raises(ValueError, match="limit = -1 is not allowed"):
+        evaluate_zero_shot(model, tok, "offline", limit=-1)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--technique", "structured", "--variant", "svdllm"],
+     "--variant svdllm is an SVD variant; --technique structured has no variants"),
+    (["--technique", "svd", "--allocation", "uniform", "--alpha", "0.1"],
+     "alpha = 0.1 is not allowed; it does not apply to allocation 'uniform'"),
+    (["--technique", "svd", "--seqlen", "5000"], "seqlen = 5000 exceeds tiny-llama's maximum"),
+])
+def test_bad_compress_values_fail_before_loading(run_cli, no_model_load, args, message):
+    code, _, err = run_cli("compress", "--profile", "smoke", "--quiet", "--reduction", "0.3", *args)
+    assert code == 2 and message in err, err
+
+
+def test_compress_svd_keeps_its_default_variant():
+    from dlp_lib import cli
+    from dlp_lib.compression.command import DEFAULT_VARIANT, technique_config
+    a = cli.build_parser().parse_args(["compress", "--technique", "svd", "--reduction", "0.3"])
+    assert technique_config(a).variant == DEFAULT_VARIANT == "asvd"
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "nan", "inf"])
+def test_bad_break_even_fails_before_loading(run_cli, no_model_load, tmp_path, value):
+    code, _, err = run_cli("decode-bench", "--model", "tiny-llama", "--quick", "--no-progress",
+                           "--break-even", value, "--out", tmp_path / "d.json")
+    shown = str(float(value)) if not math.isnan(float(value)) else "nan"
+    assert code == 2 and f"break_even = {shown} is not allowed; expected a density in [0, 1]" in err, err
