@@ -52,9 +52,10 @@ def test_bad_compress_values_fail_before_loading(run_cli, no_model_load, args, m
 
 def test_compress_svd_keeps_its_default_variant():
     from dlp_lib import cli
-    from dlp_lib.compression.command import DEFAULT_VARIANT, technique_config
+    from dlp_lib.compression.command import technique_config
+    from dlp_lib.compression.svd import SVDConfig
     a = cli.build_parser().parse_args(["compress", "--technique", "svd", "--reduction", "0.3"])
-    assert technique_config(a).variant == DEFAULT_VARIANT == "asvd"
+    assert technique_config(a) == SVDConfig() and SVDConfig().variant == "asvd"
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "nan", "inf"])

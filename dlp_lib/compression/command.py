@@ -13,7 +13,6 @@ from pathlib import Path
 from .structured import StructuredConfig, structured_result
 from .svd import VARIANTS, SVDConfig, svd_result
 
-DEFAULT_VARIANT = "asvd"
 HELP = "compress a model with SVD (Table 16) or structured pruning (Table 14) following an allocator's budgets"
 
 
@@ -26,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="target fraction of the blocks' parameters removed, in [0, 1) (structured: of the "
                         "pruned blocks' parameters); the allocator's plan at this target is the budget")
     p.add_argument("--variant", choices=VARIANTS,
-                   help="svd only: plain truncated SVD, asvd (input scaling by (mean |x_j|)^0.5, default), "
-                        "svdllm (whitening by the Cholesky factor of X^T X)")
+                   help="svd only: plain truncated SVD, asvd (input scaling by (mean |x_j|)^0.5), svdllm "
+                        f"(whitening by the Cholesky factor of X^T X); default {SVDConfig.variant}")
     p.add_argument("--taylor-nsamples", type=int, default=10,
                    help="structured only: calibration windows for the Taylor backward pass (LLM-Pruner: 10)")
     p.add_argument("--taylor-seqlen", type=int, default=64,
@@ -47,8 +46,7 @@ def technique_config(a: argparse.Namespace) -> SVDConfig | StructuredConfig:
     from ..scores import check_ratio
     check_ratio(a.reduction, "--reduction")
     if a.technique == "svd":
-        a.variant = a.variant or DEFAULT_VARIANT
-        return SVDConfig(variant=a.variant)
+        return SVDConfig() if a.variant is None else SVDConfig(variant=a.variant)
     if a.variant is not None:
         raise ValueError(f"--variant {a.variant} is an SVD variant; --technique {a.technique} has no variants")
     return StructuredConfig(nsamples=a.taylor_nsamples, seqlen=a.taylor_seqlen,
@@ -59,11 +57,11 @@ def run(a: argparse.Namespace, lab, cfg) -> int:
     """Compress a copy of lab's dense model following cfg's allocator at a.reduction; print, save, write json."""
     tcfg = technique_config(a)
     if a.technique == "svd":
-        res = svd_result(lab, cfg, a.reduction, a.variant, svd_cfg=tcfg, use_cache=not a.no_cache, save=a.save)
+        res = svd_result(lab, cfg, a.reduction, tcfg.variant, svd_cfg=tcfg, use_cache=not a.no_cache, save=a.save)
     else:
         res = structured_result(lab, cfg, a.reduction, structured_cfg=tcfg, use_cache=not a.no_cache, save=a.save)
     p = res["params"]
-    print(f"{a.technique} ({cfg.allocation}{', ' + a.variant if a.technique == 'svd' else ''}) at {a.reduction:.0%}: "
+    print(f"{a.technique} ({cfg.allocation}{', ' + tcfg.variant if a.technique == 'svd' else ''}) at {a.reduction:.0%}: "
           f"blocks' parameters removed {res['achieved_reduction']:.4f}; model {p['model_before']:,} -> "
           f"{p['model_after']:,} parameters")
     for text, ppl in res["perplexity"].items():
