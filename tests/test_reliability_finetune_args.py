@@ -11,9 +11,15 @@ pytestmark = pytest.mark.usefixtures("fresh_labs")
     (["--lr=-1e-4"], "lr must be a finite number > 0"),
     (["--train-seqlen", "99999"], "--train-seqlen = 99999 exceeds tiny-llama's maximum of 4096 positions"),
     (["--lora-alpha", "0"], "LoRA alpha must not be 0"),
-    (["--method", "lisa", "--eval-limit", "0"], "eval_limit = 0 is not allowed"),
-    (["--method", "lisa", "--eval-limit", "-1"], "eval_limit = -1 is not allowed"),
+    (["--method", "lisa", "--eval-limit", "0"], "--eval-limit = 0 is not allowed"),
+    (["--method", "lisa", "--eval-limit", "-1"], "--eval-limit = -1 is not allowed"),
     (["--json", "/dev/null"], "is a special file"),
+    (["--steps", "99999999999999999999"], "--steps = 99999999999999999999 is not allowed; expected an integer >= 1 "
+     "and <= 2147483647"),
+    (["--seed", "99999999999999999999"], "--seed = 99999999999999999999 is not allowed"),
+    (["--lora-alpha", "99999999999999999999"], "--lora-alpha = 99999999999999999999 is not allowed"),
+    (["--checkpoint-every", "-1"], "--checkpoint-every = -1 is not allowed; expected an integer >= 0"),
+    (["--batch-size", "0"], "--batch-size = 0 is not allowed"),
 ])
 def test_bad_finetune_values_fail_before_loading(run_cli, no_model_load, args, message):
     code, _, err = run_cli("finetune", "--profile", "smoke", "--quiet", *args)

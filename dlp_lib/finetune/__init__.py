@@ -331,8 +331,21 @@ def add_arguments(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+# The integer options and their least values; each is also capped (validation.INT_LIMIT), so that a
+# huge number fails here instead of overflowing or running for years after the model loaded.
+INTEGER_OPTIONS = {"steps": 1, "batch_size": 1, "grad_accum": 1, "train_seqlen": 2, "warmup_steps": 0, "lora_r": 1,
+                   "gamma": 1, "interval": 1, "galore_rank": 0, "galore_gap": 1, "max_windows": 1,
+                   "task_examples": 1, "eval_limit": 1, "num_fewshot": 0, "checkpoint_every": 0, "neval": 1}
+
+
 def spec_from_args(args) -> tuple:
     from ..experiment import ExperimentConfig
+    from ..validation import INT_LIMIT, SEED_LIMIT, check_int
+    for name, low in INTEGER_OPTIONS.items():
+        if getattr(args, name) is not None:
+            check_int("--" + name.replace("_", "-"), getattr(args, name), low)
+    check_int("--seed", args.seed, 0, SEED_LIMIT)
+    check_int("--lora-alpha", args.lora_alpha, -INT_LIMIT, INT_LIMIT)
     data = args.data or ("lm" if args.method == "lora" else "tasks")
     prune_method = args.prune_method or ("wanda" if data == "lm" else "none")
     lr = args.lr if args.lr is not None else (1e-4 if args.method == "lora" else 3e-5)
@@ -377,8 +390,6 @@ def run(args) -> int:
     from ..validation import (check_context_length, check_device_available, check_output_file, input_paths,
                               model_context_limit)
     cfg, spec = spec_from_args(args)   # bad values fail here, before the model loads
-    if args.checkpoint_every < 0:
-        raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
     check_device_available(cfg.device)
     limit = model_context_limit(cfg.model, cfg.revision, bool(cfg.trust_remote_code))
     check_context_length("--train-seqlen", spec.train.seqlen, limit, cfg.model)
