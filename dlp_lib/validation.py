@@ -220,15 +220,20 @@ def input_paths(model: str | None = None, texts=(), files=()) -> list[Path]:
 
 
 def _check_not_an_input(path: Path, what: str, inputs) -> None:
-    """An output must neither be an input nor a folder holding one (writing it would destroy the input)."""
+    """An output must not be an input, a folder holding one, or a file of an input folder (a model
+    checkpoint's config.json): writing it would destroy the input."""
     out = path.expanduser().resolve()
     for given in inputs:
         src = Path(given).expanduser().resolve()
         same = out == src or (out.exists() and src.exists() and os.path.samefile(out, src))
         if same or out in src.parents:
             kind = "is" if same else "contains"
-            raise ValueError(f"{what} {str(path)!r} {kind} the input {str(given)!r}; writing there would destroy "
-                             "it; choose another output path")
+        elif src in out.parents and out.exists():
+            kind = "is a file of"
+        else:
+            continue
+        raise ValueError(f"{what} {str(path)!r} {kind} the input {str(given)!r}; writing there would destroy it; "
+                         "choose another output path")
 
 
 def _check_not_special(path: Path, what: str) -> None:

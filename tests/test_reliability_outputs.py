@@ -71,6 +71,18 @@ def test_save_over_the_input_checkpoint_is_refused(run_cli, no_model_load, check
     assert _snapshot(checkpoint) == before
 
 
+def test_no_output_overwrites_a_file_of_the_input_checkpoint(run_cli, no_model_load, checkpoint, monkeypatch):
+    from dlp_lib import models
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    before = _snapshot(checkpoint)
+    config = checkpoint / "config.json"
+    code, _, err = run_cli("zero-shot", "--model", checkpoint, "--json", config)
+    assert code == 2 and f"--json '{config}' is a file of the input '{checkpoint}'" in err, err
+    code, _, err = _prune(run_cli, "--model", checkpoint, "--json", config)
+    assert code == 2 and "is a file of the input" in err, err
+    assert _snapshot(checkpoint) == before
+
+
 def test_save_into_a_folder_holding_a_text_input_is_refused(run_cli, no_model_load, tmp_path):
     text = tmp_path / "out" / "notes.txt"
     text.parent.mkdir()

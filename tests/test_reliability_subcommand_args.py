@@ -64,3 +64,18 @@ def test_bad_break_even_fails_before_loading(run_cli, no_model_load, tmp_path, v
                            "--break-even", value, "--out", tmp_path / "d.json")
     shown = str(float(value)) if not math.isnan(float(value)) else "nan"
     assert code == 2 and f"break_even = {shown} is not allowed; expected a density in [0, 1]" in err, err
+
+
+def test_decode_bench_checks_its_calibration_before_loading(run_cli, no_model_load, tmp_path):
+    base = ["decode-bench", "--model", "tiny-llama", "--quick", "--no-progress", "--out", tmp_path / "d.json"]
+    code, _, err = run_cli(*base, "--seqlen", "5000")
+    assert code == 2 and "--seqlen = 5000 exceeds tiny-llama's maximum of 4096 positions" in err, err
+
+
+def test_decode_bench_prints_a_far_larger_calibration_first(capsys, no_model_load, tmp_path):
+    """48 x 64 = 3,072 tokens is 12x the smoke profile's 4 x 64: said before the model loads."""
+    from dlp_lib import cli
+    with pytest.raises(AssertionError, match="loaded before"):
+        cli.main(["decode-bench", "--model", "tiny-llama", "--quick", "--no-progress", "--out",
+                  str(tmp_path / "d.json"), "--nsamples", "48", "--seqlen", "64"])
+    assert "note: calibration on 48 x 64 = 3,072 tokens, 12x the profile's 256" in capsys.readouterr().err
