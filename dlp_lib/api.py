@@ -23,7 +23,7 @@ from .models import decoder_blocks
 from .plan import SparsityPlan
 from .pruning import METHODS, prune_model
 from .scores import GROUPS, NMPattern, check_ratio
-from .validation import check_allocator_options, check_nm_sparsity
+from .validation import check_allocator_options, check_nm_sparsity, context_limit_of
 
 DEFAULT_NSAMPLES = 32     # calibration windows when a text source is given
 DEFAULT_SEQLEN = 512      # tokens per window when a text source is given
@@ -52,17 +52,8 @@ def _vocab_size(model) -> int | None:
     return getattr(emb, "num_embeddings", None)
 
 
-def _context_limit(model) -> int | None:
-    config = getattr(model, "config", None)
-    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(config, attr, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 def _check_seqlen(model, seqlen: int) -> None:
-    limit = _context_limit(model)
+    limit = context_limit_of(getattr(model, "config", None))
     if limit is not None and seqlen > limit:
         raise ValueError(f"seqlen = {seqlen} exceeds the model's maximum of {limit} positions")
 

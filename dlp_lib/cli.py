@@ -192,7 +192,7 @@ def _check_model_arguments(a, cfg: ExperimentConfig) -> list:
                             lamda=a.lamda, owl_m=a.owl_m)
     check_device_available(cfg.device)
     limit = model_context_limit(cfg.model, cfg.revision, bool(cfg.trust_remote_code))
-    check_context_length("seqlen", cfg.seqlen, limit, cfg.model)
+    check_context_length("--seqlen", cfg.seqlen, limit, cfg.model)
     notice = cost_notice(cfg, ExperimentConfig.from_profile(a.profile))
     if notice:
         print(notice, file=sys.stderr)

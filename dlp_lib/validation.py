@@ -323,6 +323,11 @@ def model_context_limit(model: str, revision: str | None = None, trust_remote_co
                                                 trust_remote_code=trust_remote_code)
         except (OSError, ValueError):
             return None
+    return context_limit_of(config)
+
+
+def context_limit_of(config) -> int | None:
+    """The maximum positions a model configuration declares (None: it declares none)."""
     for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         value = getattr(config, attr, None)
         if isinstance(value, int) and value > 0:
