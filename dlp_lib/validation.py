@@ -2,8 +2,10 @@
 with a message that names the bad value and what is allowed.
 
 `validate_config` runs when an ExperimentConfig is made (cheap checks: names, ranges, sizes, the
-consistency of N:M and sparsity). `check_runtime` runs before a model loads (the device exists,
-output paths and the cache are writable, the model's context is long enough).
+consistency of N:M and sparsity). Before a model loads, every subcommand checks the device, its
+context limit (read off the configuration, not the weights) and its output paths: writable, of the
+right kind, never an input nor holding one, and `--save` folders empty, new or the project's own
+(OUTPUT_MARKER).
 """
 from __future__ import annotations
 
