@@ -322,9 +322,8 @@ def _print_zero_shot(zs: dict) -> None:
 def cmd_zero_shot(a) -> int:
     from .experiment import DTYPES
     from .models import load_model
-    from .zeroshot import check_num_fewshot, evaluate_zero_shot, resolve_tasks
     from .validation import check_device_available, check_output_file, input_paths, resolve_dtype
-    from .zeroshot import check_batch_size, check_limit
+    from .zeroshot import check_batch_size, check_limit, check_num_fewshot, evaluate_zero_shot, resolve_tasks
     tasks = resolve_tasks(a.tasks)  # fail on a bad task name, value, device or output path before loading the model
     check_num_fewshot(a.num_fewshot)
     check_limit(a.limit, "--limit")
