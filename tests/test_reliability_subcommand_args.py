@@ -39,8 +39,10 @@ def test_the_zero_shot_api_refuses_the_same_values(tiny):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--technique", "structured", "--variant", "svdllm"],
-     "--variant svdllm is an SVD variant; --technique structured has no variants"),
+    (["--technique", "structured", "--variant", "svdllm"], "--variant does not apply to --technique structured "
+     "(no variants)"),
+    (["--technique", "svd", "--taylor-nsamples", "20"], "--taylor-nsamples does not apply to --technique svd"),
+    (["--technique", "svd", "--block-range", "1", "3"], "--block-range does not apply to --technique svd"),
     (["--technique", "svd", "--allocation", "uniform", "--alpha", "0.1"],
      "alpha = 0.1 is not allowed; it does not apply to allocation 'uniform'"),
     (["--technique", "svd", "--seqlen", "5000"], "seqlen = 5000 exceeds tiny-llama's maximum"),
@@ -50,12 +52,19 @@ def test_bad_compress_values_fail_before_loading(run_cli, no_model_load, args, m
     assert code == 2 and message in err, err
 
 
-def test_compress_svd_keeps_its_default_variant():
+def test_compress_keeps_each_techniques_defaults():
     from dlp_lib import cli
     from dlp_lib.compression.command import technique_config
     from dlp_lib.compression.svd import SVDConfig
     a = cli.build_parser().parse_args(["compress", "--technique", "svd", "--reduction", "0.3"])
     assert technique_config(a) == SVDConfig() and SVDConfig().variant == "asvd"
+    from dlp_lib.compression.structured import StructuredConfig
+    a = cli.build_parser().parse_args(["compress", "--technique", "structured", "--reduction", "0.3"])
+    assert technique_config(a) == StructuredConfig()
+    assert (StructuredConfig().nsamples, StructuredConfig().seqlen) == (10, 64)   # LLM-Pruner's 10 x 64
+    a = cli.build_parser().parse_args(["compress", "--technique", "structured", "--reduction", "0.3",
+                                       "--taylor-seqlen", "32"])
+    assert technique_config(a) == StructuredConfig(seqlen=32)
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "nan", "inf"])

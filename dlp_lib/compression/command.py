@@ -27,10 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--variant", choices=VARIANTS,
                    help="svd only: plain truncated SVD, asvd (input scaling by (mean |x_j|)^0.5), svdllm "
                         f"(whitening by the Cholesky factor of X^T X); default {SVDConfig.variant}")
-    p.add_argument("--taylor-nsamples", type=int, default=10,
-                   help="structured only: calibration windows for the Taylor backward pass (LLM-Pruner: 10)")
-    p.add_argument("--taylor-seqlen", type=int, default=64,
-                   help="structured only: their length in tokens (LLM-Pruner: 64)")
+    p.add_argument("--taylor-nsamples", type=int, help="structured only: calibration windows for the Taylor "
+                   f"backward pass (default {StructuredConfig.nsamples}, as LLM-Pruner)")
+    p.add_argument("--taylor-seqlen", type=int, help="structured only: their length in tokens (default "
+                   f"{StructuredConfig.seqlen}, as LLM-Pruner)")
     p.add_argument("--block-range", type=int, nargs=2, metavar=("START", "END"),
                    help="structured only: prune blocks START..END-1 (default: LLM-Pruner's 4..29 of 32 in "
                         "proportion, first round(L/8) and last round(L/16) blocks kept)")
@@ -45,12 +45,20 @@ def technique_config(a: argparse.Namespace) -> SVDConfig | StructuredConfig:
     """The technique's configuration from the arguments; raises ValueError before anything loads."""
     from ..scores import check_ratio
     check_ratio(a.reduction, "--reduction")
+    # an option of the other technique is an error, never silently ignored
+    svd_only = {"--variant": a.variant}
+    structured_only = {"--taylor-nsamples": a.taylor_nsamples, "--taylor-seqlen": a.taylor_seqlen,
+                       "--block-range": a.block_range}
+    foreign = structured_only if a.technique == "svd" else svd_only
+    for option, value in foreign.items():
+        if value is not None:
+            raise ValueError(f"{option} does not apply to --technique {a.technique} "
+                             f"({'no variants' if option == '--variant' else 'structured pruning only'})")
     if a.technique == "svd":
         return SVDConfig() if a.variant is None else SVDConfig(variant=a.variant)
-    if a.variant is not None:
-        raise ValueError(f"--variant {a.variant} is an SVD variant; --technique {a.technique} has no variants")
-    return StructuredConfig(nsamples=a.taylor_nsamples, seqlen=a.taylor_seqlen,
-                            block_range=tuple(a.block_range) if a.block_range else None)
+    given = {"nsamples": a.taylor_nsamples, "seqlen": a.taylor_seqlen,
+             "block_range": tuple(a.block_range) if a.block_range else None}
+    return StructuredConfig(**{k: v for k, v in given.items() if v is not None})
 
 
 def run(a: argparse.Namespace, lab, cfg) -> int:
