@@ -44,6 +44,8 @@ def test_ctrl_c_mid_run_ends_in_one_line_and_the_rerun_is_clean(tmp_cache, tmp_p
     last = seen.decode(errors="replace").replace("\r", "\n").strip().splitlines()[-1]
     assert last == "interrupted" and b"Traceback" not in seen and b"KeyboardInterrupt" not in seen, seen[-2000:]
     assert not (tmp_path / "never.json").exists()
+    from dlp_lib import cli
+    assert cli.main(["cache", "verify"]) == 0      # every entry left behind reads back whole
     rerun = _run(tmp_cache, tmp_path / "rerun.json")
     clean_cache = tmp_path / "clean-cache"
     clean_cache.mkdir()
