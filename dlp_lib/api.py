@@ -23,7 +23,8 @@ from .models import decoder_blocks
 from .plan import SparsityPlan
 from .pruning import METHODS, prune_model
 from .scores import GROUPS, NMPattern, check_ratio
-from .validation import check_allocator_options, check_nm_sparsity, context_limit_of
+from .validation import (INT_LIMIT, SEED_LIMIT, check_allocator_options, check_int, check_nm_sparsity,
+                         context_limit_of)
 
 DEFAULT_NSAMPLES = 32     # calibration windows when a text source is given
 DEFAULT_SEQLEN = 512      # tokens per window when a text source is given
@@ -42,9 +43,9 @@ def _check_model(model) -> int:
     return len(decoder_blocks(model))   # UnsupportedModelError (a ValueError) names the classes found
 
 
-def _check_positive_int(name: str, value, low: int) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-        raise ValueError(f"{name} = {value!r} is not allowed; expected an integer >= {low}")
+def _check_optional_int(name: str, value, low: int, high: int = INT_LIMIT) -> None:
+    if value is not None:
+        check_int(name, value, low, high)
 
 
 def _vocab_size(model) -> int | None:
@@ -90,9 +91,9 @@ def _token_windows(model, tokenizer, source, n: int | None, seqlen: int | None, 
     A tensor is used as given: `n`/`seqlen` left as None take its shape, an explicit value that
     disagrees with it is an error (never silently cut or padded). A text source draws `n`
     (default `default_n`) seeded windows of `seqlen` (default DEFAULT_SEQLEN) tokens."""
-    _check_positive_int(n_name, n, 1)
-    _check_positive_int("seqlen", seqlen, 2)
-    _check_positive_int("seed", seed, 0)
+    _check_optional_int(n_name, n, 1)
+    _check_optional_int("seqlen", seqlen, 2)
+    _check_optional_int("seed", seed, 0, SEED_LIMIT)
     if isinstance(source, torch.Tensor):
         if n is not None and source.dim() == 2 and n != source.shape[0]:
             raise ValueError(f"{n_name} = {n} but {what} has {source.shape[0]} rows; omit {n_name} or pass "
@@ -230,8 +231,8 @@ def perplexity(model, tokenizer=None, text="brown", seqlen: int | None = None, n
     all) are evaluated.
     """
     _check_model(model)
-    _check_positive_int("neval", neval, 1)
-    _check_positive_int("seqlen", seqlen, 2)
+    _check_optional_int("neval", neval, 1)
+    _check_optional_int("seqlen", seqlen, 2)
     if isinstance(text, torch.Tensor):
         if seqlen is not None and text.dim() == 2 and seqlen != text.shape[1]:
             raise ValueError(f"seqlen = {seqlen} but text has {text.shape[1]} columns; omit seqlen or pass windows "

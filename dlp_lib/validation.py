@@ -41,13 +41,6 @@ def check_int(field: str, value, low: int, high: int = INT_LIMIT) -> None:
         _fail(field, value, f"expected an integer >= {low} and <= {high}")
 
 
-def check_positive_finite(field: str, value) -> None:
-    """A rate or scale: a finite number > 0 (inf and nan fail here, not as a FloatingPointError mid-training)."""
-    import math
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        _fail(field, value, "expected a finite number > 0")
-
-
 def check_allocator_options(allocation: str, **given) -> None:
     """Options given (not None) that `allocation` does not read are an error, never silently ignored."""
     from .allocation import get_allocator

@@ -101,6 +101,9 @@ def test_dense_statistics_from_text_file(tmp_path):
     (dict(calib="nonsense-source"), "Unknown text source"),
     (dict(calib=3), "calib = 3"),
     (dict(calib=_ids(), seed=-1), "seed = -1"),
+    (dict(calib="bbc", nsamples=10**20), r"nsamples = 100000000000000000000 is not allowed; expected an integer "
+                                          r">= 1 and <= 2147483647"),
+    (dict(calib=_ids(), seed=2**64), "seed = 18446744073709551616 is not allowed"),
     (dict(calib=_ids(n=1, t=5000)), "exceeds the model's maximum of 4096"),
 ])
 def test_dense_statistics_rejects_bad_input(kwargs, match):
