@@ -22,11 +22,18 @@ def test_unwritable_outputs_fail_before_loading(run_cli, no_model_load, tmp_path
         assert code == 2 and message in err, (args, err)
 
 
-def test_unwritable_cache_fails_before_loading(run_cli, no_model_load, tmp_path, monkeypatch):
+@pytest.mark.parametrize("command", [
+    ["prune", "--profile", "smoke", "--quiet"],
+    ["compress", "--profile", "smoke", "--quiet", "--technique", "svd", "--reduction", "0.3"],
+    ["finetune", "--profile", "smoke", "--quiet"],
+    ["decode-bench", "--model", "tiny-llama", "--quick", "--no-progress"],
+])
+def test_unwritable_cache_fails_before_loading(run_cli, no_model_load, tmp_path, monkeypatch, command):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     monkeypatch.setenv("DLP_CACHE_DIR", str(blocker / "cache"))
-    code, _, err = _prune(run_cli)
+    extra = ["--out", tmp_path / "d.json"] if command[0] == "decode-bench" else []
+    code, _, err = run_cli(*command, *extra)
     assert code == 2 and "cannot write to" in err and "DLP_CACHE_DIR" in err, err
 
 

@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict:
     """Prune at every sparsity, time dense vs compressed decoding, write the JSON, print a summary."""
+    from ..cache import check_writable
     from ..experiment import ExperimentConfig, get_lab
     from ..validation import (check_context_length, check_output_file, cost_notice, input_paths,
                               model_context_limit)
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> dict:
     out = args.out or ROOT / "benchmarks" / "results" / f"decode_{args.model}{'_quick' if args.quick else ''}.json"
     check_output_file(out, "--out", input_paths(cfg.model, (cfg.calib,)))   # before the model loads
     check_context_length("--seqlen", cfg.seqlen, model_context_limit(cfg.model), cfg.model)
+    check_writable()
     notice = cost_notice(cfg, ExperimentConfig.from_profile(profile))
     if notice:
         print(notice, file=sys.stderr)
