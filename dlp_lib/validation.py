@@ -215,8 +215,8 @@ def input_paths(model: str | None = None, texts=(), files=()) -> list[Path]:
 
 
 def _check_not_an_input(path: Path, what: str, inputs) -> None:
-    """An output must not be an input, a folder holding one, or a file of an input folder (a model
-    checkpoint's config.json): writing it would destroy the input."""
+    """An output must not be an input, a folder holding one, or an existing file or folder inside an
+    input folder (a model checkpoint's config.json): writing it would destroy the input."""
     out = path.expanduser().resolve()
     for given in inputs:
         src = Path(given).expanduser().resolve()
@@ -224,7 +224,7 @@ def _check_not_an_input(path: Path, what: str, inputs) -> None:
         if same or out in src.parents:
             kind = "is" if same else "contains"
         elif src in out.parents and out.exists():
-            kind = "is a file of"
+            kind = "is inside"
         else:
             continue
         raise ValueError(f"{what} {str(path)!r} {kind} the input {str(given)!r}; writing there would destroy it; "

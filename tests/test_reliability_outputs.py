@@ -84,9 +84,9 @@ def test_no_output_overwrites_a_file_of_the_input_checkpoint(run_cli, no_model_l
     before = _snapshot(checkpoint)
     config = checkpoint / "config.json"
     code, _, err = run_cli("zero-shot", "--model", checkpoint, "--json", config)
-    assert code == 2 and f"--json '{config}' is a file of the input '{checkpoint}'" in err, err
+    assert code == 2 and f"--json '{config}' is inside the input '{checkpoint}'" in err, err
     code, _, err = _prune(run_cli, "--model", checkpoint, "--json", config)
-    assert code == 2 and "is a file of the input" in err, err
+    assert code == 2 and "is inside the input" in err, err
     assert _snapshot(checkpoint) == before
 
 
