@@ -215,15 +215,15 @@ def input_paths(model: str | None = None, texts=(), files=()) -> list[Path]:
 
 
 def _check_not_an_input(path: Path, what: str, inputs) -> None:
-    """An output must not be an input, a folder holding one, or an existing file or folder inside an
-    input folder (a model checkpoint's config.json): writing it would destroy the input."""
+    """An output must not be an input, a folder holding one, or an existing file inside an input
+    folder (a model checkpoint's config.json): writing it would destroy the input."""
     out = path.expanduser().resolve()
     for given in inputs:
         src = Path(given).expanduser().resolve()
         same = out == src or (out.exists() and src.exists() and os.path.samefile(out, src))
         if same or out in src.parents:
             kind = "is" if same else "contains"
-        elif src in out.parents and out.exists():
+        elif src in out.parents and out.is_file():   # a folder inside is for check_save_dir's rules
             kind = "is inside"
         else:
             continue
