@@ -23,7 +23,8 @@ from .models import check_decoder_only, decoder_blocks
 from .plan import SparsityPlan
 from .pruning import METHODS, prune_model
 from .scores import GROUPS, NMPattern, check_ratio
-from .validation import check_device_available
+from .validation import (INT_LIMIT, SEED_LIMIT, check_allocator_options, check_device_available, check_int,
+                         check_nm_sparsity, context_limit_of)
 
 DEFAULT_NSAMPLES = 32     # calibration windows when a text source is given
 DEFAULT_SEQLEN = 512      # tokens per window when a text source is given
@@ -47,9 +48,9 @@ def _check_model(model, device=None) -> int:
     return len(decoder_blocks(model))   # UnsupportedModelError (a ValueError) names the classes found
 
 
-def _check_positive_int(name: str, value, low: int) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-        raise ValueError(f"{name} = {value!r} is not allowed; expected an integer >= {low}")
+def _check_optional_int(name: str, value, low: int, high: int = INT_LIMIT) -> None:
+    if value is not None:
+        check_int(name, value, low, high)
 
 
 def _vocab_size(model) -> int | None:
@@ -57,17 +58,8 @@ def _vocab_size(model) -> int | None:
     return getattr(emb, "num_embeddings", None)
 
 
-def _context_limit(model) -> int | None:
-    config = getattr(model, "config", None)
-    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(config, attr, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 def _check_seqlen(model, seqlen: int) -> None:
-    limit = _context_limit(model)
+    limit = context_limit_of(getattr(model, "config", None))
     if limit is not None and seqlen > limit:
         raise ValueError(f"seqlen = {seqlen} exceeds the model's maximum of {limit} positions")
 
@@ -104,9 +96,9 @@ def _token_windows(model, tokenizer, source, n: int | None, seqlen: int | None, 
     A tensor is used as given: `n`/`seqlen` left as None take its shape, an explicit value that
     disagrees with it is an error (never silently cut or padded). A text source draws `n`
     (default `default_n`) seeded windows of `seqlen` (default DEFAULT_SEQLEN) tokens."""
-    _check_positive_int(n_name, n, 1)
-    _check_positive_int("seqlen", seqlen, 2)
-    _check_positive_int("seed", seed, 0)
+    _check_optional_int(n_name, n, 1)
+    _check_optional_int("seqlen", seqlen, 2)
+    _check_optional_int("seed", seed, 0, SEED_LIMIT)
     if isinstance(source, torch.Tensor):
         if n is not None and source.dim() == 2 and n != source.shape[0]:
             raise ValueError(f"{n_name} = {n} but {what} has {source.shape[0]} rows; omit {n_name} or pass "
@@ -173,9 +165,7 @@ def plan(stats: DenseStatistics | None, allocation: str = "dlp", sparsity: float
         raise ValueError(f"stats = {type(stats).__name__} is not allowed; pass the DenseStatistics returned by "
                          "dense_statistics(...) (or None for allocators that do not read pass 1)")
     if alpha is not None:
-        if "alpha" not in allocator.params:
-            raise ValueError(f"alpha = {alpha!r} is DLP's parameter; allocation {allocation!r} takes "
-                             f"{', '.join(allocator.params) or 'no parameters'}")
+        check_allocator_options(allocation, alpha=alpha)
         allocator_params["alpha"] = alpha
     if model is not None:
         n_blocks = _check_model(model)
@@ -222,6 +212,8 @@ def prune(model, plan: SparsityPlan, method: str = "wanda", calib=None, tokenize
     if pattern is not None and len(set(plan.ratios)) > 1:
         raise ValueError(f"nm = {pattern} applies one pattern to every block, but plan {plan.allocation!r} is not "
                          "uniform; use plan(..., allocation='uniform', sparsity=1 - N/M)")
+    if pattern is not None:
+        check_nm_sparsity(plan.target, pattern)   # the CLI's rule: the pattern decides the sparsity
     ids = None
     if method != "magnitude":
         if calib is None:
@@ -244,8 +236,8 @@ def perplexity(model, tokenizer=None, text="brown", seqlen: int | None = None, n
     all) are evaluated.
     """
     _check_model(model, device)
-    _check_positive_int("neval", neval, 1)
-    _check_positive_int("seqlen", seqlen, 2)
+    _check_optional_int("neval", neval, 1)
+    _check_optional_int("seqlen", seqlen, 2)
     if isinstance(text, torch.Tensor):
         if seqlen is not None and text.dim() == 2 and seqlen != text.shape[1]:
             raise ValueError(f"seqlen = {seqlen} but text has {text.shape[1]} columns; omit seqlen or pass windows "

@@ -6,7 +6,6 @@ loads), load, prune, check sparsity, evaluate, save.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -58,10 +57,10 @@ def _experiment_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"layerwise allocator, one of {', '.join(allocator_names())} ({_allocation_help()})")
     p.add_argument("--alpha", type=_alpha, help="DLP alpha; default: paper Table 19 for the sparsity; 'auto': "
                    "chosen on held-out calibration windows (train split), see dlp_lib.auto_alpha")
-    p.add_argument("--statistic", choices=LAYER_STATISTICS, default="median",
+    p.add_argument("--statistic", choices=LAYER_STATISTICS,
                    help="DLP layer statistic F: median (paper, default) or mean (authors' released code), ...")
-    p.add_argument("--lamda", type=float, default=0.08, help="OWL lambda")
-    p.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M")
+    p.add_argument("--lamda", type=float, help="OWL lambda (default 0.08)")
+    p.add_argument("--owl-m", type=float, help="OWL outlier threshold M (default 5)")
     p.add_argument("--calib", help="calibration source: bbc, brown, sotu, mobydick, c4, wikitext2, ptb or a .txt path")
     p.add_argument("--eval", nargs="+", help="evaluation sources (same names, or .txt paths)")
     p.add_argument("--nsamples", type=int)
@@ -79,6 +78,8 @@ def _experiment_arguments(p: argparse.ArgumentParser) -> None:
                    help="dlp/owl: one ratio per block (paper) or per sublayer ranked across the model (Appendix C)")
     p.add_argument("--strict-ratios", action="store_true", help="error instead of clamp+rebalance of ratios")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true", help="--save into a folder that holds files this project did "
+                   "not write (they may be overwritten)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,10 +184,25 @@ def _config_from_args(a) -> ExperimentConfig:
     return cfg
 
 
+def _check_model_arguments(a, cfg: ExperimentConfig) -> list:
+    """The checks prune and compress share before the model loads; returns the run's input paths."""
+    from .validation import (check_allocator_options, check_context_length, check_device_available,
+                             cost_notice, input_paths, model_context_limit)
+    check_allocator_options(cfg.allocation, alpha=None if a.alpha == "auto" else a.alpha, statistic=a.statistic,
+                            lamda=a.lamda, owl_m=a.owl_m)
+    check_device_available(cfg.device)
+    limit = model_context_limit(cfg.model, cfg.revision, bool(cfg.trust_remote_code))
+    check_context_length("--seqlen", cfg.seqlen, limit, cfg.model)
+    notice = cost_notice(cfg, ExperimentConfig.from_profile(a.profile))
+    if notice:
+        print(notice, file=sys.stderr)
+    return input_paths(cfg.model, (cfg.calib, *cfg.eval))
+
+
 def _preflight(a, cfg: ExperimentConfig):
     """Everything that can fail cheaply fails here, before the model loads."""
     from .cache import check_writable
-    from .validation import check_device_available, check_output_dir, check_output_file
+    from .validation import check_output_file, check_save_dir
     if a.alpha_grid and a.alpha != "auto":
         raise ValueError("--alpha-grid is only used with --alpha auto")
     if a.alpha == "auto" and cfg.allocation != "dlp":
@@ -194,7 +210,11 @@ def _preflight(a, cfg: ExperimentConfig):
     if a.alpha is not None and cfg.allocation == "auto":
         raise ValueError(f"--alpha {a.alpha} is not used with --allocation auto (it tries an alpha grid for every "
                          "candidate that takes one)")
-    check_device_available(cfg.device)
+    if a.zero_shot_limit is not None and not a.zero_shot:
+        raise ValueError(f"--zero-shot-limit {a.zero_shot_limit} applies to --zero-shot, which is not given")
+    from .zeroshot import check_limit
+    check_limit(a.zero_shot_limit, "--zero-shot-limit")
+    inputs = _check_model_arguments(a, cfg)
     if a.eval_devices:
         from .placement import parse_devices
         parse_devices(a.eval_devices)
@@ -202,9 +222,9 @@ def _preflight(a, cfg: ExperimentConfig):
     for source, split in [(cfg.calib, "train")] + [(s, "test") for s in cfg.eval]:
         if source in HUB_SOURCES:  # hub data: load it (or fail offline) now, not after pass 1
             TextSource(source).documents(split)
-    check_output_file(a.json, "--json")
-    check_output_dir(a.save, "--save")
-    check_output_file(a.export_recipe, "--export-recipe")
+    check_output_file(a.json, "--json", inputs)
+    check_save_dir(a.save, "--save", inputs, a.force)
+    check_output_file(a.export_recipe, "--export-recipe", inputs)
     if a.export_recipe is not None:
         from .export import RECIPE_MODIFIERS
         if cfg.method not in RECIPE_MODIFIERS:
@@ -233,8 +253,6 @@ def cmd_prune(a) -> int:
     cfg = _config_from_args(a)                                   # parse (and validate)
     tasks = _preflight(a, cfg)
     lab = lab_for(cfg, progress=not a.quiet, use_cache=not a.no_cache, eval_devices=a.eval_devices)   # load
-    from .validation import check_context_length
-    check_context_length(cfg.seqlen, lab.model.config, cfg.model)
     from .compression import nm_gptq_results as compression
     if compression.wants(a):                                     # mixed N:M, or quantization after pruning
         result = compression.run(a, cfg, lab)
@@ -265,6 +283,8 @@ def cmd_prune(a) -> int:
         from .auto_allocation import format_selection
         print(format_selection(result["allocation_selection"]))
     if a.save:                                                   # save
+        from .validation import mark_output_dir
+        mark_output_dir(a.save)
         from .export import save_pruned_checkpoint
         save_pruned_checkpoint(a.save, lab.model, lab.tokenizer, lab.ensure(cfg), result, cfg.to_dict())
         result["saved_to"] = str(a.save)
@@ -291,11 +311,11 @@ def cmd_prune(a) -> int:
 
 def _write_result(path: Path, result: dict) -> None:
     """Write the result JSON; if that fails after the work, keep it in a file that says where."""
-    from .cache import atomic_write_json, cache_root
+    from .cache import RESCUE_DIR, atomic_write_json, cache_root
     try:
         atomic_write_json(path, result)
     except OSError as exc:
-        rescue = cache_root() / "unsaved" / f"{Path(path).name or 'result.json'}"
+        rescue = cache_root() / RESCUE_DIR / f"{Path(path).name or 'result.json'}"
         atomic_write_json(rescue, result)
         raise RuntimeError(f"could not write --json {str(path)!r} ({exc.strerror or exc}); the result was saved "
                            f"to {rescue}") from None
@@ -309,18 +329,19 @@ def _print_zero_shot(zs: dict) -> None:
 def cmd_zero_shot(a) -> int:
     from .experiment import DTYPES
     from .models import load_model
-    from .zeroshot import check_num_fewshot, evaluate_zero_shot, resolve_tasks
-    from .validation import check_device_available, check_output_file, resolve_dtype
-    tasks = resolve_tasks(a.tasks)  # fail on a bad task name, device or output path before loading the model
+    from .validation import check_device_available, check_output_file, input_paths, resolve_dtype
+    from .zeroshot import check_batch_size, check_limit, check_num_fewshot, evaluate_zero_shot, resolve_tasks
+    tasks = resolve_tasks(a.tasks)  # fail on a bad task name, value, device or output path before loading the model
     check_num_fewshot(a.num_fewshot)
+    check_limit(a.limit, "--limit")
+    check_batch_size(a.batch_size, "--batch-size")
     check_device_available(a.device)
-    check_output_file(a.json, "--json")
+    check_output_file(a.json, "--json", input_paths(a.model))
     model, tok = load_model(a.model, dtype=DTYPES[resolve_dtype(a.dtype, a.device)], device=a.device)
     result = evaluate_zero_shot(model, tok, tasks, limit=a.limit, batch_size=a.batch_size, num_fewshot=a.num_fewshot)
     result["model"] = a.model
     if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(result, indent=2, default=str))
+        _write_result(a.json, result)
     _print_zero_shot(result)
     return 0
 
@@ -347,9 +368,11 @@ def cmd_cache(a) -> int:
 
 def cmd_sweep(a) -> int:
     from .sweep import check_options, load_grid, parse_slurm, run_sweep
+    from .validation import check_output_dir
     slurm = parse_slurm(a.slurm)
     check_options(engine=a.engine, folder=a.folder, max_retries=a.max_retries, max_parallel=a.max_parallel,
                   timeout_min=a.timeout_min, slurm=slurm)
+    check_output_dir(a.folder, "--folder", [a.grid])
     configs = load_grid(a.grid)
     print(f"{len(configs)} configurations from {a.grid}, engine {a.engine}")
     report = run_sweep(configs, engine=a.engine, folder=a.folder, max_retries=a.max_retries,
@@ -364,12 +387,16 @@ def cmd_compress(a) -> int:
     a.sparsity, a.nm, a.method, a.group, a.alpha_grid = a.reduction, None, "wanda", None, None
     cfg = _config_from_args(a)
     from .cache import check_writable
-    from .validation import check_device_available, check_output_dir, check_output_file
-    check_device_available(cfg.device)
-    check_output_file(a.json, "--json")
-    check_output_dir(a.save, "--save")
+    from .validation import check_output_file, check_save_dir
+    inputs = _check_model_arguments(a, cfg)
+    check_output_file(a.json, "--json", inputs)
+    check_save_dir(a.save, "--save", inputs, a.force)
     check_writable()
-    return run(a, lab_for(cfg, progress=not a.quiet, use_cache=not a.no_cache), cfg)
+    lab = lab_for(cfg, progress=not a.quiet, use_cache=not a.no_cache)
+    if a.save:
+        from .validation import mark_output_dir
+        mark_output_dir(a.save)
+    return run(a, lab, cfg)
 
 
 def cmd_finetune(a) -> int:
@@ -399,6 +426,11 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError, NotADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C: one line, the shell's code for SIGINT; cache entries are written atomically, so a
+        # rerun finds each one complete or absent
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

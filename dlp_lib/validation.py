@@ -2,8 +2,10 @@
 with a message that names the bad value and what is allowed.
 
 `validate_config` runs when an ExperimentConfig is made (cheap checks: names, ranges, sizes, the
-consistency of N:M and sparsity). `check_runtime` runs before a model loads (the device exists,
-output paths and the cache are writable, the model's context is long enough).
+consistency of N:M and sparsity). Before a model loads, every subcommand checks the device, its
+context limit (read off the configuration, not the weights) and its output paths: writable, of the
+right kind, never an input nor holding one, and `--save` folders empty, new or the project's own
+(OUTPUT_MARKER).
 """
 from __future__ import annotations
 
@@ -27,9 +29,33 @@ def _fail(field: str, value, allowed: str) -> None:
     raise ValueError(f"{field} = {value!r} is not allowed; {allowed}")
 
 
-def _int_at_least(field: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        _fail(field, value, f"expected an integer >= {low}")
+# Counts above this overflow the int32/int64 index arithmetic of numpy and torch (a traceback after
+# loading), and would run for years anyway.
+INT_LIMIT = 2**31 - 1
+SEED_LIMIT = 2**32 - 1    # numpy's seeds
+
+
+def check_int(field: str, value, low: int, high: int = INT_LIMIT) -> None:
+    """`value` is an integer in [low, high] (None is the caller's business)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        _fail(field, value, f"expected an integer >= {low} and <= {high}")
+
+
+def check_allocator_options(allocation: str, **given) -> None:
+    """Options given (not None) that `allocation` does not read are an error, never silently ignored."""
+    from .allocation import get_allocator
+    takes = get_allocator(allocation).params
+    for name, value in given.items():
+        if value is not None and name not in takes:
+            _fail(name, value, f"it does not apply to allocation {allocation!r}, which takes "
+                  f"{', '.join(takes) or 'no parameters'}")
+
+
+def check_nm_sparsity(sparsity: float, nm) -> None:
+    """An N:M pattern removes exactly 1 - N/M of every group; a different target sparsity contradicts it."""
+    if abs(sparsity - nm.sparsity) > 1e-9:
+        _fail("sparsity", sparsity, f"N:M {nm} keeps {nm.n_kept} of {nm.m} weights, i.e. sparsity "
+              f"{nm.sparsity:g}; give that sparsity (or omit it on the command line)")
 
 
 def validate_config(cfg) -> None:
@@ -66,19 +92,17 @@ def validate_config(cfg) -> None:
         _fail("owl_m", cfg.owl_m, f"OWL's M must be one of the pass-1 grid {[int(m) for m in OWL_M_GRID]}")
     if cfg.lod_m is not None and float(cfg.lod_m) <= 0:
         _fail("lod_m", cfg.lod_m, "expected a positive threshold multiplier")
-    _int_at_least("nsamples", cfg.nsamples, 1)
-    _int_at_least("seqlen", cfg.seqlen, 2)
-    _int_at_least("seed", cfg.seed, 0)
+    check_int("nsamples", cfg.nsamples, 1)
+    check_int("seqlen", cfg.seqlen, 2)
+    check_int("seed", cfg.seed, 0, SEED_LIMIT)
     if cfg.neval is not None:
-        _int_at_least("neval", cfg.neval, 1)
+        check_int("neval", cfg.neval, 1)
     if not cfg.eval:
         _fail("eval", cfg.eval, "give at least one evaluation source")
     validate_device_name(cfg.device)
+    check_revision(cfg.model, cfg.revision)
     if cfg.nm is not None:
-        nm = NMPattern.parse(cfg.nm)
-        if abs(cfg.sparsity - nm.sparsity) > 1e-9:
-            _fail("sparsity", cfg.sparsity, f"N:M {nm} keeps {nm.n_kept} of {nm.m} weights, i.e. sparsity "
-                  f"{nm.sparsity:g}; give that sparsity (or omit it on the command line)")
+        check_nm_sparsity(cfg.sparsity, NMPattern.parse(cfg.nm))
         if cfg.allocation != "uniform":
             _fail("allocation", cfg.allocation, "a config's nm is one pattern for every block; use 'uniform' with "
                   "nm, or mixed N:M (per-block N, Table 15): dlp_lib.compression.nm_gptq_results.mixed_nm_result, "
@@ -172,24 +196,87 @@ def resolve_eval_dtype(eval_dtype: str, dtype: str, device: str) -> str:
     return eval_dtype
 
 
-def check_output_file(path: Path | None, what: str) -> None:
-    """The file can be written (its folder exists or can be made, and is writable)."""
+# ---------------------------------------------------------------- output paths
+# Written into every folder the project saves a model to: a later --save may replace what is in a
+# folder carrying it (the project's own earlier output), never a folder of the user's own files.
+OUTPUT_MARKER = ".dlp_lib_output"
+
+
+def input_paths(model: str | None = None, texts=(), files=()) -> list[Path]:
+    """The local files and folders a run reads: the model (a checkpoint folder or .gguf file), the
+    text files among the calibration/evaluation sources, and any other input files."""
+    from .data import TextSource
+    found = []
+    if model and os.path.exists(os.path.expanduser(model)):
+        found.append(Path(model).expanduser())
+    found += [Path(t) for t in texts if t and TextSource(t).is_path]
+    found += [Path(f) for f in files if f]
+    return found
+
+
+def _check_not_an_input(path: Path, what: str, inputs) -> None:
+    """An output must not be an input, a folder holding one, or an existing file inside an input
+    folder (a model checkpoint's config.json): writing it would destroy the input."""
+    out = path.expanduser().resolve()
+    for given in inputs:
+        src = Path(given).expanduser().resolve()
+        same = out == src or (out.exists() and src.exists() and os.path.samefile(out, src))
+        if same or out in src.parents:
+            kind = "is" if same else "contains"
+        elif src in out.parents and out.is_file():   # a folder inside is for check_save_dir's rules
+            kind = "is inside"
+        else:
+            continue
+        raise ValueError(f"{what} {str(path)!r} {kind} the input {str(given)!r}; writing there would destroy it; "
+                         "choose another output path")
+
+
+def _check_not_special(path: Path, what: str) -> None:
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a special file (a device, FIFO or socket), not a regular file")
+
+
+def check_output_file(path: Path | None, what: str, inputs=()) -> None:
+    """The file can be written (its folder exists or can be made, and is writable) and is no input."""
     if path is None:
         return
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{what} {str(path)!r} is a directory; give a file path")
-    folder = path.parent
-    _check_dir_writable(folder, what, path)
+    _check_not_special(path, what)
+    _check_not_an_input(path, what, inputs)
+    _check_dir_writable(path.parent, what, path)
 
 
-def check_output_dir(path: Path | None, what: str) -> None:
+def check_output_dir(path: Path | None, what: str, inputs=()) -> None:
+    """The folder exists or can be made, is writable and is no input nor holds one."""
     if path is None:
         return
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{what} {str(path)!r} exists and is not a directory")
+    _check_not_an_input(path, what, inputs)
     _check_dir_writable(path, what, path)
+
+
+def check_save_dir(path: Path | None, what: str, inputs=(), force: bool = False) -> None:
+    """A folder to save a model into: as check_output_dir, and empty, new, or the project's own
+    earlier output (it carries OUTPUT_MARKER); --force allows a folder of other files."""
+    check_output_dir(path, what, inputs)
+    if path is None or force or not Path(path).is_dir() or (Path(path) / OUTPUT_MARKER).exists():
+        return
+    foreign = sorted(p.name for p in Path(path).iterdir())
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ValueError(f"{what} {str(path)!r} holds files this project did not write ({shown}); saving there "
+                         "could overwrite them; choose a new or empty folder, or add --force")
+
+
+def mark_output_dir(path: Path) -> None:
+    """Create the save folder and mark it as the project's output (see OUTPUT_MARKER)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / OUTPUT_MARKER).write_text("written by dlp_lib; a later --save may replace this folder's files\n")
 
 
 def _check_dir_writable(folder: Path, what: str, shown: Path) -> None:
@@ -200,14 +287,60 @@ def _check_dir_writable(folder: Path, what: str, shown: Path) -> None:
         raise ValueError(f"{what} {str(shown)!r} cannot be written: {str(probe)!r} is not a writable directory")
 
 
-def check_context_length(seqlen: int, model_config, model_name: str) -> None:
-    """seqlen must fit the model's positions (a longer window silently extrapolates or fails later)."""
-    limit = None
+# ---------------------------------------------------------------- the model, before it loads
+def model_is_hub_id(name: str) -> bool:
+    """A name transformers resolves on the Hugging Face hub (not a built-in model nor a local path)."""
+    from .architectures.tiny import FAMILIES
+    from .models import EMBEDDED_MODEL, REGISTRY, TINY_MODEL
+    builtin = name in (EMBEDDED_MODEL, TINY_MODEL) or name in REGISTRY or (
+        name.startswith("tiny-") and name[5:].replace("-", "_") in FAMILIES)
+    local = name.startswith(("/", ".", "~")) or name.lower().endswith(".gguf") or os.path.exists(name)
+    return not (builtin or local)
+
+
+def check_revision(model: str, revision: str | None) -> None:
+    """A revision picks a version of a hub model; built-in models and local paths have none."""
+    if revision is not None and not model_is_hub_id(model):
+        _fail("revision", revision, f"--revision applies to hub ids only; {model!r} is a built-in model or a "
+              "local path")
+
+
+def model_context_limit(model: str, revision: str | None = None, trust_remote_code: bool = False) -> int | None:
+    """The model's maximum positions read from its configuration, without loading its weights
+    (None when the configuration cannot be read here: the load reports that)."""
+    from .models import load_model, resolve_source
+    if model.startswith("tiny-"):
+        config = load_model(model)[0].config     # a few random MB: built, not loaded
+    else:
+        from transformers import AutoConfig
+        try:
+            config = AutoConfig.from_pretrained(resolve_source(model), revision=revision,
+                                                trust_remote_code=trust_remote_code)
+        except (OSError, ValueError):
+            return None
+    return context_limit_of(config)
+
+
+def context_limit_of(config) -> int | None:
+    """The maximum positions a model configuration declares (None: it declares none)."""
     for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(model_config, attr, None)
+        value = getattr(config, attr, None)
         if isinstance(value, int) and value > 0:
-            limit = value
-            break
+            return value
+    return None
+
+
+def check_context_length(field: str, seqlen: int, limit: int | None, model_name: str) -> None:
+    """seqlen must fit the model's positions (a longer window silently extrapolates or fails later)."""
     if limit is not None and seqlen > limit:
-        raise ValueError(f"seqlen = {seqlen} exceeds {model_name}'s maximum of {limit} positions; "
-                         f"use --seqlen <= {limit}")
+        raise ValueError(f"{field} = {seqlen} exceeds {model_name}'s maximum of {limit} positions; "
+                         f"use {field} <= {limit}")
+
+
+def cost_notice(cfg, profile_cfg, factor: float = 10.0) -> str | None:
+    """A line saying a run calibrates on far more tokens than its profile (its cost grows with them)."""
+    tokens, base = cfg.nsamples * cfg.seqlen, profile_cfg.nsamples * profile_cfg.seqlen
+    if tokens <= factor * base:
+        return None
+    return (f"note: calibration on {cfg.nsamples} x {cfg.seqlen} = {tokens:,} tokens, {tokens / base:,.0f}x the "
+            f"profile's {base:,}: pruning (passes 1 and 2) takes about {tokens / base:,.0f}x as long")

@@ -90,6 +90,22 @@ def check_num_fewshot(num_fewshot) -> None:
                                 f"0..{FEWSHOT_POOL} (the offline tasks hold {FEWSHOT_POOL} demonstrations each)")
 
 
+def check_limit(limit, what: str = "limit") -> None:
+    """Examples per task: None (all), an integer >= 1, or a fraction in (0, 1] (lm-eval's two forms)."""
+    if limit is None:
+        return
+    whole = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
+    fraction = isinstance(limit, float) and 0 < limit <= 1
+    if not (whole or fraction):
+        raise ZeroShotTaskError(f"{what} = {limit!r} is not allowed; expected an integer >= 1 (examples per task), "
+                                "a fraction in (0, 1], or nothing (every example)")
+
+
+def check_batch_size(batch_size, what: str = "batch_size") -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ZeroShotTaskError(f"{what} = {batch_size!r} is not allowed; expected an integer >= 1")
+
+
 @contextlib.contextmanager
 def _quiet_lm_eval(progress: bool):
     """Silence lm-eval's chatter and progress bars, and skip its env report (pip/nvidia-smi/git subprocesses)."""
@@ -164,6 +180,8 @@ def evaluate_zero_shot(model, tokenizer, tasks, *, limit: int | float | None = N
 
     names = resolve_tasks(tasks)
     check_num_fewshot(num_fewshot)
+    check_limit(limit)
+    check_batch_size(batch_size)
     offline = [n for n in names if n in OFFLINE_TASKS]
     suite_dir = build_offline_suite(suite_examples, suite_seed) if offline else None
     t0 = time.perf_counter()
@@ -215,6 +233,8 @@ def zero_shot_for(lab, cfg=None, tasks=("offline",), *, limit: int | float | Non
 
     names = resolve_tasks(tasks)
     check_num_fewshot(num_fewshot)
+    check_limit(limit)
+    check_batch_size(batch_size)
     if cfg is not None and cfg.model != lab.model_name:
         raise ValueError(f"This Lab holds {lab.model_name!r}, not {cfg.model!r}")
     pruning = None if cfg is None else cfg.pruning_key(lab.fingerprint)

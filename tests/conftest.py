@@ -29,3 +29,32 @@ def tmp_cache(tmp_path, monkeypatch):
             os.symlink(real / sub, root / sub)
     monkeypatch.setenv("DLP_CACHE_DIR", str(root))
     return root
+
+
+@pytest.fixture
+def fresh_labs(monkeypatch):
+    """No Lab carried over from another test (each test loads, or refuses to load, its own model)."""
+    from dlp_lib import experiment
+    monkeypatch.setattr(experiment, "_LABS", {})
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fail the test if the model is loaded: the error had to come before."""
+    from dlp_lib import experiment
+
+    def forbidden(*a, **k):
+        raise AssertionError("the model was loaded before the bad input was reported")
+    monkeypatch.setattr(experiment, "load_model", forbidden)
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run `python -m dlp_lib ARGS` in this process: (exit code, stdout, stderr)."""
+    from dlp_lib import cli
+
+    def run(*args):
+        code = cli.main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+    return run

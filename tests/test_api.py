@@ -101,6 +101,9 @@ def test_dense_statistics_from_text_file(tmp_path):
     (dict(calib="nonsense-source"), "Unknown text source"),
     (dict(calib=3), "calib = 3"),
     (dict(calib=_ids(), seed=-1), "seed = -1"),
+    (dict(calib="bbc", nsamples=10**20), r"nsamples = 100000000000000000000 is not allowed; expected an integer "
+                                          r">= 1 and <= 2147483647"),
+    (dict(calib=_ids(), seed=2**64), "seed = 18446744073709551616 is not allowed"),
     (dict(calib=_ids(n=1, t=5000)), "exceeds the model's maximum of 4096"),
 ])
 def test_dense_statistics_rejects_bad_input(kwargs, match):
@@ -125,8 +128,11 @@ def test_plan_equals_build_plan_and_validates():
     assert plan(stats, "owl", 0.6, lamda=0.1, owl_m=7).ratios == build_plan("owl", 0.6, stats=stats, lamda=0.1,
                                                                                owl_m=7.0).ratios
     assert plan(None, "lamp", 0.5, model=model).sublayer_ratios is not None
-    with pytest.raises(ValueError, match="alpha = 0.1 is DLP's parameter; allocation 'owl' takes lamda, owl_m"):
+    with pytest.raises(ValueError, match="alpha = 0.1 is not allowed; it does not apply to allocation 'owl', "
+                                         "which takes lamda, owl_m"):
         plan(stats, "owl", 0.6, alpha=0.1)
+    with pytest.raises(ValueError, match="alpha = 0.1 .* allocation 'uniform', which takes no parameters"):
+        plan(stats, "uniform", 0.6, alpha=0.1)
     with pytest.raises(ValueError, match="allocation = 'dlpp' is not allowed"):
         plan(stats, "dlpp", 0.6)
     with pytest.raises(ValueError, match="sparsity must be in"):
@@ -195,6 +201,9 @@ def test_prune_rejects_bad_input_before_work():
              (dict(plan=p, method="magnitude", group="per_row"), "group = 'per_row'"),
              (dict(plan=p, method="magnitude", nm="2:4"), "not uniform"),
              (dict(plan=plan(stats, "uniform", 0.5), method="magnitude", nm="2-4"), "N:M pattern"),
+             # a 70% plan with 2:4 (which removes 50%) contradicts itself, as on the command line
+             (dict(plan=plan(stats, "uniform", 0.7), method="magnitude", nm="2:4"),
+              r"sparsity = 0.7 is not allowed; N:M 2:4 keeps 2 of 4 weights, i.e. sparsity 0.5"),
              (dict(plan=p.ratios, method="magnitude"), "plan = list"),
              (dict(plan=plan(None, "uniform", 0.5, model=tiny_llama(n_layers=2)[0]), method="magnitude"),
               "2 block ratios but the model has 4")]

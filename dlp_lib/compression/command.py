@@ -8,7 +8,6 @@ this module adds only the technique's own options and checks them before the mod
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from .structured import StructuredConfig, structured_result
@@ -25,13 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--reduction", type=float, required=True,
                    help="target fraction of the blocks' parameters removed, in [0, 1) (structured: of the "
                         "pruned blocks' parameters); the allocator's plan at this target is the budget")
-    p.add_argument("--variant", choices=VARIANTS, default="asvd",
-                   help="svd only: plain truncated SVD, asvd (input scaling by (mean |x_j|)^0.5, default), "
-                        "svdllm (whitening by the Cholesky factor of X^T X)")
-    p.add_argument("--taylor-nsamples", type=int, default=10,
-                   help="structured only: calibration windows for the Taylor backward pass (LLM-Pruner: 10)")
-    p.add_argument("--taylor-seqlen", type=int, default=64,
-                   help="structured only: their length in tokens (LLM-Pruner: 64)")
+    p.add_argument("--variant", choices=VARIANTS,
+                   help="svd only: plain truncated SVD, asvd (input scaling by (mean |x_j|)^0.5), svdllm "
+                        f"(whitening by the Cholesky factor of X^T X); default {SVDConfig.variant}")
+    p.add_argument("--taylor-nsamples", type=int, help="structured only: calibration windows for the Taylor "
+                   f"backward pass (default {StructuredConfig.nsamples}, as LLM-Pruner)")
+    p.add_argument("--taylor-seqlen", type=int, help="structured only: their length in tokens (default "
+                   f"{StructuredConfig.seqlen}, as LLM-Pruner)")
     p.add_argument("--block-range", type=int, nargs=2, metavar=("START", "END"),
                    help="structured only: prune blocks START..END-1 (default: LLM-Pruner's 4..29 of 32 in "
                         "proportion, first round(L/8) and last round(L/16) blocks kept)")
@@ -46,21 +45,31 @@ def technique_config(a: argparse.Namespace) -> SVDConfig | StructuredConfig:
     """The technique's configuration from the arguments; raises ValueError before anything loads."""
     from ..scores import check_ratio
     check_ratio(a.reduction, "--reduction")
+    # an option of the other technique is an error, never silently ignored
+    svd_only = {"--variant": a.variant}
+    structured_only = {"--taylor-nsamples": a.taylor_nsamples, "--taylor-seqlen": a.taylor_seqlen,
+                       "--block-range": a.block_range}
+    foreign = structured_only if a.technique == "svd" else svd_only
+    for option, value in foreign.items():
+        if value is not None:
+            raise ValueError(f"{option} does not apply to --technique {a.technique} "
+                             f"({'no variants' if option == '--variant' else 'structured pruning only'})")
     if a.technique == "svd":
-        return SVDConfig(variant=a.variant)
-    return StructuredConfig(nsamples=a.taylor_nsamples, seqlen=a.taylor_seqlen,
-                            block_range=tuple(a.block_range) if a.block_range else None)
+        return SVDConfig() if a.variant is None else SVDConfig(variant=a.variant)
+    given = {"nsamples": a.taylor_nsamples, "seqlen": a.taylor_seqlen,
+             "block_range": tuple(a.block_range) if a.block_range else None}
+    return StructuredConfig(**{k: v for k, v in given.items() if v is not None})
 
 
 def run(a: argparse.Namespace, lab, cfg) -> int:
     """Compress a copy of lab's dense model following cfg's allocator at a.reduction; print, save, write json."""
     tcfg = technique_config(a)
     if a.technique == "svd":
-        res = svd_result(lab, cfg, a.reduction, a.variant, svd_cfg=tcfg, use_cache=not a.no_cache, save=a.save)
+        res = svd_result(lab, cfg, a.reduction, tcfg.variant, svd_cfg=tcfg, use_cache=not a.no_cache, save=a.save)
     else:
         res = structured_result(lab, cfg, a.reduction, structured_cfg=tcfg, use_cache=not a.no_cache, save=a.save)
     p = res["params"]
-    print(f"{a.technique} ({cfg.allocation}{', ' + a.variant if a.technique == 'svd' else ''}) at {a.reduction:.0%}: "
+    print(f"{a.technique} ({cfg.allocation}{', ' + tcfg.variant if a.technique == 'svd' else ''}) at {a.reduction:.0%}: "
           f"blocks' parameters removed {res['achieved_reduction']:.4f}; model {p['model_before']:,} -> "
           f"{p['model_after']:,} parameters")
     for text, ppl in res["perplexity"].items():
@@ -71,6 +80,6 @@ def run(a: argparse.Namespace, lab, cfg) -> int:
     if a.save:
         print(f"  saved to {a.save}")
     if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(res, indent=2, default=str))
+        from ..cache import atomic_write_json
+        atomic_write_json(a.json, res)
     return 0

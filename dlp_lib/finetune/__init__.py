@@ -19,7 +19,6 @@ CLI: `python -m dlp_lib finetune --method lora|lisa|owlore|dlp ...` (`add_argume
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,8 +83,9 @@ class FinetuneSpec:
             raise ValueError(f"task_corpora {list(self.task_corpora)}: allowed offline corpora {', '.join(OFFLINE_SOURCES)}")
         if self.task_examples < 1:
             raise ValueError(f"task_examples must be >= 1, got {self.task_examples}")
-        from ..zeroshot import check_num_fewshot
+        from ..zeroshot import check_limit, check_num_fewshot
         check_num_fewshot(self.num_fewshot)
+        check_limit(self.eval_limit, "eval_limit")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -338,8 +338,21 @@ def add_arguments(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+# The integer options and their least values; each is also capped (validation.INT_LIMIT), so that a
+# huge number fails here instead of overflowing or running for years after the model loaded.
+INTEGER_OPTIONS = {"steps": 1, "batch_size": 1, "grad_accum": 1, "train_seqlen": 2, "warmup_steps": 0, "lora_r": 1,
+                   "gamma": 1, "interval": 1, "galore_rank": 0, "galore_gap": 1, "max_windows": 1,
+                   "task_examples": 1, "eval_limit": 1, "num_fewshot": 0, "checkpoint_every": 0, "neval": 1}
+
+
 def spec_from_args(args) -> tuple:
     from ..experiment import ExperimentConfig
+    from ..validation import INT_LIMIT, SEED_LIMIT, check_int
+    for name, low in INTEGER_OPTIONS.items():
+        if getattr(args, name) is not None:
+            check_int("--" + name.replace("_", "-"), getattr(args, name), low)
+    check_int("--seed", args.seed, 0, SEED_LIMIT)
+    check_int("--lora-alpha", args.lora_alpha, -INT_LIMIT, INT_LIMIT)
     data = args.data or ("lm" if args.method == "lora" else "tasks")
     prune_method = args.prune_method or ("wanda" if data == "lm" else "none")
     lr = args.lr if args.lr is not None else (1e-4 if args.method == "lora" else 3e-4)
@@ -379,15 +392,21 @@ def summary(result: dict) -> str:
 
 def run(args) -> int:
     """Entry of `python -m dlp_lib finetune`; prints a summary, optionally writes the JSON."""
+    from ..cache import atomic_write_json, check_writable
     from ..experiment import get_lab
+    from ..validation import (check_context_length, check_device_available, check_output_file, input_paths,
+                              model_context_limit)
     cfg, spec = spec_from_args(args)   # bad values fail here, before the model loads
-    if args.checkpoint_every < 0:
-        raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    check_device_available(cfg.device)
+    limit = model_context_limit(cfg.model, cfg.revision, bool(cfg.trust_remote_code))
+    check_context_length("--train-seqlen", spec.train.seqlen, limit, cfg.model)
+    check_context_length("seqlen", cfg.seqlen, limit, cfg.model)
+    check_output_file(args.json, "--json", input_paths(cfg.model, (cfg.calib, *cfg.eval)))
+    check_writable()
     lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=not args.quiet)
     result = finetune(lab, cfg, spec, use_cache=not args.no_cache, progress=not args.quiet,
                       checkpoint_every=args.checkpoint_every)
     print(summary(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2, default=str))
+        atomic_write_json(args.json, result)
     return 0

@@ -41,8 +41,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.seqlen < 2:
             raise ValueError(f"seqlen must be >= 2 (next-token loss), got {self.seqlen}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):   # inf/nan would end in a FloatingPointError mid-run
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if not 0 <= self.warmup_steps < self.steps:
             raise ValueError(f"warmup_steps must be in [0, steps={self.steps}), got {self.warmup_steps}")
         if self.weight_decay < 0:

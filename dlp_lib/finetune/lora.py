@@ -29,6 +29,8 @@ class LoraSettings:
     def __post_init__(self):
         if self.r < 1:
             raise ValueError(f"LoRA rank r must be >= 1, got {self.r}")
+        if self.alpha == 0:   # the adapter's scale alpha / r would be 0: training would change nothing
+            raise ValueError(f"LoRA alpha must not be 0 (the adapter scale is alpha / r), got {self.alpha}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
         if not self.targets:

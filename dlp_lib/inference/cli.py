@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict:
     """Prune at every sparsity, time dense vs compressed decoding, write the JSON, print a summary."""
+    from ..cache import check_writable
     from ..experiment import ExperimentConfig, get_lab
+    from ..validation import (check_context_length, check_output_file, cost_notice, input_paths,
+                              model_context_limit)
     from .decode_bench import DecodeGrid, run_decode_benchmark
     from .provenance import provenance
 
@@ -50,8 +54,14 @@ def run(args: argparse.Namespace) -> dict:
     # implementation, and dense and compressed layers must run the same arithmetic
     cfg = ExperimentConfig.from_profile(profile, model=args.model, method=args.method, allocation=args.allocation,
                                         nsamples=args.nsamples, seqlen=args.seqlen, dtype="float32")
-    lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=not args.no_progress)
     out = args.out or ROOT / "benchmarks" / "results" / f"decode_{args.model}{'_quick' if args.quick else ''}.json"
+    check_output_file(out, "--out", input_paths(cfg.model, (cfg.calib,)))   # before the model loads
+    check_context_length("--seqlen", cfg.seqlen, model_context_limit(cfg.model), cfg.model)
+    check_writable()
+    notice = cost_notice(cfg, ExperimentConfig.from_profile(profile))
+    if notice:
+        print(notice, file=sys.stderr)
+    lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=not args.no_progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     prov = provenance()
 

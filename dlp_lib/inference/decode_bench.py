@@ -39,6 +39,8 @@ class DecodeGrid:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         if self.new_tokens < 1 or self.repeats < 1:
             raise ValueError(f"new_tokens and repeats must be >= 1, got {self.new_tokens}, {self.repeats}")
+        if self.break_even is not None and not 0 <= self.break_even <= 1:   # nan fails too
+            raise ValueError(f"break_even = {self.break_even} is not allowed; expected a density in [0, 1]")
 
 
 def prune_lab(lab, cfg) -> None:
