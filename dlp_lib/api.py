@@ -155,7 +155,6 @@ def plan(stats: DenseStatistics | None, allocation: str = "dlp", sparsity: float
     """
     if not isinstance(allocation, str) or allocation not in allocator_names():
         raise ValueError(f"allocation = {allocation!r} is not allowed; allowed: {', '.join(allocator_names())}")
-    allocator = get_allocator(allocation)
     if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)):
         raise ValueError(f"sparsity = {sparsity!r} is not allowed; expected a number in [0, 1)")
     check_ratio(sparsity)

@@ -10,6 +10,7 @@ resumed run sees exactly the batches an uninterrupted one would.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass
