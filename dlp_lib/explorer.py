@@ -14,10 +14,15 @@ Two pure functions and a thin widget layer:
   allocators, method, models to compare) around a `Lab`, which computes pass 1 once per (model,
   calibration, nsamples, seqlen, seed) and caches it on disk; a button prunes with the chosen plan
   and evaluates perplexity (the Lab's cached `run`).
+- `explorer_notebook(folder, profile)`: the working copy of notebook 14 that `scripts/explore.sh`
+  opens (interactive use then writes nothing tracked).
 """
 from __future__ import annotations
 
+import json
+import re
 import warnings
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -543,3 +548,34 @@ class RIDExplorer:
     def _ipython_display_(self):
         from IPython.display import display
         display(self.widget)
+
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "14_rid_explorer.ipynb"
+
+
+def explorer_notebook(folder: str | Path, profile: str = "default") -> Path:
+    """A working copy of notebook 14 in `folder` with its parameters cell set to `profile` and no
+    outputs; an existing copy is kept as it is (the person's edits). Its autosaves land in `folder`,
+    never in the tracked notebook. Returns the copy's path."""
+    from .experiment import PROFILES
+    if profile not in PROFILES:
+        raise ValueError(f"profile = {profile!r} is not allowed; allowed: {', '.join(PROFILES)}")
+    folder = Path(folder)
+    dest = folder / (NOTEBOOK.name if profile == "default" else f"{NOTEBOOK.stem}_{profile}.ipynb")
+    if dest.exists():
+        return dest
+    nb = json.loads(NOTEBOOK.read_text())
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"{NOTEBOOK} has {len(cells)} cells tagged 'parameters'; expected one")
+    source = "".join(cells[0]["source"])
+    new, n = re.subn(r"^profile\s*=.*$", f"profile = {profile!r}", source, count=1, flags=re.M)
+    if n != 1:
+        raise ValueError(f"{NOTEBOOK}'s parameters cell sets no `profile = ...`")
+    cells[0]["source"] = new.splitlines(keepends=True)
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    folder.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(nb, indent=1) + "\n")
+    return dest
