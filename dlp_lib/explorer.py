@@ -276,7 +276,9 @@ class RIDExplorer:
         self.last_job_seconds: float | None = None
         sources = list(OFFLINE_SOURCES + HUB_SOURCES)
         calib_is_file = cfg.calib not in sources
-        full = W.Layout(width="100%")      # a control fills its column; columns wrap (below)
+        # Controls fill their column (width auto in a stretching column: 100% would add the widgets'
+        # 2 px margins and overflow); columns wrap onto new rows (below) instead of being clipped.
+        full = W.Layout(width="auto")
         style = {"description_width": "110px"}
         self.model = W.Text(value=cfg.model, description="model", layout=full, style=style,
                             placeholder="smollm2-135m, gemma3-270m, tiny-llama, a checkpoint directory, a .gguf")
@@ -317,8 +319,8 @@ class RIDExplorer:
                                        layout=W.Layout(width="220px"))
         self.compare_list = W.SelectMultiple(options=[], rows=3, description="compared", layout=full, style=style)
         self.remove_button = W.Button(description="remove selected", layout=W.Layout(width="220px"))
-        self.status = W.HTML(layout=W.Layout(width="100%"))
-        self.log = W.Output(layout=W.Layout(width="100%"))     # progress bars and messages of the running job
+        self.status = W.HTML()
+        self.log = W.Output()     # progress bars and messages of the running job
         self.plot = W.Output()
         self.table = W.Output()
         self.compare_plot = W.Output()
@@ -335,7 +337,8 @@ class RIDExplorer:
 
         def column(children, title):
             return W.VBox([W.HTML(f"<b>{title}</b>")] + children,
-                          layout=W.Layout(flex="1 1 380px", min_width="340px", max_width="560px", margin="0 16px 8px 0"))
+                          layout=W.Layout(flex="1 1 380px", min_width="340px", max_width="560px", margin="0 16px 8px 0",
+                                          align_items="stretch"))
 
         columns = W.Box([
             column([self.model, self.calib, self.calib_path, self.nsamples, self.seqlen, self.load_button],
@@ -345,12 +348,12 @@ class RIDExplorer:
             column([self.allocations, self.method, self.prune_with, self.prune_button], "allocators and pruning"),
             column([self.compare_model, self.compare_button, self.compare_list, self.remove_button],
                    "models side by side"),
-        ], layout=W.Layout(display="flex", flex_flow="row wrap", align_items="flex-start", width="100%"))
+        ], layout=W.Layout(display="flex", flex_flow="row wrap", align_items="flex-start"))
         self.tabs = W.Tab(children=[W.VBox([self.plot, self.table]), W.VBox([self.compare_plot, self.compare_table]),
-                                    self.history], layout=W.Layout(width="100%"))
+                                    self.history])
         for i, title in enumerate(("RID of this model", "models side by side", "prune + evaluate results")):
             self.tabs.set_title(i, title)
-        self.widget = W.VBox([columns, self.status, self.log, self.tabs], layout=W.Layout(width="100%"))
+        self.widget = W.VBox([columns, self.status, self.log, self.tabs], layout=W.Layout(align_items="stretch"))
         self.widget.add_class("dlp-rid-explorer")
         self.load()
 

@@ -66,7 +66,7 @@ def jupyterlab(tmp_path_factory):
     log = open(work / "jupyterlab.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebook.parent}",
+         "--ServerApp.port_retries=0", "--allow-root", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebook.parent}",
          "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
          "jupyterlab.NeverCheckForUpdate"],
         cwd=notebook.parent, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -83,11 +83,12 @@ def jupyterlab(tmp_path_factory):
                 time.sleep(0.5)
         yield url, token, notebook.name
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
         log.close()
 
 
@@ -168,11 +169,12 @@ def test_explorer_in_a_real_browser(jupyterlab, browser):
 
     # the layout wraps instead of clipping at 1280 px: no control column sticks out of the explorer
     overflow = browser.execute_script(f"""
-        const x = document.querySelector('{EXPLORER}'); const r = x.getBoundingClientRect();
-        const cols = Array.from(x.firstElementChild.children);
-        return {{scroll: x.scrollWidth - x.clientWidth, columns: cols.length,
-                 outside: cols.filter(c => c.getBoundingClientRect().right > r.right + 1).length}};""")
-    assert overflow == {"scroll": 0, "columns": 4, "outside": 0}, overflow
+        const x = document.querySelector('{EXPLORER}'); x.scrollIntoView(); const r = x.getBoundingClientRect();
+        const out = x.closest('.jp-OutputArea-output'); const cols = Array.from(x.firstElementChild.children);
+        return {{scroll: x.scrollWidth - x.clientWidth, output_scroll: out.scrollWidth - out.clientWidth,
+                 columns: cols.length, outside: cols.filter(c => c.getBoundingClientRect().right > r.right + 1).length}};""")
+    _shot(browser, "explorer")
+    assert overflow == {"scroll": 0, "output_scroll": 0, "columns": 4, "outside": 0}, overflow
 
     # a mouse drag on the sparsity slider re-plans: the readout and the plot's image change
     before_png = _plot_png(browser)
@@ -205,7 +207,9 @@ def test_explorer_in_a_real_browser(jupyterlab, browser):
     model = _control(browser, "model", "input")
     model.click()
     model.send_keys(Keys.CONTROL, "a")
+    model.send_keys(Keys.DELETE)
     model.send_keys("./no-such-model")
+    assert model.get_attribute("value") == "./no-such-model"
     _button(browser, "dense pass (statistics)").click()
     _wait(browser, lambda: browser.find_elements("css selector", f"{EXPLORER} .dlp-error"), 30,
           "no error in the status line")
