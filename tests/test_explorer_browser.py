@@ -185,20 +185,32 @@ def test_explorer_in_a_real_browser(jupyterlab, browser):
     _wait(browser, lambda: readout.text != before_value, 10, "the sparsity readout did not move")
     _wait(browser, lambda: _plot_png(browser) not in ("", before_png), 30, "the plot did not change")
     assert float(readout.text) < float(before_value)
+    # arrow keys on the focused slider move the slider, not the notebook's active cell
+    active = "return window.jupyterapp.shell.currentWidget.content.activeCellIndex"
+    cell, dragged = browser.execute_script(active), readout.text
+    ActionChains(browser).send_keys_to_element(handle, Keys.ARROW_RIGHT).perform()
+    _wait(browser, lambda: readout.text != dragged, 10, "the arrow key did not move the slider")
+    assert float(readout.text) == pytest.approx(float(dragged) + 0.01)
+    ActionChains(browser).send_keys_to_element(handle, Keys.ARROW_DOWN).perform()
+    assert browser.execute_script(active) == cell
     assert f"{float(readout.text):.2f}" in browser.execute_script(
         f"return document.querySelector('{EXPLORER}').textContent")
 
     # prune + evaluate: busy, job buttons disabled and the engine's progress bar in the explorer meanwhile
+    # (watched in the page: a MutationObserver sees every state, however short the job)
+    browser.execute_script(f"""
+        const x = document.querySelector('{EXPLORER}'); window.dlpSeen = {{busy: false, disabled: false, bar: false}};
+        const look = () => {{
+            const s = x.querySelector('.dlp-status'), b = Array.from(x.querySelectorAll('button'))
+                .find(b => b.textContent.trim() === 'dense pass (statistics)');
+            window.dlpSeen.busy ||= !!s && s.textContent.startsWith('busy:');
+            window.dlpSeen.disabled ||= !!b && b.disabled;
+            window.dlpSeen.bar ||= !!x.querySelector('.widget-hprogress');
+        }};
+        new MutationObserver(look).observe(x, {{subtree: true, childList: true, attributes: true, characterData: true}});""")
     _button(browser, "prune + evaluate").click()
-    seen = {"busy": False, "disabled": False, "bar": False}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "achieved" not in _status(browser):
-        seen["busy"] |= _status(browser).startswith("busy:")
-        seen["disabled"] |= not _button(browser, "dense pass (statistics)").is_enabled()
-        seen["bar"] |= bool(browser.find_elements("css selector", f"{EXPLORER} .widget-hprogress"))
-        if all(seen.values()):
-            _shot(browser, "busy")
-        time.sleep(0.05)
+    _wait(browser, lambda: "achieved" in _status(browser), 60, "prune + evaluate did not finish")
+    seen = browser.execute_script("return window.dlpSeen")
     assert "achieved" in _status(browser), _status(browser)
     assert seen == {"busy": True, "disabled": True, "bar": True}, seen
     assert _button(browser, "prune + evaluate").is_enabled()
