@@ -15,4 +15,5 @@ export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false
 notebook=$(.venv/bin/python -c 'import sys; from dlp_lib.explorer import explorer_notebook; print(explorer_notebook(*sys.argv[1:]).name)' explore "$profile")
 cd explore
 echo "opening explore/$notebook in JupyterLab (run all cells; the dense pass runs by itself)"
-exec "$root/.venv/bin/jupyter" lab "$notebook" "$@"
+as_root=(); [[ $(id -u) -eq 0 ]] && as_root=(--allow-root)   # containers often run as root
+exec "$root/.venv/bin/jupyter" lab "${as_root[@]}" "$notebook" "$@"
