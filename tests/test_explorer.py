@@ -267,3 +267,21 @@ def test_widget_compares_models_side_by_side():
     x.compare_list.value = ("tiny-llama",)
     x.remove_models()
     assert list(x.comparison["table"].index) == ["tiny-qwen2"] and x.compare_list.options == ("tiny-qwen2",)
+
+
+def test_explorer_notebook_working_copy(tmp_path):
+    import json
+    from dlp_lib.explorer import NOTEBOOK, explorer_notebook
+    copy = explorer_notebook(tmp_path / "explore")
+    assert copy == tmp_path / "explore" / NOTEBOOK.name and copy.resolve() != NOTEBOOK
+    nb, source = json.loads(copy.read_text()), json.loads(NOTEBOOK.read_text())
+    params = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    assert "".join(params[0]["source"]).splitlines()[0] == "profile = 'default'"
+    assert all(c.get("outputs", []) == [] for c in nb["cells"])
+    rest = [c["source"] for c in nb["cells"] if c is not params[0]]
+    assert rest == [c["source"] for c in source["cells"] if "parameters" not in c["metadata"].get("tags", [])]
+    copy.write_text(copy.read_text().replace("sparsity = 0.7", "sparsity = 0.5"))   # the person's edit is kept
+    assert "sparsity = 0.5" in explorer_notebook(tmp_path / "explore").read_text()
+    assert explorer_notebook(tmp_path / "explore", "smoke").name == "14_rid_explorer_smoke.ipynb"
+    with pytest.raises(ValueError, match="profile = 'nope' is not allowed"):
+        explorer_notebook(tmp_path / "explore", "nope")
