@@ -7,15 +7,23 @@ Two pure functions and a thin widget layer:
   the dense weights for allocators that read them). Nothing is recomputed on the model, so a
   slider move re-plans instantly after one dense pass.
 - `explorer_figure(state)`: the Figure 3 view (RID bars, per-block sparsity lines).
+- `comparison_state(stats_by_model, ...)` and `comparison_figure(state)`: several models side by
+  side against relative depth (normalised block statistic, DLP and OWL ratios) with
+  Spearman(depth, S) per model, which says which way DLP tilts each model's budget.
 - `RIDExplorer`: ipywidgets controls (model, calibration, statistic, sparsity/alpha/OWL sliders,
-  allocators, method) around a `Lab`, which computes pass 1 once per (model, calibration,
-  nsamples, seqlen, seed) and caches it on disk; a button prunes with the chosen plan and
-  evaluates perplexity (the Lab's cached `run`).
+  allocators, method, models to compare) around a `Lab`, which computes pass 1 once per (model,
+  calibration, nsamples, seqlen, seed) and caches it on disk; a button prunes with the chosen plan
+  and evaluates perplexity (the Lab's cached `run`).
+- `explorer_notebook(folder, profile)`: the working copy of notebook 14 that `scripts/explore.sh`
+  opens (interactive use then writes nothing tracked).
 """
 from __future__ import annotations
 
+import json
+import re
 import warnings
-from typing import Sequence
+from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -174,10 +182,83 @@ def explorer_grid(stats: DenseStatistics, settings: Sequence[dict], *, ncols: in
     return fig, states
 
 
+def rank_correlation(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rho (average ranks for ties); nan when either side is constant."""
+    rx, ry = pd.Series(list(x), dtype=float).rank(), pd.Series(list(y), dtype=float).rank()
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(rx.corr(ry))
+
+
+def comparison_state(stats_by_model: Mapping[str, DenseStatistics], sparsity: float, alpha: float | None = None,
+                     *, statistic: str = "median", lamda: float = 0.08, owl_m: float = 5.0) -> dict:
+    """Several models' block statistics and DLP/OWL ratios against relative depth (0 = first block,
+    1 = last), for one setting of the sliders.
+
+    Returns {"sparsity", "alpha" (resolved), "statistic", "lamda", "owl_m", "models" (names in order),
+    "curves" (model -> DataFrame with columns depth, S normalised (min-max, as Algorithm 1
+    normalises it), dlp, owl; one row per block), "table" (DataFrame, one row per model: blocks,
+    Spearman(depth, S), Spearman(depth, DLP), Spearman(depth, OWL))}. A positive Spearman(depth, S)
+    means the statistic rises with depth, so DLP prunes deeper blocks harder; a negative one inverts it.
+    """
+    if not stats_by_model:
+        raise ValueError("stats_by_model is empty; add at least one model to compare")
+    curves, rows = {}, []
+    resolved_alpha = None
+    for name, stats in stats_by_model.items():
+        state = explorer_state(stats, sparsity, alpha, ["dlp", "owl"], statistic=statistic, lamda=lamda, owl_m=owl_m)
+        resolved_alpha = state["alpha"]
+        s = np.asarray(state["block_statistic"], dtype=float)
+        span = s.max() - s.min()
+        depth = np.linspace(0.0, 1.0, len(s)) if len(s) > 1 else np.zeros(1)
+        curves[name] = pd.DataFrame({"depth": depth, "S normalised": (s - s.min()) / span if span > 0 else s * 0.0,
+                                     "dlp": state["ratios"]["dlp"].to_numpy(), "owl": state["ratios"]["owl"].to_numpy()})
+        rows.append({"model": name, "blocks": len(s), "Spearman(depth, S)": rank_correlation(depth, s),
+                     "Spearman(depth, DLP)": rank_correlation(depth, curves[name]["dlp"]),
+                     "Spearman(depth, OWL)": rank_correlation(depth, curves[name]["owl"])})
+    return {"sparsity": float(sparsity), "alpha": resolved_alpha, "alpha_from_paper": alpha is None,
+            "statistic": statistic, "lamda": float(lamda), "owl_m": float(owl_m), "models": list(curves),
+            "curves": curves, "table": pd.DataFrame(rows).set_index("model")}
+
+
+def comparison_figure(state: dict):
+    """Two panels over relative depth: each model's normalised block statistic (left) and its DLP
+    (solid) and OWL (dashed) per-block sparsity (right); one colour per model."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(11, 3.6), sharex=True)
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, name in enumerate(state["models"]):
+        c, color = state["curves"][name], palette[i % len(palette)]
+        rho = state["table"].loc[name, "Spearman(depth, S)"]
+        ax_s.plot(c["depth"], c["S normalised"], marker="o", ms=3, color=color, label=f"{name} (rho {rho:+.2f})")
+        ax_r.plot(c["depth"], c["dlp"], marker="o", ms=3, color=color, label=f"{name} DLP")
+        ax_r.plot(c["depth"], c["owl"], ls="--", color=color, label=f"{name} OWL")
+    ax_r.axhline(state["sparsity"], color="black", lw=0.8, ls=":", label=f"target {state['sparsity']:.2f}")
+    ax_s.set_title(f"block statistic S ({state['statistic']}), min-max normalised", fontsize=9)
+    alpha = f"alpha={state['alpha']:g}" + (" (Table 19)" if state["alpha_from_paper"] else "")
+    ax_r.set_title(f"per-block sparsity: DLP {alpha} (solid), OWL lambda={state['lamda']:g} M={state['owl_m']:g} "
+                   "(dashed)", fontsize=9)
+    ax_s.set_ylabel("S normalised")
+    ax_r.set_ylabel("layerwise sparsity")
+    for ax in (ax_s, ax_r):
+        ax.set_xlabel("relative depth (block / (blocks - 1))")
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
 class RIDExplorer:
     """ipywidgets front end. `cfg` (an ExperimentConfig) gives the starting values and what the
     widgets do not set (evaluation texts, device, dtype). Display it in JupyterLab (`display(x)` or
-    as a cell's last value); `refresh()`/`prune_and_evaluate()` are what the controls call."""
+    as a cell's last value); `load()`, `refresh()`, `add_model()`, `prune_and_evaluate()` are what
+    the controls call.
+
+    Long actions (dense pass, adding a model, prune + evaluate) run through `_job`: the status line
+    says "busy", the buttons that start another job are disabled, the engine's own progress bars
+    (tqdm, which renders as a widget in a kernel: block i of L and elapsed time) appear in the
+    progress area under the status line, and an error ends the job with the message the CLI would
+    print, in red in the status line."""
 
     def __init__(self, cfg, *, allocations: Sequence[str] | None = None, progress: bool = True):
         import ipywidgets as W
@@ -189,67 +270,104 @@ class RIDExplorer:
         self._syncing = False
         self.stats = None
         self.state = None
+        self.comparison = None
+        self.compared: dict[str, DenseStatistics] = {}
         self.results: list[dict] = []
+        self.last_job_seconds: float | None = None
         sources = list(OFFLINE_SOURCES + HUB_SOURCES)
         calib_is_file = cfg.calib not in sources
-        lay = W.Layout(width="440px")
-        style = {"description_width": "120px"}
-        self.model = W.Text(value=cfg.model, description="model", layout=lay, style=style,
-                            placeholder="smollm2-135m, tiny-llama, a checkpoint directory or a hub id")
+        # Controls fill their column (width auto in a stretching column: 100% would add the widgets'
+        # 2 px margins and overflow); columns wrap onto new rows (below) instead of being clipped.
+        full = W.Layout(width="auto")
+        style = {"description_width": "110px"}
+        self.model = W.Text(value=cfg.model, description="model", layout=full, style=style,
+                            placeholder="smollm2-135m, gemma3-270m, tiny-llama, a checkpoint directory, a .gguf")
         self.calib = W.Dropdown(options=sources + ["file"], value="file" if calib_is_file else cfg.calib,
-                                description="calibration", layout=lay, style=style)
+                                description="calibration", layout=full, style=style)
         self.calib_path = W.Text(value=cfg.calib if calib_is_file else "", description=".txt path",
-                                 layout=lay, style=style, placeholder="used when calibration = file")
-        self.nsamples = W.BoundedIntText(value=cfg.nsamples, min=1, max=4096, description="nsamples", style=style)
-        self.seqlen = W.BoundedIntText(value=cfg.seqlen, min=2, max=131072, description="seqlen", style=style)
+                                 layout=full, style=style, placeholder="used when calibration = file")
+        self.nsamples = W.BoundedIntText(value=cfg.nsamples, min=1, max=4096, description="nsamples", layout=full,
+                                         style=style)
+        self.seqlen = W.BoundedIntText(value=cfg.seqlen, min=2, max=131072, description="seqlen", layout=full,
+                                       style=style)
         self.load_button = W.Button(description="dense pass (statistics)", button_style="info",
                                     layout=W.Layout(width="220px"))
         self.statistic = W.Dropdown(options=list(LAYER_STATISTICS), value=cfg.statistic, description="statistic F",
-                                    style=style)
+                                    layout=full, style=style)
         self.sparsity = W.FloatSlider(value=cfg.sparsity, min=0.05, max=0.95, step=0.01, description="sparsity p",
-                                      readout_format=".2f", layout=lay, style=style)
+                                      readout_format=".2f", layout=full, style=style)
         self.alpha = W.FloatSlider(value=cfg.alpha if cfg.alpha is not None else paper_alpha(cfg.sparsity), min=0.0,
-                                   max=0.45, step=0.005, description="DLP alpha", readout_format=".3f", layout=lay,
+                                   max=0.45, step=0.005, description="DLP alpha", readout_format=".3f", layout=full,
                                    style=style, disabled=cfg.alpha is None)
         self.alpha_paper = W.Checkbox(value=cfg.alpha is None, description="alpha from paper Table 19")
         self.lamda = W.FloatSlider(value=cfg.lamda, min=0.0, max=0.45, step=0.005, description="OWL lambda",
-                                   readout_format=".3f", layout=lay, style=style)
+                                   readout_format=".3f", layout=full, style=style)
         self.owl_m = W.SelectionSlider(options=[int(m) for m in OWL_M_GRID], value=int(cfg.owl_m),
-                                       description="OWL M", layout=lay, style=style)
-        self.allocations = W.SelectMultiple(options=list(allocator_names()), value=_check_allocations(instant_allocations() if allocations is None
-                                                                           else allocations),
-                                            rows=min(8, len(allocator_names())), description="allocators", style=style)
-        self.method = W.Dropdown(options=list(METHODS), value=cfg.method, description="method", style=style)
+                                       description="OWL M", layout=full, style=style)
+        self.allocations = W.SelectMultiple(options=list(allocator_names()), value=_check_allocations(
+            instant_allocations() if allocations is None else allocations),
+            rows=min(8, len(allocator_names())), description="allocators", layout=full, style=style)
+        self.method = W.Dropdown(options=list(METHODS), value=cfg.method, description="method", layout=full,
+                                 style=style)
         self.prune_with = W.Dropdown(options=list(allocator_names()), value="dlp", description="prune with",
-                                     style=style)
+                                     layout=full, style=style)
         self.prune_button = W.Button(description="prune + evaluate", button_style="warning",
                                      layout=W.Layout(width="220px"))
+        self.compare_model = W.Text(value="", description="add model", layout=full, style=style,
+                                    placeholder="e.g. gemma3-270m (same calibration as above)")
+        self.compare_button = W.Button(description="add to comparison", button_style="info",
+                                       layout=W.Layout(width="220px"))
+        self.compare_list = W.SelectMultiple(options=[], rows=3, description="compared", layout=full, style=style)
+        self.remove_button = W.Button(description="remove selected", layout=W.Layout(width="220px"))
         self.status = W.HTML()
+        self.log = W.Output()     # progress bars and messages of the running job
         self.plot = W.Output()
         self.table = W.Output()
-        self.log = W.Output()
+        self.compare_plot = W.Output()
+        self.compare_table = W.Output()
         self.history = W.Output()
+        self.job_buttons = (self.load_button, self.prune_button, self.compare_button, self.remove_button)
         for w in (self.sparsity, self.alpha, self.alpha_paper, self.lamda, self.owl_m, self.allocations,
                   self.statistic, self.method):
             w.observe(self._on_change, names="value")
         self.load_button.on_click(lambda _: self.load())
         self.prune_button.on_click(lambda _: self.prune_and_evaluate())
-        data = W.VBox([self.model, W.HBox([self.calib, self.calib_path]), W.HBox([self.nsamples, self.seqlen]),
-                       self.load_button])
-        knobs = W.VBox([self.statistic, self.sparsity, W.HBox([self.alpha, self.alpha_paper]), self.lamda,
-                        self.owl_m])
-        act = W.VBox([self.allocations, self.method, self.prune_with, self.prune_button])
-        self.widget = W.VBox([W.HBox([data, act]), knobs, self.status, self.plot, self.table, self.log,
-                              self.history])
+        self.compare_button.on_click(lambda _: self.add_model())
+        self.remove_button.on_click(lambda _: self.remove_models())
+
+        def column(children, title):
+            return W.VBox([W.HTML(f"<b>{title}</b>")] + children,
+                          layout=W.Layout(flex="1 1 380px", min_width="340px", max_width="560px", margin="0 16px 8px 0",
+                                          align_items="stretch"))
+
+        columns = W.Box([
+            column([self.model, self.calib, self.calib_path, self.nsamples, self.seqlen, self.load_button],
+                   "model and calibration (pass 1)"),
+            column([self.statistic, self.sparsity, self.alpha, self.alpha_paper, self.lamda, self.owl_m],
+                   "allocation (re-planned instantly)"),
+            column([self.allocations, self.method, self.prune_with, self.prune_button], "allocators and pruning"),
+            column([self.compare_model, self.compare_button, self.compare_list, self.remove_button],
+                   "models side by side"),
+        ], layout=W.Layout(display="flex", flex_flow="row wrap", align_items="flex-start"))
+        self.tabs = W.Tab(children=[W.VBox([self.plot, self.table]), W.VBox([self.compare_plot, self.compare_table]),
+                                    self.history])
+        for i, title in enumerate(("RID of this model", "models side by side", "prune + evaluate results")):
+            self.tabs.set_title(i, title)
+        self.widget = W.VBox([columns, self.status, self.log, self.tabs], layout=W.Layout(align_items="stretch"))
+        self.widget.add_class("dlp-rid-explorer")
         self.load()
 
     # -- what the controls mean --------------------------------------------------------------
-    def config(self, allocation: str | None = None):
-        """The ExperimentConfig the widgets describe (validated)."""
+    def config(self, allocation: str | None = None, model: str | None = None):
+        """The ExperimentConfig the widgets describe (validated); `model` replaces the model field's."""
         calib = self.calib_path.value.strip() if self.calib.value == "file" else self.calib.value
         if not calib:
             raise ValueError("calibration = file needs a .txt path")
-        return self.base.replace(model=self.model.value.strip(), calib=calib, nsamples=int(self.nsamples.value),
+        name = (self.model.value if model is None else model).strip()
+        if not name:
+            raise ValueError("model is empty; give smollm2-135m, gemma3-270m, tiny-llama, a checkpoint directory, "
+                             "a .gguf file or a hub id")
+        return self.base.replace(model=name, calib=calib, nsamples=int(self.nsamples.value),
                                  seqlen=int(self.seqlen.value), statistic=self.statistic.value,
                                  sparsity=round(float(self.sparsity.value), 6),
                                  alpha=None if self.alpha_paper.value else round(float(self.alpha.value), 6),
@@ -263,21 +381,83 @@ class RIDExplorer:
     def _say(self, text: str, error: bool = False) -> None:
         import html
         color = "#b00020" if error else "#333"
-        self.status.value = f'<span style="color:{color}">{html.escape(text)}</span>'
+        self.status.value = f'<span class="dlp-status{" dlp-error" if error else ""}" style="color:{color}">' \
+                            f'{html.escape(text)}</span>'
+
+    def _job(self, what: str, work):
+        """Run `work()` as one job (see the class docstring); returns its value, None after an error."""
+        import time
+
+        from IPython.display import clear_output
+        self._say(f"busy: {what} ...")
+        for b in self.job_buttons:
+            b.disabled = True
+        t0 = time.perf_counter()
+        error = None
+        try:
+            # The Output context shows the engine's tqdm bars here; an exception must not reach its
+            # __exit__, which in a kernel prints the traceback into the area and swallows it.
+            with self.log:
+                clear_output(wait=True)
+                try:
+                    value = work()
+                except Exception as exc:  # noqa: BLE001 - shown in the status line, the session goes on
+                    error = exc
+        finally:
+            for b in self.job_buttons:
+                b.disabled = False
+        if error is not None:
+            self._say(f"error: {error}", error=True)
+            return None
+        self.last_job_seconds = time.perf_counter() - t0
+        return value
 
     # -- actions ---------------------------------------------------------------------------------
     def load(self) -> None:
         """Load the model (once per name) and its pass-1 statistics (once per data key), then re-plan."""
         try:
             cfg = self.config()
-            self._say(f"dense pass on {cfg.model} ({cfg.calib} {cfg.nsamples} x {cfg.seqlen}) ...")
-            with self.log:
-                lab = self._lab(cfg)
-                self.stats = lab.dense_statistics(cfg)
-            self._lab_now, self._loaded, self._memo = lab, cfg, {}
-            self.refresh()
-        except Exception as exc:  # noqa: BLE001 - shown in the widget, the session goes on
+        except ValueError as exc:
             self._say(f"error: {exc}", error=True)
+            return
+
+        def work():
+            lab = self._lab(cfg)
+            return lab, lab.dense_statistics(cfg)
+
+        done = self._job(f"dense pass on {cfg.model} ({cfg.calib} {cfg.nsamples} x {cfg.seqlen})", work)
+        if done is None:
+            return
+        self._lab_now, self.stats = done
+        self._loaded, self._memo = cfg, {}
+        self.compared[cfg.model] = self.stats
+        self._sync_compare_list()
+        self.refresh()
+
+    def add_model(self) -> None:
+        """Add the 'add model' field's model to the side-by-side view: its pass 1 at the current
+        calibration (cached on disk like every pass 1; a model already in memory costs nothing)."""
+        try:
+            cfg = self.config(model=self.compare_model.value)
+        except ValueError as exc:
+            self._say(f"error: {exc}", error=True)
+            return
+        stats = self._job(f"dense pass on {cfg.model} ({cfg.calib} {cfg.nsamples} x {cfg.seqlen}) for the comparison",
+                          lambda: self._lab(cfg).dense_statistics(cfg))
+        if stats is None:
+            return
+        self.compared[cfg.model] = stats
+        self._sync_compare_list()
+        self.refresh()
+
+    def remove_models(self) -> None:
+        for name in self.compare_list.value:
+            self.compared.pop(name, None)
+        self._sync_compare_list()
+        self.refresh()
+
+    def _sync_compare_list(self) -> None:
+        self.compare_list.options = list(self.compared)
 
     def _on_change(self, change) -> None:
         if self._syncing:
@@ -293,11 +473,9 @@ class RIDExplorer:
         self.refresh()
 
     def refresh(self) -> None:
-        """Re-plan from the cached statistics and redraw (no forward pass)."""
+        """Re-plan from the cached statistics and redraw both views (no forward pass)."""
         if self.stats is None:
             return
-        from IPython.display import clear_output, display
-        import matplotlib.pyplot as plt
         try:
             cfg = self.config()
             lab = self._lab_now
@@ -311,6 +489,8 @@ class RIDExplorer:
                                         statistic=cfg.statistic, lamda=cfg.lamda, owl_m=cfg.owl_m, method=cfg.method,
                                         model=lab.model if weights else None,
                                         cache_config={"fingerprint": lab.fingerprint}, memo=self._memo)
+            self.comparison = comparison_state(self.compared, cfg.sparsity, cfg.alpha, statistic=cfg.statistic,
+                                               lamda=cfg.lamda, owl_m=cfg.owl_m) if self.compared else None
         except Exception as exc:  # noqa: BLE001
             self._say(f"error: {exc}", error=True)
             return
@@ -318,41 +498,87 @@ class RIDExplorer:
         loaded = self._loaded
         self._say(f"{loaded.model}, statistics from {loaded.calib} {loaded.nsamples} x {loaded.seqlen}: "
                   f"{len(self.state['rid'])} blocks; " + (
-            "clamped and re-balanced: " + ", ".join(clamped) if clamped else "all ratios within [0, 0.99]"))
-        fig = explorer_figure(self.state)
-        with self.plot:
+            "clamped and re-balanced: " + ", ".join(clamped) if clamped else "all ratios within [0, 0.99]")
+                  + f"; {len(self.compared)} model(s) side by side")
+        self._show(self.plot, self.table, explorer_figure(self.state), explorer_table(self.state).round(4))
+        if self.comparison is None:
+            self._show(self.compare_plot, self.compare_table, None, None)
+        else:
+            self._show(self.compare_plot, self.compare_table, comparison_figure(self.comparison),
+                       self.comparison["table"].round(3))
+
+    @staticmethod
+    def _show(plot_area, table_area, fig, table) -> None:
+        from IPython.display import clear_output, display
+        import matplotlib.pyplot as plt
+        with plot_area:
             clear_output(wait=True)
-            display(fig)
-        plt.close(fig)
-        with self.table:
+            if fig is not None:
+                display(fig)
+                plt.close(fig)
+        with table_area:
             clear_output(wait=True)
-            display(explorer_table(self.state).round(4))
+            if table is not None:
+                display(table)
 
     def prune_and_evaluate(self) -> dict | None:
         """Prune with the 'prune with' allocator at the current settings and evaluate (Lab.run, cached)."""
         from IPython.display import clear_output, display
         try:
             cfg = self.config()
-            self._say(f"pruning {cfg.model} with {cfg.method} + {cfg.allocation} at {cfg.sparsity:.2f} ...")
-            with self.log:
-                clear_output(wait=True)
-                result = self._lab(cfg).run(cfg)
-        except Exception as exc:  # noqa: BLE001
+        except ValueError as exc:
             self._say(f"error: {exc}", error=True)
             return None
+        result = self._job(f"pruning {cfg.model} with {cfg.method} + {cfg.allocation} at {cfg.sparsity:.2f} and "
+                           "evaluating", lambda: self._lab(cfg).run(cfg))
+        if result is None:
+            return None
         ppl = result["perplexity"]
-        row = {"method": cfg.method, "allocation": cfg.allocation, "sparsity": cfg.sparsity,
+        row = {"model": cfg.model, "method": cfg.method, "allocation": cfg.allocation, "sparsity": cfg.sparsity,
                "alpha": cfg.resolved_alpha(), "achieved": result["achieved_sparsity"]["overall"]}
         for src, v in ppl["pruned"].items():
             row[f"{src} dense"], row[f"{src} pruned"] = ppl["dense"][src], v
         self.results.append(row)
         self._say(f"{cfg.method} + {cfg.allocation}: achieved {row['achieved']:.4f}; perplexity "
-                  + ", ".join(f"{s}: {ppl['dense'][s]:.2f} -> {v:.2f}" for s, v in ppl["pruned"].items()))
+                  + ", ".join(f"{s}: {ppl['dense'][s]:.2f} -> {v:.2f}" for s, v in ppl["pruned"].items())
+                  + f" ({self.last_job_seconds:.1f} s)")
         with self.history:
             clear_output(wait=True)
             display(pd.DataFrame(self.results).round(4))
+        self.tabs.selected_index = 2
         return result
 
     def _ipython_display_(self):
         from IPython.display import display
         display(self.widget)
+
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "14_rid_explorer.ipynb"
+
+
+def explorer_notebook(folder: str | Path, profile: str = "default") -> Path:
+    """A working copy of notebook 14 in `folder` with its parameters cell set to `profile` and no
+    outputs; an existing copy is kept as it is (the person's edits). Its autosaves land in `folder`,
+    never in the tracked notebook. Returns the copy's path."""
+    from .experiment import PROFILES
+    if profile not in PROFILES:
+        raise ValueError(f"profile = {profile!r} is not allowed; allowed: {', '.join(PROFILES)}")
+    folder = Path(folder)
+    dest = folder / (NOTEBOOK.name if profile == "default" else f"{NOTEBOOK.stem}_{profile}.ipynb")
+    if dest.exists():
+        return dest
+    nb = json.loads(NOTEBOOK.read_text())
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"{NOTEBOOK} has {len(cells)} cells tagged 'parameters'; expected one")
+    source = "".join(cells[0]["source"])
+    new, n = re.subn(r"^profile\s*=.*$", f"profile = {profile!r}", source, count=1, flags=re.M)
+    if n != 1:
+        raise ValueError(f"{NOTEBOOK}'s parameters cell sets no `profile = ...`")
+    cells[0]["source"] = new.splitlines(keepends=True)
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    folder.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(nb, indent=1) + "\n")
+    return dest

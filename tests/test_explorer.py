@@ -149,3 +149,139 @@ def test_static_settings_verdict():
     assert "does not reproduce" in v2 and "random tiny model" in v2
     with pytest.raises(ValueError, match="include both"):
         explorer_verdict([explorer_state(_stats(), 0.7, 0.1, ["dlp"])])
+
+
+@pytest.fixture
+def ipython_shell():
+    """An IPython shell as in a kernel: ipywidgets' Output context then prints and swallows exceptions
+    (outside IPython it lets them through, which hid the vanishing errors from the headless tests)."""
+    from IPython.core.interactiveshell import InteractiveShell
+    shell = InteractiveShell.instance()
+    yield shell
+    InteractiveShell.clear_instance()
+
+
+def _smoke_explorer(**kw):
+    pytest.importorskip("ipywidgets")
+    import torch
+    from dlp_lib.experiment import ExperimentConfig
+    from dlp_lib.explorer import RIDExplorer
+    torch.set_num_threads(1)
+    return RIDExplorer(ExperimentConfig.from_profile("smoke", allocation="dlp", sparsity=0.6), progress=False, **kw)
+
+
+def test_widget_errors_reach_the_status_line_and_buttons_work_again(ipython_shell, tmp_path):
+    x = _smoke_explorer()
+    good = x.state["ratios"].copy()
+    missing = str(tmp_path / "no-such-model")
+    x.model.value = missing
+    x.load()
+    assert "dlp-error" in x.status.value and "no such file or directory" in x.status.value, x.status.value
+    assert missing in x.status.value and "local variable" not in x.status.value
+    assert not any(b.disabled for b in x.job_buttons)
+    assert x.prune_and_evaluate() is None                               # no action left hanging
+    assert "dlp-error" in x.status.value and "no such file or directory" in x.status.value, x.status.value
+    assert not any(b.disabled for b in x.job_buttons)
+    x.compare_model.value = missing
+    x.add_model()
+    assert "dlp-error" in x.status.value and list(x.compared) == ["tiny-llama"]
+    x.model.value = "tiny-llama"                                        # and everything works again
+    x.load()
+    assert "error" not in x.status.value and x.state["ratios"].equals(good)
+    assert x.prune_and_evaluate() is not None and "achieved" in x.status.value
+
+
+def test_widget_job_is_busy_with_job_buttons_disabled(ipython_shell):
+    x = _smoke_explorer()
+    seen = {}
+    lab = x._lab_now
+
+    class WatchedLab:
+        def dense_statistics(self, cfg):
+            seen["status"] = x.status.value
+            seen["disabled"] = [b.disabled for b in x.job_buttons]
+            return lab.dense_statistics(cfg)
+
+    x._lab = lambda cfg: WatchedLab()
+    x.compare_model.value = "tiny-llama"
+    x.add_model()
+    assert "busy: dense pass on tiny-llama" in seen["status"] and all(seen["disabled"])
+    assert not any(b.disabled for b in x.job_buttons) and "busy" not in x.status.value
+    assert x.last_job_seconds is not None and x.last_job_seconds >= 0
+
+
+def _falling_stats():
+    return DenseStatistics(blocks=[{"median": s, "outlier_ratio": {"5.0": d, "7.0": d}}
+                                   for s, d in zip([8.0, 6.0, 6.5, 3.0], [1.0, 2.0, 4.0, 3.0])])
+
+
+def test_comparison_state_against_independent_formulas():
+    from dlp_lib.explorer import comparison_state
+    state = comparison_state({"rising": _stats(), "falling": _falling_stats()}, 0.7, 0.1, lamda=0.08, owl_m=5)
+    assert state["models"] == ["rising", "falling"]
+    rising, falling = state["curves"]["rising"], state["curves"]["falling"]
+    assert rising["depth"].tolist() == pytest.approx([0, 0.25, 0.5, 0.75, 1.0])
+    assert falling["depth"].tolist() == pytest.approx([0, 1 / 3, 2 / 3, 1.0])
+    s = np.array(S)
+    assert rising["S normalised"].to_numpy() == pytest.approx((s - 2.0) / 3.0)
+    n = (s - s.min()) / np.ptp(s)
+    assert rising["dlp"].to_numpy() == pytest.approx(0.7 + 2 * 0.1 * (n - n.mean()))
+    f = np.array([8.0, 6.0, 6.5, 3.0])
+    nf = (f - f.min()) / np.ptp(f)
+    assert falling["dlp"].to_numpy() == pytest.approx(0.7 + 2 * 0.1 * (nf - nf.mean()))
+    t = state["table"]
+    assert t.loc["rising", "Spearman(depth, S)"] == pytest.approx(0.9)        # ranks 1 2 3 5 4
+    assert t.loc["falling", "Spearman(depth, S)"] == pytest.approx(-0.8)      # ranks 4 2 3 1
+    assert t.loc["falling", "Spearman(depth, DLP)"] == pytest.approx(-0.8)    # DLP follows S
+    assert t.loc["rising", "Spearman(depth, OWL)"] == pytest.approx(1.0)      # D falls with depth
+    assert t["blocks"].tolist() == [5, 4]
+    with pytest.raises(ValueError, match="add at least one model"):
+        comparison_state({}, 0.7)
+
+
+def test_comparison_figure_draws_every_model():
+    import matplotlib.pyplot as plt
+    from dlp_lib.explorer import comparison_figure, comparison_state
+    state = comparison_state({"rising": _stats(), "falling": _falling_stats()}, 0.6, None)
+    fig = comparison_figure(state)
+    ax_s, ax_r = fig.axes
+    lines = {ln.get_label(): ln for ln in ax_s.get_lines()}
+    assert lines["falling (rho -0.80)"].get_ydata() == pytest.approx(state["curves"]["falling"]["S normalised"])
+    ratios = {ln.get_label(): np.asarray(ln.get_ydata()) for ln in ax_r.get_lines()}
+    for name in ("rising", "falling"):
+        assert ratios[f"{name} DLP"] == pytest.approx(state["curves"][name]["dlp"].to_numpy())
+        assert ratios[f"{name} OWL"] == pytest.approx(state["curves"][name]["owl"].to_numpy())
+    assert "Table 19" in ax_r.get_title()
+    plt.close(fig)
+
+
+def test_widget_compares_models_side_by_side():
+    x = _smoke_explorer()
+    assert list(x.compared) == ["tiny-llama"]
+    x.compare_model.value = "tiny-qwen2"
+    x.add_model()
+    assert "error" not in x.status.value, x.status.value
+    assert list(x.comparison["table"].index) == ["tiny-llama", "tiny-qwen2"]
+    x.sparsity.value = 0.5                                              # sliders re-plan every model
+    assert x.comparison["curves"]["tiny-qwen2"]["dlp"].mean() == pytest.approx(0.5)
+    x.compare_list.value = ("tiny-llama",)
+    x.remove_models()
+    assert list(x.comparison["table"].index) == ["tiny-qwen2"] and x.compare_list.options == ("tiny-qwen2",)
+
+
+def test_explorer_notebook_working_copy(tmp_path):
+    import json
+    from dlp_lib.explorer import NOTEBOOK, explorer_notebook
+    copy = explorer_notebook(tmp_path / "explore")
+    assert copy == tmp_path / "explore" / NOTEBOOK.name and copy.resolve() != NOTEBOOK
+    nb, source = json.loads(copy.read_text()), json.loads(NOTEBOOK.read_text())
+    params = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    assert "".join(params[0]["source"]).splitlines()[0] == "profile = 'default'"
+    assert all(c.get("outputs", []) == [] for c in nb["cells"])
+    rest = [c["source"] for c in nb["cells"] if c is not params[0]]
+    assert rest == [c["source"] for c in source["cells"] if "parameters" not in c["metadata"].get("tags", [])]
+    copy.write_text(copy.read_text().replace("sparsity = 0.7", "sparsity = 0.5"))   # the person's edit is kept
+    assert "sparsity = 0.5" in explorer_notebook(tmp_path / "explore").read_text()
+    assert explorer_notebook(tmp_path / "explore", "smoke").name == "14_rid_explorer_smoke.ipynb"
+    with pytest.raises(ValueError, match="profile = 'nope' is not allowed"):
+        explorer_notebook(tmp_path / "explore", "nope")
