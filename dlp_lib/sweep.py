@@ -136,7 +136,7 @@ def preflight(configs: list[ExperimentConfig]) -> None:
     from .cache import check_writable
     from .data import HUB_SOURCES, TextSource
     from .models import model_config
-    from .validation import check_context_length, check_device_available
+    from .validation import check_context_length, check_device_available, context_limit_of
     model_configs: dict = {}
     loaded_sources: set = set()
     for i, cfg in enumerate(configs):
@@ -150,7 +150,7 @@ def preflight(configs: list[ExperimentConfig]) -> None:
             if key not in model_configs:
                 model_configs[key] = model_config(cfg.model, revision=cfg.revision,
                                                   trust_remote_code=cfg.trust_remote_code)
-            check_context_length(cfg.seqlen, model_configs[key], cfg.model)
+            check_context_length("seqlen", cfg.seqlen, context_limit_of(model_configs[key]), cfg.model)
         except (ValueError, FileNotFoundError, RuntimeError) as exc:
             raise ValueError(f"configuration #{i} ({cfg.method} {cfg.allocation} {cfg.sparsity} on {cfg.model}, "
                              f"seqlen {cfg.seqlen}): {exc}") from exc

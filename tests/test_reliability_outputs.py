@@ -177,7 +177,7 @@ def test_sweep_folder_is_a_folder_and_not_the_grid(run_cli, tmp_path):
     grid = tmp_path / "grid.yaml"
     grid.write_text("base: {profile: smoke}\n")
     code, _, err = run_cli("sweep", grid, "--folder", grid)
-    assert code == 2 and "exists and is not a directory" in err, err
+    assert code == 2 and "is a file, not a directory" in err, err
     code, _, err = run_cli("sweep", grid, "--folder", tmp_path)
     assert code == 2 and f"--folder '{tmp_path}' contains the input '{grid}'" in err, err
     assert grid.read_text() == "base: {profile: smoke}\n"
