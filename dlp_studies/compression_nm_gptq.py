@@ -105,18 +105,18 @@ def table17(lab, base, bits, rows=("dense", "uniform", "dlp"), sparsity=0.7, met
             group_size=None, mode="gptq") -> dict:
     """{(bits, row): quantized_result}; row dense = the unpruned model."""
     out = {}
-    for row in rows:  # row-major: each pruned model is made once for all bit widths
-        cfg = base.replace(method=method, allocation="uniform" if row == "dense" else row, sparsity=sparsity, nm=None)
+    for kind in rows:  # row-major: each pruned model is made once for all bit widths
+        cfg = base.replace(method=method, allocation="uniform" if kind == "dense" else kind, sparsity=sparsity, nm=None)
         for b in bits:
-            out[(b, row)] = quantized_result(lab, cfg, b, group_size, mode, dense=row == "dense")
+            out[(b, kind)] = quantized_result(lab, cfg, b, group_size, mode, dense=kind == "dense")
     return out
 
 
 def table17_frame(results: dict, labels) -> pd.DataFrame:
     recs = []
-    for (b, row), r in results.items():
-        rec = {"bits": b, "row": row}
-        paper_row = TABLE17.get(b, {}).get(row)
+    for (b, kind), r in results.items():
+        rec = {"bits": b, "row": kind}
+        paper_row = TABLE17.get(b, {}).get(kind)
         for i, lab in enumerate(labels):
             rec[f"ours {lab}"] = r["perplexity"][lab]
         if paper_row:
@@ -138,12 +138,12 @@ def figure6(results: dict, label: str, *, protocol: str, paper_dataset: str = "w
     colors = {"dense": "#1f77b4", **PALETTE}
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     d = TABLE17_DATASETS.index(paper_dataset)
-    for row in ("dense", "uniform", "dlp"):
-        pts = sorted((b, v[row][d]) for b, v in TABLE17.items())
-        axes[0].plot([b for b, _ in pts], [v for _, v in pts], marker="o", label=row, color=colors.get(row))
-        ours = sorted((b, r["perplexity"][label]) for (b, rr), r in results.items() if rr == row)
+    for kind in ("dense", "uniform", "dlp"):
+        pts = sorted((b, v[kind][d]) for b, v in TABLE17.items())
+        axes[0].plot([b for b, _ in pts], [v for _, v in pts], marker="o", label=kind, color=colors.get(kind))
+        ours = sorted((b, r["perplexity"][label]) for (b, rr), r in results.items() if rr == kind)
         if ours:
-            axes[1].plot([b for b, _ in ours], [v for _, v in ours], marker="o", label=row, color=colors.get(row))
+            axes[1].plot([b for b, _ in ours], [v for _, v in ours], marker="o", label=kind, color=colors.get(kind))
     axes[0].set_title(f"paper: LLaMA1-7B, {paper_dataset} (Table 17)")
     axes[1].set_title(f"ours: {protocol}", fontsize=9)
     fig.suptitle("Table 17 / Figure 6: GPTQ after 70% SparseGPT pruning, dense / Uniform / DLP")
