@@ -12,6 +12,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .verdicts import (FAILS, HEADLINE_WORDS, HOLDS, NOISE, PARTLY, WITHIN_NOISE, cannot_tell, compare,
+                       compare_means, finish, fmt_value, one_seed_why, row, tally_comparisons)
+
 # ------------------------------------------------------------------------------ the paper's numbers
 # Table 7: WikiText perplexity of SparseGPT + DLP at 70%, before -> after LoRA (Wanda's lora_ft protocol)
 TABLE7 = {"llama1-7b": {"before": 17.76, "after": 12.15}, "llama1-13b": {"before": 12.63, "after": 10.05}}
@@ -223,62 +226,30 @@ def cost_frame(results: dict) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ verdicts
-def compare(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool, fallback_noise: float | None = None,
-            k: float = 2.0) -> dict:
-    """Lead of a over b (positive = a better), its noise and a word: 'ahead', 'behind' or 'within noise'.
-
-    The noise is k times the standard error of the difference of the seed means (Welch), never
-    below `fallback_noise` (a floor: e.g. k x the evaluation's own standard error, or a stated
-    tolerance); with fewer than two seeds on either side it is `fallback_noise` alone, and the
-    verdict says the seed spread is unknown.
-    """
-    ma, sa, na = seed_summary(a)
-    mb, sb, nb = seed_summary(b)
-    if na == 0 or nb == 0:
-        raise ValueError("compare needs at least one value on each side")
-    lead = (ma - mb) if higher_is_better else (mb - ma)
-    if na > 1 and nb > 1:
-        se = math.sqrt(sa ** 2 + sb ** 2)
-        noise, basis = k * se, f"{k:g} x seed standard error ({min(na, nb)} seeds)"
-        if fallback_noise is not None and fallback_noise > noise:
-            noise, basis = fallback_noise, f"floor {fallback_noise:.3g} (above {k:g} x seed standard error {k * se:.3g})"
-    else:
-        se = math.nan
-        noise = fallback_noise if fallback_noise is not None else math.nan
-        basis = "single seed: seed spread unknown" + (f", tolerance {noise:.3g}" if fallback_noise is not None else "")
-    if math.isnan(noise):
-        word = "ahead" if lead > 0 else "behind" if lead < 0 else "tied"
-        word += " (noise unknown)"
-    else:
-        word = "ahead" if lead > noise else "behind" if lead < -noise else "within noise"
-    return {"lead": lead, "se": se, "noise": noise, "word": word, "basis": basis, "n": (na, nb)}
-
-
-def table7_verdict(frame: pd.DataFrame, *, text: str, method: str, rel_tolerance: float = 0.02) -> list[str]:
-    """Table 7's claims on one text: LoRA lowers DLP's perplexity; DLP stays ahead of Uniform after LoRA.
-
-    The noise floor of a perplexity gap is `rel_tolerance` of the Uniform value (with one seed it is the noise).
-    """
+def table7_verdict(frame: pd.DataFrame, *, text: str, method: str, rel_spread: float | None = None) -> dict:
+    """Table 7's claims on one text, with the one noise rule (`verdicts.compare`: seeds where the grid ran
+    several, else the setting's measured seed spread rel_spread; None: cannot tell): LoRA lowers DLP's
+    perplexity; DLP stays below Uniform after LoRA. Returns {"rows", "compares"}."""
     f = frame[(frame.text == text) & (frame.method == method)]
     if f.empty:
         raise ValueError(f"no Table 7 rows for text {text!r} and method {method!r}")
-    lines = []
     by = {a: f[f.allocation == a] for a in f.allocation.unique()}
+    rows, cs = [], {}
+    paper = TABLE7["llama1-7b"]
     if "dlp" in by:
-        d = by["dlp"]
-        before, after = d["before"].mean(), d["after LoRA"].mean()
-        word = "recovers" if after < before * (1 - rel_tolerance) else "does not recover (within tolerance)"
-        lines.append(f"LoRA {word} DLP's perplexity on {text}: {before:.2f} -> {after:.2f} "
-                     f"(paper, LLaMA1-7B SparseGPT+DLP 70%: {TABLE7['llama1-7b']['before']} -> "
-                     f"{TABLE7['llama1-7b']['after']}).")
+        c = compare(by["dlp"]["after LoRA"], by["dlp"]["before"], rel_spread=rel_spread)
+        cs["recovers"] = c
+        rows.append(row(f"{method} 70%, {text}: LoRA lowers DLP's perplexity (Table 7)",
+                        f"{fmt_value(c['mean_b'])} -> {fmt_value(c['mean_a'])}", f"{paper['before']:g} -> {paper['after']:g}",
+                        tally_comparisons([c["verdict"]])))
     if "dlp" in by and "uniform" in by:
         for col in ("before", "after LoRA"):
-            tol = rel_tolerance * float(by["uniform"][col].mean())
-            c = compare(by["dlp"][col].tolist(), by["uniform"][col].tolist(), higher_is_better=False,
-                        fallback_noise=tol)
-            lines.append(f"DLP's lead over Uniform {'after LoRA' if col != 'before' else 'before LoRA'} on {text}: "
-                         f"{c['lead']:.2f} +/- {c['noise']:.2f} perplexity ({c['basis']}): {c['word']}.")
-    return lines
+            c = compare(by["dlp"][col], by["uniform"][col], rel_spread=rel_spread)
+            cs[col] = c
+            rows.append(row(f"{method} 70%, {text}: DLP below Uniform {col if col != 'before' else 'before LoRA'}",
+                            f"DLP {fmt_value(c['mean_a'])} vs Uniform {fmt_value(c['mean_b'])}", "",
+                            tally_comparisons([c["verdict"]])))
+    return {"rows": rows, "compares": cs}
 
 
 def masks_verdict(frame: pd.DataFrame) -> list[str]:
@@ -297,29 +268,72 @@ def masks_verdict(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-def table18_verdict(frame: pd.DataFrame) -> list[str]:
+def method_accuracy(frame: pd.DataFrame) -> dict:
+    """{method: (mean accuracy over seeds, its standard error, seeds)} from `table18_frame`'s 'mean' rows.
+    The standard error is the lm-eval item standard error of the mean (the item error shrinks as
+    1/sqrt(seeds) only if the seeds answered other items; they answer the same ones, so it is kept
+    whole), or the seed standard error where that is larger."""
+    mean = frame[(frame.task == "mean") & (frame.method != "none")]
+    out = {}
+    for m in mean.method.unique():
+        part = mean[mean.method == m]
+        mu, seed_se, n = seed_summary(part["acc"].tolist())
+        item_se = float(part["acc_stderr"].mean())
+        out[m] = (mu, item_se if math.isnan(seed_se) else max(item_se, seed_se), n)
+    return out
+
+
+TABLE18_PAIRS = (("dlp", "owlore"), ("dlp", "lisa"), ("owlore", "lisa"))   # the paper's order DLP > OwLore > LISA
+
+
+def table18_verdict(frame: pd.DataFrame) -> dict:
     """Table 18's claim: DLP sampling > OwLore > LISA in mean accuracy (paper: 70.09 / 69.29 / 65.21).
 
-    Noise: 2 x the standard error of the seed means, floored at 2 x the lm-eval item standard
-    error of the mean accuracy (unpaired, so conservative: the methods answer the same items).
-    A comparison whose noise is at least the paper's gap says "cannot tell" and why
-    (`dlp_studies.verdicts.cannot_tell`): such a run could not show the paper's effect either way.
-    """
-    from .verdicts import cannot_tell
-    mean = frame[frame.task == "mean"]
-    acc = {m: mean[mean.method == m]["acc"].tolist() for m in mean.method.unique() if m != "none"}
-    item_se = float(mean[mean.method != "none"]["acc_stderr"].mean())
-    lines = []
-    for a, b in (("dlp", "lisa"), ("dlp", "owlore"), ("owlore", "lisa"), ("dlp", "lora")):
-        if a in acc and b in acc:
-            c = compare(acc[a], acc[b], higher_is_better=True, fallback_noise=2 * item_se)
-            pa, pb = TABLE18.get(a, {}).get("mean"), TABLE18.get(b, {}).get("mean")
-            paper = f" (paper: {pa - pb:+.2f})" if pa is not None and pb is not None else ""
-            reason = cannot_tell(c["noise"], pa - pb) if pa is not None and pb is not None else None
-            word = f"cannot tell: {reason}" if reason else c["word"]
-            lines.append(f"{a.upper()} vs {b.upper()}: {c['lead']:+.2f} +/- {c['noise']:.2f} points mean accuracy "
-                         f"({c['basis']}): {word}{paper}.")
-    return lines
+    Each pair with `verdicts.compare_means` (noise = 2 x the standard error of the difference, from
+    `method_accuracy`). A pair whose noise bound is at least the paper's gap is "cannot tell"
+    (`verdicts.cannot_tell`): such a run could not show the paper's effect either way, whatever its
+    own numbers. Returns {"holds", "rows", "reasons": {pair: why}, "compares"}."""
+    acc = method_accuracy(frame)
+    rows, calls, reasons, cs = [], [], {}, {}
+    for a, b in TABLE18_PAIRS:
+        if a not in acc or b not in acc:
+            continue
+        c = compare_means(acc[a][0], acc[a][1], acc[b][0], acc[b][1], lower_is_better=False)
+        reason = cannot_tell(c["noise"], TABLE18[a]["mean"] - TABLE18[b]["mean"])
+        cs[(a, b)] = c
+        call = WITHIN_NOISE if reason else c["verdict"]
+        calls.append(call)
+        if reason:
+            reasons[(a, b)] = reason
+        rows.append(row(f"{a.upper()} sampling beats {b.upper()} (Table 18)",
+                        f"{acc[a][0]:.1f} vs {acc[b][0]:.1f} (noise {c['noise']:.1f} points"
+                        + (f"; {reason.split(';')[0]})" if reason else ")"),
+                        f"{TABLE18[a]['mean']:.2f} vs {TABLE18[b]['mean']:.2f}", tally_comparisons([call])))
+    return {"holds": tally_comparisons(calls), "rows": rows, "compares": cs,
+            "reasons": {p: f"{p[0].upper()} vs {p[1].upper()}: {why}" for p, why in reasons.items()}}
+
+
+def finetuning_verdict(v7: Sequence[dict], v18: dict, *, what: str = "", notes: Sequence[str] = ()) -> dict:
+    """Notebook 13's headline: Table 7 (each `table7_verdict`) and Table 18 (`table18_verdict`)."""
+    rows7 = [r for v in v7 for r in v["rows"]]
+    calls7 = [c["verdict"] for v in v7 for c in v["compares"].values()]
+    h7, h18 = tally_comparisons(calls7), v18["holds"]
+    if NOISE in (h7, h18):   # a "cannot tell" half leaves the other half's word, at most partly
+        holds = NOISE if HOLDS not in (h7, h18) and PARTLY not in (h7, h18) else PARTLY
+    else:
+        holds = {(HOLDS, HOLDS): HOLDS, (FAILS, FAILS): FAILS}.get((h7, h18), PARTLY)
+    rec = [v["compares"]["recovers"] for v in v7 if "recovers" in v["compares"]]
+    part7 = (f"Table 7: LoRA {fmt_value(rec[0]['mean_b'])} -> {fmt_value(rec[0]['mean_a'])}, " if rec else "Table 7: ") \
+        + HEADLINE_WORDS[h7]
+    if v18["reasons"]:
+        noise = max(v18["compares"][p]["noise"] for p in v18["reasons"])
+        part18 = f"Table 18: cannot tell, noise {noise:.1f} points >= the paper's gaps"
+    else:
+        part18 = f"Table 18: {HEADLINE_WORDS[h18]}"
+    unknown = one_seed_why(*[c for v in v7 for c in v["compares"].values()])
+    why = "; ".join([part18, part7] + ([f"Table 7 {unknown}"] if unknown else []))
+    return finish(holds, f"{what}Fine-tuning after pruning (Tables 7, 18)", why,
+                  rows7 + v18["rows"], notes)
 
 
 # ------------------------------------------------------------------------------ figure

@@ -233,7 +233,8 @@ def one_seed_why(*cs: Mapping) -> str:
 
 # ------------------------------------------------------------------------------------ 00 / 04
 
-def _fmt(x: float) -> str:
+def fmt_value(x: float) -> str:
+    """A perplexity as the verdict tables print it: 3 significant digits from 1e4, else 1 or 2 decimals."""
     return f"{x:.3g}" if abs(x) >= 1e4 else f"{x:.1f}" if abs(x) >= 100 else f"{x:.2f}"
 
 
@@ -249,12 +250,12 @@ def ordering_verdict(ppl: Mapping[str, Sequence[float]], *, rel_spread: float | 
     pairs = list(zip(order, order[1:]))
     cs = {(a, b): compare(ppl[a], ppl[b], rel_spread=rel_spread) for a, b in pairs}
     holds = tally_comparisons([c["verdict"] for c in cs.values()])
-    rows = [row(f"{a.upper()} below {b.upper()}", f"{_fmt(c['mean_a'])} vs {_fmt(c['mean_b'])}",
-                f"{_fmt(paper[a])} vs {_fmt(paper[b])}" if paper else "",
+    rows = [row(f"{a.upper()} below {b.upper()}", f"{fmt_value(c['mean_a'])} vs {fmt_value(c['mean_b'])}",
+                f"{fmt_value(paper[a])} vs {fmt_value(paper[b])}" if paper else "",
                 tally_comparisons([c["verdict"]])) for (a, b), c in cs.items()]
     unsettled = [f"{a.upper()} vs {b.upper()} " + ("under seed noise" if c["verdict"] == WITHIN_NOISE else "reversed")
                  for (a, b), c in cs.items() if c["verdict"] != A_BETTER]
-    why = "; ".join(unsettled) or ", ".join(f"{a.upper()} {_fmt(_mean(ppl[a]))}" for a in order)
+    why = "; ".join(unsettled) or ", ".join(f"{a.upper()} {fmt_value(_mean(ppl[a]))}" for a in order)
     notes = ["Comparisons: " + "; ".join(outcome(c, a.upper(), b.upper()) for (a, b), c in cs.items()) + "."]
     return finish(holds, f"{what}{' < '.join(a.upper() for a in order)} (Table 3)", why, rows, notes,
                   best=min(ppl, key=lambda a: _mean(ppl[a])), comparisons=cs)
@@ -284,9 +285,9 @@ def main_results_verdict(our_cells: Mapping[str, Mapping[str, float]], paper_cel
         w = compare([c["owl"]], [c["uniform"]], rel_spread=rel_spread)
         dlp_calls.append(d["verdict"])
         owl_calls.append(w["verdict"])
-        rows.append(row(f"{label}: DLP lowest", f"DLP {_fmt(c['dlp'])} vs {rival.upper()} {_fmt(c[rival])}",
+        rows.append(row(f"{label}: DLP lowest", f"DLP {fmt_value(c['dlp'])} vs {rival.upper()} {fmt_value(c[rival])}",
                         f"lowest in {p['dlp_best']} of {p['n']} cells", tally_comparisons([d["verdict"]])))
-        rows.append(row(f"{label}: OWL below Uniform", f"OWL {_fmt(c['owl'])} vs Uniform {_fmt(c['uniform'])}",
+        rows.append(row(f"{label}: OWL below Uniform", f"OWL {fmt_value(c['owl'])} vs Uniform {fmt_value(c['uniform'])}",
                         f"in {p['owl_beats_uniform']} of {p['n']} cells", tally_comparisons([w["verdict"]])))
     holds = tally_comparisons(dlp_calls)
     worse = [label for label, call in zip(our_cells, owl_calls) if call == B_BETTER]
@@ -434,7 +435,7 @@ def table2_verdict(lod: Mapping[str, Mapping[str, float]], ppl: Mapping[str, Map
             ok += both
         rows.append(row(f"{meth}: DLP highest LOD and lowest perplexity",
                         "LOD " + "/".join(f"{lod[meth][a]:.2f}" for a in ("uniform", "owl", "dlp")) + "%, ppl "
-                        + "/".join(_fmt(ppl[meth][a]) for a in ("uniform", "owl", "dlp"))
+                        + "/".join(fmt_value(ppl[meth][a]) for a in ("uniform", "owl", "dlp"))
                         + (" (collapsed)" if collapsed else ""), "holds for every method",
                         NOT_TESTED if collapsed else HOLDS if both else FAILS))
     holds = _tally(ok, tested)
@@ -460,7 +461,7 @@ def figure2_verdict(owl_ppl: Mapping[float, float], owl_lod: Mapping[float, floa
     direction = ("more outliers kept, lower perplexity" if rho < 0 else "more outliers kept, no lower perplexity"
                  if rho > 0 else "no trend")
     rows = [row("DLP (no M) beats OWL at every M (Figure 2)",
-                f"DLP {_fmt(dlp_ppl)}; OWL {_fmt(min(owl_ppl.values()))}-{_fmt(max(owl_ppl.values()))} over M "
+                f"DLP {fmt_value(dlp_ppl)}; OWL {fmt_value(min(owl_ppl.values()))}-{fmt_value(max(owl_ppl.values()))} over M "
                 + ", ".join(f"{k:g}" for k in ms) + f"; beyond noise at {calls.count(A_BETTER)} of {len(ms)}",
                 "DLP below OWL at every M", holds),
             row("OWL's LOD tracks its perplexity", f"Spearman(LOD, ppl) {rho:+.2f} over {len(ms)} M values: {direction}",
@@ -498,11 +499,11 @@ def sweep_verdict(ppl: Mapping[float, Mapping[str, Sequence[float]]], *, method:
         ratio = float(np.mean(by["uniform"]) / np.mean(by["dlp"]))
         rows_out[s] = {"rival": rival, "compare": c, "owl_vs_uniform": w, "uniform/dlp": ratio}
         pp = paper.get(s) if paper else None
-        rows.append(row(f"{s:.0%}: DLP best", f"DLP {_fmt(c['mean_a'])} vs {rival.upper()} {_fmt(c['mean_b'])}",
+        rows.append(row(f"{s:.0%}: DLP best", f"DLP {fmt_value(c['mean_a'])} vs {rival.upper()} {fmt_value(c['mean_b'])}",
                         f"Uniform/DLP {pp['uniform'] / pp['dlp']:.2f}" if pp else "",
                         tally_comparisons([c["verdict"]])))
-        rows.append(row(f"{s:.0%}: OWL below Uniform", f"OWL {_fmt(w['mean_a'])} vs Uniform {_fmt(w['mean_b'])}",
-                        f"OWL {_fmt(pp['owl'])} vs Uniform {_fmt(pp['uniform'])}" if pp else "",
+        rows.append(row(f"{s:.0%}: OWL below Uniform", f"OWL {fmt_value(w['mean_a'])} vs Uniform {fmt_value(w['mean_b'])}",
+                        f"OWL {fmt_value(pp['owl'])} vs Uniform {fmt_value(pp['uniform'])}" if pp else "",
                         tally_comparisons([w["verdict"]])))
         if w["verdict"] == B_BETTER:
             owl_worse.append(s)
@@ -510,7 +511,7 @@ def sweep_verdict(ppl: Mapping[float, Mapping[str, Sequence[float]]], *, method:
     holds = tally_comparisons([top["verdict"]])
     adv = [rows_out[s]["uniform/dlp"] for s in sp]
     grows = len(adv) > 1 and all(b > a for a, b in zip(adv, adv[1:]))
-    why = (f"at {sp[-1]:.0%}: " + (one_seed_why(top) or f"DLP {_fmt(top['mean_a'])}") + "; Uniform/DLP "
+    why = (f"at {sp[-1]:.0%}: " + (one_seed_why(top) or f"DLP {fmt_value(top['mean_a'])}") + "; Uniform/DLP "
            + ("grows" if grows else "does not grow") + " with sparsity"
            + (f"; OWL worse than Uniform at {', '.join(f'{s:.0%}' for s in owl_worse)}" if owl_worse else ""))
     notes = ["Comparisons: " + "; ".join(f"{s:.0%}: " + outcome(rows_out[s]["compare"], "DLP", rows_out[s]["rival"].upper())
@@ -542,8 +543,8 @@ def baselines_verdict(ppl: Mapping[float, Mapping[str, float]], *, paper: Mappin
         calls[s] = c
         pp = standing(paper[s]) if s in paper else None
         rows.append(row(f"{s:.0%}: DLP lowest of {len(ppl[s])}",
-                        f"DLP {_fmt(ppl[s]['dlp'])}, rank {st['rank']}; best other {st['best_other']} "
-                        f"{_fmt(c['mean_b'])} ({st['ratio']:.2f}x)",
+                        f"DLP {fmt_value(ppl[s]['dlp'])}, rank {st['rank']}; best other {st['best_other']} "
+                        f"{fmt_value(c['mean_b'])} ({st['ratio']:.2f}x)",
                         f"rank {pp['rank']}, {pp['ratio']:.2f}x vs {pp['best_other']}" if pp else "",
                         tally_comparisons([c["verdict"]])))
     run = [s for s in claimed if s in ppl]
@@ -570,8 +571,8 @@ def granularity_verdict(ppl_block: float, ppl_sublayer: float, *, paper_block: f
     c = compare([ppl_block], [ppl_sublayer], rel_spread=rel_spread)
     holds = tally_comparisons([c["verdict"]])
     rows = [row("one ratio per block beats one per sublayer (Appendix C)",
-                f"{_fmt(ppl_block)} vs {_fmt(ppl_sublayer)} ({ppl_sublayer / ppl_block:.2f}x)",
-                f"{_fmt(paper_block)} vs {_fmt(paper_sublayer)} ({paper_sublayer / paper_block:.0f}x)", holds)]
+                f"{fmt_value(ppl_block)} vs {fmt_value(ppl_sublayer)} ({ppl_sublayer / ppl_block:.2f}x)",
+                f"{fmt_value(paper_block)} vs {fmt_value(paper_sublayer)} ({paper_sublayer / paper_block:.0f}x)", holds)]
     if map_trend:
         same = np.sign(map_trend["ours"]) == np.sign(map_trend["paper"])
         word = lambda r: "rises" if r > 0 else "falls"  # noqa: E731
@@ -593,8 +594,8 @@ def groups_verdict(ppl: Mapping[float, Mapping[str, Sequence[float]]], *,
     grows = len(sp) > 1 and all(ratio[b] >= ratio[a] for a, b in zip(sp, sp[1:]))
     holds = tally_comparisons([c["verdict"] for c in cs.values()])
     rows = [row(f"{s:.0%}: per-output beats per-layer (Appendix D)",
-                f"{_fmt(cs[s]['mean_a'])} vs {_fmt(cs[s]['mean_b'])} ({ratio[s]:.2f}x, {min(cs[s]['n_a'], cs[s]['n_b'])} seed(s))",
-                f"{_fmt(paper['per_output'][s])} vs {_fmt(paper['per_layer'][s])}"
+                f"{fmt_value(cs[s]['mean_a'])} vs {fmt_value(cs[s]['mean_b'])} ({ratio[s]:.2f}x, {min(cs[s]['n_a'], cs[s]['n_b'])} seed(s))",
+                f"{fmt_value(paper['per_output'][s])} vs {fmt_value(paper['per_layer'][s])}"
                 if paper and s in paper["per_output"] else "", tally_comparisons([cs[s]["verdict"]])) for s in sp]
     return {"holds": holds, "grows": grows, "rows": rows, "compares": cs}
 
@@ -715,7 +716,7 @@ def table8_verdict(ours: Mapping[str, Mapping[str, Mapping[float, float]]],
         for s in sorted(set(by["uniform"]) & set(by["dlp"])):
             c = compare([by["dlp"][s]], [by["uniform"][s]], rel_spread=spread.get(m))
             calls.append(c["verdict"])
-            rows.append(row(f"{m} {s:.0%}: DLP below Uniform", f"DLP {_fmt(by['dlp'][s])} vs Uniform {_fmt(by['uniform'][s])}",
+            rows.append(row(f"{m} {s:.0%}: DLP below Uniform", f"DLP {fmt_value(by['dlp'][s])} vs Uniform {fmt_value(by['uniform'][s])}",
                             "", tally_comparisons([c["verdict"]])))
     paper_cells = [(m, s) for m, by in paper.items() for s in by["uniform"] if s in by["dlp"]]
     paper_wins = sum(paper[m]["dlp"][s] < paper[m]["uniform"][s] for m, s in paper_cells)
@@ -750,7 +751,7 @@ def compression_verdict(svd: Mapping[str, Mapping[str, Mapping[float, float]]],
                 collapsed += dead
                 if not dead:
                     calls.append(c["verdict"])
-                rows.append(row(f"{kind} {name} {r:.0%}: DLP below Uniform", f"DLP {_fmt(d)} vs Uniform {_fmt(u)}"
+                rows.append(row(f"{kind} {name} {r:.0%}: DLP below Uniform", f"DLP {fmt_value(d)} vs Uniform {fmt_value(u)}"
                                 + (" (collapsed)" if dead else ""), "DLP lower", NOT_TESTED if dead else
                                 tally_comparisons([c["verdict"]])))
     for r in sorted(speedup):

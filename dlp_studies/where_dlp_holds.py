@@ -15,6 +15,9 @@ import torch
 
 from dlp_lib.allocation import auto_candidates
 
+from .verdicts import (A_BETTER, B_BETTER, FAILS, HOLDS, NOISE, WITHIN_NOISE, compare, finish, fmt_value,
+                       one_seed_why, relative_spread, row, tally_comparisons)
+
 # The compared allocations: the auto candidates (uniform, dlp, its mirror, the ramp, block influence), OWL
 # and the held-out choice itself.
 ARMS = (*auto_candidates(), "owl", "auto")
@@ -158,48 +161,85 @@ def embedding_scale(lab, cfg) -> dict:
 
 
 # ---------------------------------------------------------------- verdicts
-def seed_noise(df: pd.DataFrame, model: str, arm: str, column: str = "ppl (geo. mean)") -> tuple[float, float]:
-    """(mean, max - min) over seeds of one arm's perplexity on one model at the headline sparsity (Wanda)."""
+PPL = "ppl (geo. mean)"
+
+
+def arm_values(df: pd.DataFrame, model: str, arm: str) -> list[float]:
+    """One arm's perplexity per seed on one model at the headline cell (Wanda, HEADLINE_SPARSITY)."""
     sel = df[(df["model"] == model) & (df["allocation"] == arm) & (df["sparsity"] == HEADLINE_SPARSITY)
-             & (df["method"] == "wanda")][column]
+             & (df["method"] == "wanda")].sort_values("seed")[PPL]
     if sel.empty:
         raise ValueError(f"no {arm} rows for {model} at {HEADLINE_SPARSITY:.0%} (Wanda)")
-    return float(sel.mean()), float(sel.max() - sel.min())
+    return sel.tolist()
 
 
-def dlp_vs_ramp(df: pd.DataFrame, model: str) -> str:
-    """'DLP', 'depth ramp' or 'cannot tell': the arm with the lower mean perplexity over seeds, if the gap
-    exceeds the larger of the two arms' seed spreads (max - min); with one seed there is no noise
-    estimate and the answer is 'cannot tell'."""
-    dlp, dlp_spread = seed_noise(df, model, "dlp")
-    ramp, ramp_spread = seed_noise(df, model, "depth_ramp")
-    n_seeds = df[(df["model"] == model) & (df["allocation"] == "dlp") & (df["sparsity"] == HEADLINE_SPARSITY)
-                 & (df["method"] == "wanda")]["seed"].nunique()
-    if n_seeds < 2 or abs(dlp - ramp) <= max(dlp_spread, ramp_spread):
-        return "cannot tell"
-    return "DLP" if dlp < ramp else "depth ramp"
+def model_spread(df: pd.DataFrame, model: str) -> float | None:
+    """The model's measured seed spread (`verdicts.relative_spread`) over the arms run at several seeds
+    (SEED_ARMS), which judges every one-seed arm; None where no arm ran two seeds."""
+    samples = [v for v in (arm_values(df, model, a) for a in SEED_ARMS) if len(v) > 1]
+    return relative_spread(*samples) if samples else None
+
+
+def dlp_vs_ramp(df: pd.DataFrame, model: str) -> dict:
+    """DLP against the statistic-free depth ramp on one model (`verdicts.compare`: a better = DLP)."""
+    return compare(arm_values(df, model, "dlp"), arm_values(df, model, "depth_ramp"),
+                   rel_spread=model_spread(df, model))
+
+
+def better_than_uniform(df: pd.DataFrame, model: str) -> dict:
+    """{arm: compare result} for every arm (auto aside: it is a choice among them) that beats Uniform beyond
+    noise on one model, in ARMS order."""
+    spread, uniform = model_spread(df, model), arm_values(df, model, "uniform")
+    out = {}
+    for arm in ARMS:
+        if arm in ("uniform", "auto") or not (df["allocation"] == arm).any():
+            continue
+        c = compare(arm_values(df, model, arm), uniform, rel_spread=spread)
+        if c["verdict"] == A_BETTER:
+            out[arm] = c
+    return out
 
 
 def helps_on_every_model(df: pd.DataFrame) -> list[str]:
-    """Arms whose seed-0 perplexity is below Uniform's on every model at the headline cell (Wanda, 70%)."""
-    cell = df[(df["sparsity"] == HEADLINE_SPARSITY) & (df["method"] == "wanda") & (df["seed"] == df["seed"].min())]
-    wins = None
-    for _, t in cell.groupby("model"):
-        ppl = t.set_index("allocation")["ppl (geo. mean)"]
-        better = {a for a in ppl.index if a != "uniform" and ppl[a] < ppl["uniform"]}
-        wins = better if wins is None else wins & better
-    return [a for a in ARMS if a in (wins or set())]
+    """Arms that beat Uniform beyond noise on every model at the headline cell (Wanda, 70%)."""
+    wins = [set(better_than_uniform(df, m)) for m in dict.fromkeys(df["model"])]
+    both = set.intersection(*wins) if wins else set()
+    return [a for a in ARMS if a in both]
 
 
-def headline_verdict(df: pd.DataFrame, profile: str = "default") -> str:
+def headline_verdict(df: pd.DataFrame, notes=()) -> dict:
+    """Notebook 15's headline: does DLP beat the depth ramp beyond noise on either model? Rows per model:
+    DLP vs the ramp, DLP vs Uniform, the arms better than Uniform, and whether auto's pick is no worse than
+    Uniform on the texts it never saw (its own claim)."""
     models = list(dict.fromkeys(df["model"]))
-    parts = [f"{m}: {dlp_vs_ramp(df, m)}" for m in models]
-    beats = [m for m in models if dlp_vs_ramp(df, m) == "DLP"]
+    rows, calls = [], {}
+    for m in models:
+        spread, uniform = model_spread(df, m), arm_values(df, m, "uniform")
+        c = calls[m] = dlp_vs_ramp(df, m)
+        n = f"{min(c['n_a'], c['n_b'])} seed(s)"
+        rows.append(row(f"{m}: DLP beats the depth ramp", f"DLP {fmt_value(c['mean_a'])} vs ramp "
+                        f"{fmt_value(c['mean_b'])} ({n})", "", tally_comparisons([c["verdict"]])))
+        u = compare(arm_values(df, m, "dlp"), uniform, rel_spread=spread)
+        rows.append(row(f"{m}: DLP beats Uniform", f"DLP {fmt_value(u['mean_a'])} vs Uniform {fmt_value(u['mean_b'])}",
+                        "DLP below Uniform (Tables 3, 8)", tally_comparisons([u["verdict"]])))
+        wins = better_than_uniform(df, m)
+        rows.append(row(f"{m}: arms better than Uniform",
+                        ", ".join(f"{a} {fmt_value(w['mean_a'])}" for a, w in wins.items())
+                        + f" (Uniform {fmt_value(float(np.mean(uniform)))})" if wins else
+                        f"none beyond noise (Uniform {fmt_value(float(np.mean(uniform)))})", "",
+                        HOLDS if wins else NOISE if spread is None else FAILS))
+        auto = df[(df["model"] == m) & (df["allocation"] == "auto") & (df["sparsity"] == HEADLINE_SPARSITY)
+                  & (df["method"] == "wanda")]
+        if not auto.empty:
+            a = compare(auto[PPL].tolist(), uniform, rel_spread=spread)
+            pick = auto["pick"].iloc[0] if "pick" in auto else "?"
+            rows.append(row(f"{m}: auto no worse than Uniform", f"picked {pick}: {fmt_value(a['mean_a'])} vs Uniform "
+                            f"{fmt_value(a['mean_b'])}", "", NOISE if not a["noise_known"] else
+                            FAILS if a["verdict"] == B_BETTER else HOLDS))
+    holds = tally_comparisons([c["verdict"] for c in calls.values()])
+    word = {A_BETTER: "DLP better", B_BETTER: "ramp better", WITHIN_NOISE: "within noise"}
     both = helps_on_every_model(df)
-    text = (f"Does DLP beat the statistic-free depth ramp beyond seed noise (Wanda, {HEADLINE_SPARSITY:.0%})? "
-            + "; ".join(parts) + ". "
-            + ("Yes on " + ", ".join(beats) + "." if beats else "On no model here.")
-            + " Allocations better than Uniform on every model: " + (", ".join(both) if both else "none") + ".")
-    if profile == "smoke":
-        text += " (smoke profile: random tiny model, the numbers are meaningless)"
-    return text
+    why = "; ".join([f"{m}: {word[c['verdict']]}" for m, c in calls.items()]
+                    + [f"better than Uniform on every model: {', '.join(both) or 'none'}"]
+                    + ([one_seed_why(*calls.values())] if one_seed_why(*calls.values()) else []))
+    return finish(holds, f"DLP beats the depth ramp beyond noise (Wanda {HEADLINE_SPARSITY:.0%})", why, rows, notes)

@@ -29,6 +29,8 @@ BEGIN, END = "<!-- verdicts:begin -->", "<!-- verdicts:end -->"
 WALL_BEGIN, WALL_END = "<!-- walltime:begin -->", "<!-- walltime:end -->"
 HOLDS_BEGIN, HOLDS_END = "<!-- holds:begin -->", "<!-- holds:end -->"
 FIG_BEGIN, FIG_END = "<!-- figures:begin -->", "<!-- figures:end -->"
+ALLOC_BEGIN, ALLOC_END = "<!-- which-allocation:begin -->", "<!-- which-allocation:end -->"
+WHERE_DLP_HOLDS = "15_where_dlp_holds"   # the notebook "Which allocation for my model?" is built from
 # the figures a reader most wants: the RID and ratios, the Figure 4 sweep, Table 9's allocators,
 # Table 8's models, the speed measurements, and the granularity maps
 KEY_FIGURES = ("02_rid_figure3", "05_figure4_sweep", "06_layerwise_baselines", "10_other_architectures",
@@ -114,6 +116,37 @@ def figures_markdown(profile: str = "default") -> str:
     return "\n\n".join(f"![{p.stem}]({p.relative_to(ROOT)})" for p in paths if p.exists())
 
 
+def allocation_markdown(folder: Path) -> str:
+    """'Which allocation for my model?': per model of notebook 15's executed copy, DLP against the
+    statistic-free depth ramp, the arms that beat Uniform beyond seed noise and what `--allocation auto`
+    picked, from the verdict rows the notebook printed; where that copy does not exist, how to make it."""
+    path = folder / f"{WHERE_DLP_HOLDS}.ipynb"
+    if not path.exists():
+        return (f"Notebook 15 (`notebooks/{WHERE_DLP_HOLDS}.ipynb`) has not been run under the "
+                f"`{folder.name}` profile yet, so there is no measured answer here. Run it with "
+                f"`bash run_all.sh {folder.name} '15*'`, then `python scripts/verdicts.py --readme README.md`. Until "
+                "then: `--allocation auto` picks, on held-out calibration text, among Uniform, DLP, its mirror, the "
+                "depth ramp and block influence, so it cannot lose to Uniform there.")
+    heads, claim_rows = parse_report(printed_text(json.loads(path.read_text())))
+    cells: dict = {}
+    for r in claim_rows:
+        model, _, claim = r["claim"].partition(": ")
+        cells.setdefault(model, {})[claim] = r
+    rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    lines = [f"From [{WHERE_DLP_HOLDS}]({rel}): " + (heads[-1] if heads else NO_HEADLINE), "",
+             "| model | DLP vs the depth ramp | better than Uniform beyond seed noise | `--allocation auto` |",
+             "|---|---|---|---|"]
+    for model, by in cells.items():
+        ramp, arms, auto = (by.get(k, {}) for k in ("DLP beats the depth ramp", "arms better than Uniform",
+                                                     "auto no worse than Uniform"))
+        if not ramp:
+            continue
+        lines.append(f"| {model} | {ramp['ours']}: **{ramp['verdict']}** | {arms.get('ours', '-')} | "
+                     f"{auto.get('ours', 'not run')}" + (f" (no worse than Uniform: **{auto['verdict']}**)" if auto else "")
+                     + " |")
+    return "\n".join(lines)
+
+
 NUMBER = re.compile(r"(?<![\w.])\d+\.\d+|(?<![\w.])\d{3,}(?![\w.])")  # decimals and integers of 3+ digits
 EXEMPT_SECTIONS = ("## Interactive RID explorer",)   # owned and kept up to date elsewhere
 
@@ -127,9 +160,9 @@ def readme_numbers(text: str) -> list[tuple[str, str]]:
         if line.startswith("```"):
             fenced = not fenced
             continue
-        if re.match(r"<!-- \w+:begin -->", line):
+        if re.match(r"<!-- [\w-]+:begin -->", line):
             generated = True
-        if re.match(r"<!-- \w+:end -->", line):
+        if re.match(r"<!-- [\w-]+:end -->", line):
             generated = False
             continue
         if fenced or generated:
@@ -191,6 +224,8 @@ def main(argv=None) -> int:
             readme = _replace_between(readme, HOLDS_BEGIN, HOLDS_END, holds_markdown(folder))
         if FIG_BEGIN in readme and FIG_END in readme:
             readme = _replace_between(readme, FIG_BEGIN, FIG_END, figures_markdown(folder.name))
+        if ALLOC_BEGIN in readme and ALLOC_END in readme:
+            readme = _replace_between(readme, ALLOC_BEGIN, ALLOC_END, allocation_markdown(folder))
         a.readme.write_text(readme)
         print(f"wrote {len(table)} rows into {a.readme}")
     else:

@@ -401,20 +401,6 @@ def test_finetune_end_to_end_on_the_lab_is_cached_and_restores_the_model(tmp_pat
 
 
 # ------------------------------------------------------------------------------ study verdicts (notebook 13)
-def test_compare_says_within_noise_ahead_behind_from_the_seeds():
-    from dlp_studies.finetuning import compare
-    c = compare([10.0, 10.2, 9.8], [12.0, 12.2, 11.8], higher_is_better=False)
-    se = math.sqrt(2 * (np.std([10.0, 10.2, 9.8], ddof=1) ** 2 / 3))      # Welch, by hand
-    assert c["lead"] == pytest.approx(2.0) and c["se"] == pytest.approx(se) and c["word"] == "ahead"
-    assert compare([10.0, 14.0, 6.0], [11.0, 12.0, 10.0], higher_is_better=False)["word"] == "within noise"
-    assert compare([50.0, 51.0, 50.5], [40.0, 41.0, 40.5], higher_is_better=False)["word"] == "behind"
-    one = compare([10.0], [12.0], higher_is_better=False, fallback_noise=3.0)
-    assert one["word"] == "within noise" and "single seed" in one["basis"]
-    assert compare([10.0], [12.0], higher_is_better=False)["word"] == "ahead (noise unknown)"
-    floored = compare([1.0, 1.0, 1.0], [0.0, 0.0, 0.0], higher_is_better=True, fallback_noise=2.0)
-    assert floored["word"] == "within noise" and floored["noise"] == 2.0  # zero seed spread, item-noise floor
-
-
 def _t7_frame(dlp_after, uni_after, identical=True):
     import pandas as pd
     rows = []
@@ -426,15 +412,19 @@ def _t7_frame(dlp_after, uni_after, identical=True):
     return pd.DataFrame(rows)
 
 
-def test_table7_and_mask_verdicts():
+def test_table7_verdicts_use_the_one_noise_rule():
     from dlp_studies.finetuning import masks_verdict, table7_verdict
-    lines = table7_verdict(_t7_frame([60.0, 61.0, 59.0], [80.0, 81.0, 79.0]), text="brown", method="wanda")
-    assert "LoRA recovers DLP's perplexity on brown: 100.00 -> 60.00" in lines[0]
-    assert lines[-1].endswith("ahead.") and "after LoRA" in lines[-1]
-    lines = table7_verdict(_t7_frame([80.5, 79.0, 80.5], [80.0, 81.0, 79.0]), text="brown", method="wanda")
-    assert lines[-1].endswith("within noise.")
-    lines = table7_verdict(_t7_frame([99.5], [99.9]), text="brown", method="wanda")
-    assert "does not recover" in lines[0]
+    v = table7_verdict(_t7_frame([60.0, 61.0, 59.0], [80.0, 81.0, 79.0]), text="brown", method="wanda")
+    assert v["rows"][0]["ours"] == "100.0 -> 60.00" and v["rows"][0]["verdict"] == "holds"
+    assert v["rows"][-1]["claim"].endswith("after LoRA") and v["rows"][-1]["verdict"] == "holds"
+    v = table7_verdict(_t7_frame([80.5, 79.0, 80.5], [80.0, 81.0, 79.0]), text="brown", method="wanda")
+    assert v["rows"][-1]["verdict"] == "cannot tell"
+    # one seed: judged against the measured seed spread, or cannot tell without one (the old rule
+    # called a 40% one-seed drop "recovers" against an unmeasured 2% tolerance)
+    one = _t7_frame([60.0], [80.0])
+    assert table7_verdict(one, text="brown", method="wanda")["compares"]["recovers"]["noise_known"] is False
+    v = table7_verdict(one, text="brown", method="wanda", rel_spread=0.05)
+    assert [r["verdict"] for r in v["rows"]] == ["holds", "cannot tell", "holds"]   # before: 100 vs 100
     assert masks_verdict(_t7_frame([60.0], [80.0]))[0].startswith("Masks fixed")
     assert masks_verdict(_t7_frame([60.0], [80.0], identical=False))[0].startswith("Masks NOT fixed")
     with pytest.raises(ValueError, match="no Table 7 rows"):
@@ -457,8 +447,33 @@ def test_table18_frame_and_verdict():
     assert mean[(mean.method == "dlp") & (mean.seed == 0)]["acc"].item() == pytest.approx(55.0)
     assert mean[(mean.method == "dlp") & (mean.seed == 0)]["acc_stderr"].item() == pytest.approx(100 * math.sqrt(2) * 0.01 / 2)
     assert set(f[f.method == "none"].seed) == {-1}
-    (line,) = table18_verdict(f)
-    assert line.startswith("DLP vs LISA: +10.00") and line.endswith("ahead (paper: +4.88).")
+    v = table18_verdict(f)
+    (r,) = v["rows"]                                 # only the pairs both ran
+    assert r["claim"] == "DLP sampling beats LISA (Table 18)" and r["ours"].startswith("55.0 vs 45.0")
+    assert r["verdict"] == "holds" and v["holds"] == "holds" and not v["reasons"]
+
+
+def _t18_frame(accs: dict, se: float):
+    import pandas as pd
+    rows = [{"method": m, "seed": 0, "task": "mean", "acc": a, "acc_stderr": se} for m, a in accs.items()]
+    return pd.DataFrame(rows + [{"method": "none", "seed": -1, "task": "mean", "acc": 30.0, "acc_stderr": se}])
+
+
+def test_table18_cannot_tell_where_the_noise_covers_the_papers_gap():
+    """The default batch scored every method 71.0 with a ~5-point noise bound: no verdict, 'cannot tell (why)'."""
+    from dlp_studies.finetuning import finetuning_verdict, table18_verdict, table7_verdict
+    v18 = table18_verdict(_t18_frame({"lisa": 71.0, "owlore": 71.0, "dlp": 71.0}, se=2.0))
+    assert v18["holds"] == "within noise" and len(v18["reasons"]) == 3
+    assert all(r["verdict"] == "cannot tell" for r in v18["rows"])
+    assert "the noise bound 5.66 is at least the paper's gap 0.80" in v18["reasons"][("dlp", "owlore")]
+    v = finetuning_verdict([table7_verdict(_t7_frame([60.0], [80.0]), text="brown", method="wanda")], v18, what="m: ")
+    assert v["headline"] == ("m: Fine-tuning after pruning (Tables 7, 18): cannot tell (Table 18: cannot tell, noise 5.7 "
+                             "points >= the paper's gaps; Table 7: LoRA 100.0 -> 60.00, cannot tell; Table 7 one seed, "
+                             "seed spread unknown)")
+    assert len(v["headline"]) <= 200 and v["text"].startswith("Verdict: ")
+    # a run precise enough to resolve the paper's gaps gives a verdict
+    v18 = table18_verdict(_t18_frame({"lisa": 60.0, "owlore": 65.0, "dlp": 70.0}, se=0.1))
+    assert v18["holds"] == "holds" and not v18["reasons"]
 
 
 def test_cli_run_end_to_end(tmp_path, capsys):

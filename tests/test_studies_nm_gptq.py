@@ -9,64 +9,72 @@ def test_paper_numbers_complete():
     assert nmq.TABLE17[16]["dlp"][0] != nmq.TABLE3_SPARSEGPT_70["dlp"]   # the paper's own inconsistency
 
 
-def test_nm_verdict_no_room_says_so():
-    v = nmq.nm_verdict("1:4", 100.0, 100.0, same_as_uniform=True, achieved_density=0.25)
-    assert "no room" in v and "DLP = uniform" in v and "N_l = 0" in v
-    assert "no room" in nmq.nm_verdict("1:8", 5.0, 5.0, same_as_uniform=True, achieved_density=0.125)
+def _nm(pattern, uniform, dlp, same=False, spread=0.01):
+    return nmq.nm_row(pattern, "dlp", uniform, dlp, same_as_uniform=same, achieved_density=0.5, rel_spread=spread)
+
+
+def test_nm_row_no_room_only_for_n_1():
+    for p in ("1:4", "1:8"):
+        r, c = _nm(p, 100.0, 100.0, same=True)
+        assert c is None and r["ours"].startswith("no room") and "N_l = 0" in r["ours"] and r["verdict"] == "cannot tell"
 
 
 @pytest.mark.parametrize("pattern", ["3:4", "7:8"])
-def test_nm_verdict_dense_blocks_give_room_at_the_top(pattern):
+def test_nm_row_dense_blocks_give_room_at_the_top(pattern):
     """3:4 and 7:8 have room (dense blocks, N_l = M, pay for blocks below N): tested, not 'no room'."""
-    v = nmq.nm_verdict(pattern, 6.19, 5.91, same_as_uniform=False, achieved_density=0.75)
-    assert "no room" not in v and "reproduces" in v
+    r, c = _nm(pattern, 6.19, 5.91)
+    assert c is not None and not r["ours"].startswith("no room") and r["verdict"] == "holds"
 
 
-def test_default_and_smoke_grids_run_3_4_and_7_8():
-    for profile in ("smoke", "default"):
-        assert {"3:4", "7:8"} <= set(nmq.grid(profile)["nm"]["patterns"])
+@pytest.mark.parametrize("dlp,word", [(80.0, "holds"), (99.5, "cannot tell"), (130.0, "does not reproduce")])
+def test_nm_row_judged_by_the_measured_seed_spread(dlp, word):
+    assert _nm("2:4", 100.0, dlp)[0]["verdict"] == word          # 1% spread: 0.5% is noise, 20% is not
+    # one seed with no measured spread decides nothing, however large the gap
+    assert _nm("2:4", 100.0, 80.0, spread=None)[1]["noise_known"] is False
 
 
-@pytest.mark.parametrize("dlp,word", [(80.0, "reproduces"), (99.0, "within noise"), (130.0, "does not reproduce")])
-def test_nm_verdict_gap(dlp, word):
-    v = nmq.nm_verdict("2:4", 100.0, dlp, same_as_uniform=False, achieved_density=0.5)
-    assert word in v
-    if word == "reproduces":
-        assert "does not" not in v
+def test_nm_row_rounded_to_uniform():
+    r, c = _nm("4:8", 50.0, 50.0, same=True)
+    assert c is None and "round to the uniform" in r["ours"]
 
 
-def test_nm_verdict_rounded_to_uniform():
-    v = nmq.nm_verdict("4:8", 50.0, 50.0, same_as_uniform=True, achieved_density=0.5)
-    assert "round to the uniform" in v and "not tested" in v
-
-
-def _ppl(uniform, dlp, dense=5.0):
+def _ppl(uniform, dlp, dense):
     return {**{(b, "uniform"): u for b, u in uniform.items()}, **{(b, "dlp"): d for b, d in dlp.items()},
-            **{(b, "dense"): dense for b in uniform}}
+            **{(b, "dense"): d for b, d in dense.items()}}
 
 
-def test_gptq_verdict_holds():
-    v = nmq.gptq_verdict(_ppl({16: 30, 8: 30, 4: 31, 3: 35}, {16: 20, 8: 20, 4: 20.4, 3: 24}))
-    assert v[0].startswith("DLP beats Uniform after quantization: holds (4/4")
-    assert "4-bit DLP is nearly the unquantized DLP: holds" in v[1]
+def test_gptq_the_unquantized_row_is_not_a_quantization_result():
+    """The default batch's old '2/3 better' counted the 16-bit row: only quantized widths count."""
+    ppl = _ppl({16: 30, 4: 31, 3: 35}, {16: 20, 4: 30.9, 3: 34.9}, {16: 10, 4: 10.1, 3: 11})
+    rows, cs, _ = nmq.gptq_rows(ppl, rel_spread=0.01)
+    assert len(cs) == 2 and rows[0]["claim"].startswith("16-bit (before quantization)")
+    v = nmq.appendix_e_verdict([], ppl, rel_spread=0.01)
+    assert "GPTQ: better at 0 of 2 widths" in v["headline"]
 
 
-def test_gptq_verdict_fails_and_noise():
-    v = nmq.gptq_verdict(_ppl({16: 30, 8: 30, 4: 31, 3: 35}, {16: 33, 8: 33, 4: 40, 3: 45}))
-    assert "does not reproduce (0/4" in v[0]
-    assert "4-bit DLP is nearly the unquantized DLP: does not reproduce" in v[1]
-    v = nmq.gptq_verdict(_ppl({16: 30, 4: 31}, {16: 30.1, 4: 30.9}))
-    assert "within noise at every bit width" in v[0] and "holds" not in v[0]
-    v = nmq.gptq_verdict(_ppl({16: 30, 4: 31}, {16: 20, 4: 30.9}))
-    assert "holds where the gap exceeds noise" in v[0]
-    v = nmq.gptq_verdict(_ppl({16: 30, 4: 31}, {16: 20, 4: 33}))
-    assert "partly holds (1/2" in v[0]
+def test_gptq_4bit_gap_names_gptqs_own_damage_on_the_dense_model():
+    # the default batch: DLP 16 -> 4 bit +47%, most of it GPTQ's own (dense 30.75 -> 51.10)
+    ppl = _ppl({16: 400.0, 4: 600.0}, {16: 150.0, 4: 220.8}, {16: 30.75, 4: 51.10})
+    v = nmq.appendix_e_verdict([], ppl, rel_spread=0.01)
+    assert "4-bit DLP +47%, dense +66% (GPTQ's own)" in v["headline"]
+    four = [r for r in v["rows"] if r["claim"].startswith("4-bit DLP nearly")][0]
+    assert "dense +66.2% (GPTQ's own damage)" in four["ours"] and four["verdict"] == "does not reproduce"
+    assert v["gptq"]["dense_4bit_gap"] == pytest.approx(51.10 / 30.75 - 1)
+
+
+def test_gptq_one_seed_without_spread_cannot_tell():
+    ppl = _ppl({16: 30, 4: 31}, {16: 20, 4: 20.4}, {16: 10, 4: 10.1})
+    v = nmq.appendix_e_verdict([], ppl, rel_spread=None)
+    assert v["holds"] == "within noise" and "cannot tell" in v["headline"]
+    assert v["headline"].endswith("one seed, seed spread unknown)")
+    v = nmq.appendix_e_verdict([_nm("2:4", 100.0, 80.0)], ppl, rel_spread=0.01)
+    assert v["holds"] == "holds" and v["text"].startswith("Verdict: ")
 
 
 def test_grids():
     for profile in ("smoke", "default", "paper"):
         g = nmq.grid(profile)
-        assert set(g) == {"nm", "gptq", "overrides"}
+        assert set(g) == {"nm", "gptq", "seeds", "overrides"}
     with pytest.raises(ValueError, match="profile"):
         nmq.grid("huge")
 
@@ -95,7 +103,8 @@ def test_smoke_pipeline_on_tiny(tmp_path, monkeypatch):
     assert q["achieved_sparsity"]["overall"] >= r17[(16, "dlp")]["achieved_sparsity"]["overall"]
     # cached: a second call returns the same numbers without recomputation
     assert nmq.table17(lab, base, (4,), rows=("dlp",))[(4, "dlp")]["perplexity"] == q["perplexity"]
-    assert len(nmq.gptq_verdict({k: r["perplexity"][base.eval[0]] for k, r in r17.items()})) == 1
+    rows, cs, info = nmq.gptq_rows({k: r["perplexity"][base.eval[0]] for k, r in r17.items()})
+    assert len(rows) == 1 and cs == [] and info["dense_4bit_gap"] is None     # DLP only: the 4-bit claim alone
     # the command-line path (what `prune --quantize-bits` / `prune --nm N:M --allocation dlp` call)
     import argparse
 
