@@ -534,14 +534,19 @@ class RIDExplorer:
         if result is None:
             return None
         ppl = result["perplexity"]
-        row = {"model": cfg.model, "method": cfg.method, "allocation": cfg.allocation, "sparsity": cfg.sparsity,
-               "alpha": cfg.resolved_alpha(), "achieved": result["achieved_sparsity"]["overall"]}
+        pick = result.get("allocation_selection", {}).get("pick")   # what allocation "auto" chose
+        allocation = cfg.allocation if pick is None else f"auto: {pick['allocation']}"
+        alpha = cfg.resolved_alpha() if pick is None else pick["alpha"]
+        row = {"model": cfg.model, "method": cfg.method, "allocation": allocation, "sparsity": cfg.sparsity,
+               "alpha": alpha, "achieved": result["achieved_sparsity"]["overall"]}
         for src, v in ppl["pruned"].items():
             row[f"{src} dense"], row[f"{src} pruned"] = ppl["dense"][src], v
         self.results.append(row)
-        self._say(f"{cfg.method} + {cfg.allocation}: achieved {row['achieved']:.4f}; perplexity "
+        # DLP's against-depth warning (and any other the run recorded) is shown where the person looks
+        cautions = "".join(f"; warning: {w}" for w in result.get("warnings", []))
+        self._say(f"{cfg.method} + {allocation}: achieved {row['achieved']:.4f}; perplexity "
                   + ", ".join(f"{s}: {ppl['dense'][s]:.2f} -> {v:.2f}" for s, v in ppl["pruned"].items())
-                  + f" ({self.last_job_seconds:.1f} s)")
+                  + f" ({self.last_job_seconds:.1f} s){cautions}")
         with self.history:
             clear_output(wait=True)
             display(pd.DataFrame(self.results).round(4))

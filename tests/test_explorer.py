@@ -121,6 +121,8 @@ def test_widget_layer_replans_and_prunes_headless():
     assert result is not None, x.status.value
     assert result["achieved_sparsity"]["overall"] == pytest.approx(0.5, abs=0.03)
     assert result["config"]["alpha"] == pytest.approx(0.2) and "achieved" in x.status.value
+    # the random tiny model's statistic falls with depth: DLP's against-depth warning reaches the status line
+    assert result["warnings"] and "warning: DLP's plan runs against depth" in x.status.value, x.status.value
     x.alpha_paper.value = True
     x.sparsity.value = 0.6
     assert x.alpha.disabled and x.alpha.value == pytest.approx(0.10) and x.state["alpha"] == pytest.approx(0.10)
@@ -285,3 +287,19 @@ def test_explorer_notebook_working_copy(tmp_path):
     assert explorer_notebook(tmp_path / "explore", "smoke").name == "14_rid_explorer_smoke.ipynb"
     with pytest.raises(ValueError, match="profile = 'nope' is not allowed"):
         explorer_notebook(tmp_path / "explore", "nope")
+
+
+def test_explorer_prunes_with_auto_and_names_the_pick():
+    pytest.importorskip("ipywidgets")
+    import torch
+    from dlp_lib.experiment import ExperimentConfig
+    from dlp_lib.explorer import RIDExplorer
+    torch.set_num_threads(1)
+    x = RIDExplorer(ExperimentConfig.from_profile("smoke", sparsity=0.6), allocations=("uniform", "dlp"),
+                    progress=False)
+    x.prune_with.value = "auto"
+    result = x.prune_and_evaluate()
+    assert result is not None, x.status.value
+    pick = result["allocation_selection"]["pick"]
+    assert f"auto: {pick['allocation']}" in x.status.value and x.results[-1]["allocation"] == f"auto: {pick['allocation']}"
+    assert x.results[-1]["alpha"] == pick["alpha"]
