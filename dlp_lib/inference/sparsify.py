@@ -10,7 +10,7 @@ from torch import nn
 
 from ..models import decoder_blocks, linear_modules, linear_sublayers
 from .break_even import break_even_density
-from .sparse_linear import SPARSE_FORMATS, DenseLinear, SparseLinear
+from .sparse_linear import SPARSE_FORMATS, DenseLinear, compressed_linear
 
 
 @dataclass
@@ -20,7 +20,7 @@ class LayerFormat:
     shape: tuple[int, int]       # (C_out, C_in)
     density: float               # fraction of non-zero weights
     break_even: float | None     # compressed is used below this density (None: not eligible, e.g. lm_head)
-    format: str                  # dense / csr / bsr / coo
+    format: str                  # dense / csr / bsr / coo / bitmask
     dense_bytes: int             # bytes of the dense weight (read per token by the dense model)
     stored_bytes: int            # bytes read per token as stored (values + indices + row pointers if sparse)
 
@@ -105,7 +105,7 @@ def sparsify_model(model: nn.Module, *, fmt: str = "csr", break_even: float | di
             density = float((W != 0).sum()) / W.numel()
             threshold = _threshold(break_even, shape, fmt, threads, use_cache)
             dense_bytes = W.numel() * W.element_size()
-            new = SparseLinear.from_linear(layer, fmt) if density < threshold else DenseLinear.from_linear(layer)
+            new = compressed_linear(layer, fmt) if density < threshold else DenseLinear.from_linear(layer)
             report.layers.append(LayerFormat(name, shape, density, threshold, new.format, dense_bytes,
                                              new.stored_bytes()))
             counted.update(id(p) for p in layer.parameters())

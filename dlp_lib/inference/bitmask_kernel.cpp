@@ -1,0 +1,88 @@
+// y = W x for one token, W stored as a row bitmask plus packed bf16 values (see bitmask.py).
+//
+// Layout of W (C_out x C_in), words = ceil(C_in / 32):
+//   mask    uint32 [C_out * words]  bit j of word w of row r set <=> W[r, 32 w + j] != 0
+//   values  uint16 [nnz]            the kept weights as bf16 bit patterns, row by row, column order
+//   row_ptr int32  [C_out + 1]      offset of each row's first value in `values`
+// x and y are float32; products and sums are float32 (bf16 -> fp32 is exact: a 16-bit shift).
+//
+// Plain C ABI (loaded with ctypes): no Python or torch headers, so the system g++ alone builds it.
+#include <cstdint>
+#include <cstring>
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VBMI2__)
+#include <immintrin.h>
+#define DLP_HAVE_AVX512 1
+#else
+#define DLP_HAVE_AVX512 0
+#endif
+
+static inline float bf16_to_float(uint16_t b) {
+    uint32_t u = static_cast<uint32_t>(b) << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static float row_scalar(const uint32_t* mask, const uint16_t* v, const float* x, int64_t words) {
+    float acc = 0.0f;
+    for (int64_t w = 0; w < words; ++w) {
+        uint32_t m = mask[w];
+        const float* xw = x + 32 * w;
+        while (m) {
+            int bit = __builtin_ctz(m);
+            acc += bf16_to_float(*v++) * xw[bit];
+            m &= m - 1;
+        }
+    }
+    return acc;
+}
+
+#if DLP_HAVE_AVX512
+// One 32-column word at a time: expand-load the word's popcount values into their 32 lanes
+// (zeros elsewhere), widen bf16 -> fp32, multiply with the masked x lanes, accumulate.
+static float row_avx512(const uint32_t* mask, const uint16_t* v, const float* x, int64_t words) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int64_t w = 0; w < words; ++w) {
+        uint32_t m = mask[w];
+        if (!m) continue;
+        __m512i packed = _mm512_maskz_expandloadu_epi16(static_cast<__mmask32>(m), v);
+        v += __builtin_popcount(m);
+        __m512 w_lo = _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm512_castsi512_si256(packed)), 16));
+        __m512 w_hi = _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(packed, 1)), 16));
+        // masked loads: absent weights read no x (x may end before the word does)
+        __m512 x_lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>(m & 0xFFFFu), x + 32 * w);
+        __m512 x_hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>(m >> 16), x + 32 * w + 16);
+        acc0 = _mm512_fmadd_ps(w_lo, x_lo, acc0);
+        acc1 = _mm512_fmadd_ps(w_hi, x_hi, acc1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+#endif
+
+extern "C" {
+
+// 1 if the vectorised kernel was compiled in (the CPU and compiler support AVX-512 VBMI2).
+int dlp_bitmask_has_avx512() { return DLP_HAVE_AVX512; }
+
+// y[r] = sum_c W[r, c] x[c]; `vectorised` 0 forces the scalar loop (tests compare both).
+void dlp_bitmask_bf16_gemv(const uint32_t* mask, const uint16_t* values, const int32_t* row_ptr,
+                           const float* x, float* y, int64_t rows, int64_t cols, int threads,
+                           int vectorised) {
+    const int64_t words = (cols + 31) / 32;
+    const bool simd = DLP_HAVE_AVX512 && vectorised;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (int64_t r = 0; r < rows; ++r) {
+        const uint32_t* mr = mask + r * words;
+        const uint16_t* vr = values + row_ptr[r];
+#if DLP_HAVE_AVX512
+        y[r] = simd ? row_avx512(mr, vr, x, words) : row_scalar(mr, vr, x, words);
+#else
+        (void)simd;
+        y[r] = row_scalar(mr, vr, x, words);
+#endif
+    }
+}
+
+}  // extern "C"
