@@ -38,26 +38,38 @@ static float row_scalar(const uint32_t* mask, const uint16_t* v, const float* x,
 }
 
 #if DLP_HAVE_AVX512
-// One 32-column word at a time: expand-load the word's popcount values into their 32 lanes
-// (zeros elsewhere), widen bf16 -> fp32, multiply with the masked x lanes, accumulate.
-static float row_avx512(const uint32_t* mask, const uint16_t* v, const float* x, int64_t words) {
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+static constexpr int64_t PREFETCH_BYTES = 512;
+
+// One 32-column word of one row: expand-load the word's popcount values into their 32 lanes
+// (zeros elsewhere), widen bf16 -> fp32, multiply with the masked x lanes (absent weights read
+// no x: x may end before the word does), accumulate.
+static inline void word_fma(uint32_t m, const uint16_t*& v, const float* xw, __m512& acc0, __m512& acc1) {
+    __m512i packed = _mm512_maskz_expandloadu_epi16(static_cast<__mmask32>(m), v);
+    v += __builtin_popcount(m);
+    __m512 w_lo = _mm512_castsi512_ps(_mm512_slli_epi32(
+        _mm512_cvtepu16_epi32(_mm512_castsi512_si256(packed)), 16));
+    __m512 w_hi = _mm512_castsi512_ps(_mm512_slli_epi32(
+        _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(packed, 1)), 16));
+    acc0 = _mm512_fmadd_ps(w_lo, _mm512_maskz_loadu_ps(static_cast<__mmask16>(m & 0xFFFFu), xw), acc0);
+    acc1 = _mm512_fmadd_ps(w_hi, _mm512_maskz_loadu_ps(static_cast<__mmask16>(m >> 16), xw + 16), acc1);
+}
+
+// Two rows side by side: their value pointers advance independently, so the popcount ->
+// pointer -> load chain of one row overlaps the other's (one row alone is latency bound).
+static void row_pair_avx512(const uint32_t* mask0, const uint32_t* mask1, const uint16_t* v0, const uint16_t* v1,
+                            const float* x, int64_t words, float* y0, float* y1) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
     for (int64_t w = 0; w < words; ++w) {
-        uint32_t m = mask[w];
-        if (!m) continue;
-        __m512i packed = _mm512_maskz_expandloadu_epi16(static_cast<__mmask32>(m), v);
-        v += __builtin_popcount(m);
-        __m512 w_lo = _mm512_castsi512_ps(_mm512_slli_epi32(
-            _mm512_cvtepu16_epi32(_mm512_castsi512_si256(packed)), 16));
-        __m512 w_hi = _mm512_castsi512_ps(_mm512_slli_epi32(
-            _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(packed, 1)), 16));
-        // masked loads: absent weights read no x (x may end before the word does)
-        __m512 x_lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>(m & 0xFFFFu), x + 32 * w);
-        __m512 x_hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>(m >> 16), x + 32 * w + 16);
-        acc0 = _mm512_fmadd_ps(w_lo, x_lo, acc0);
-        acc1 = _mm512_fmadd_ps(w_hi, x_hi, acc1);
+        const uint32_t m0 = mask0[w], m1 = mask1[w];
+        // the hardware prefetcher follows 2 value streams poorly at these strides: ask ahead
+        _mm_prefetch(reinterpret_cast<const char*>(v0) + PREFETCH_BYTES, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(v1) + PREFETCH_BYTES, _MM_HINT_T0);
+        if (m0) word_fma(m0, v0, x + 32 * w, a0, a1);
+        if (m1) word_fma(m1, v1, x + 32 * w, b0, b1);
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    *y0 = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    *y1 = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
 }
 #endif
 
@@ -72,16 +84,28 @@ void dlp_bitmask_bf16_gemv(const uint32_t* mask, const uint16_t* values, const i
                            int vectorised) {
     const int64_t words = (cols + 31) / 32;
     const bool simd = DLP_HAVE_AVX512 && vectorised;
+#if DLP_HAVE_AVX512
+    if (simd) {
+        const int64_t pairs = rows / 2;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+        for (int64_t p = 0; p < pairs; ++p) {
+            const int64_t r = 2 * p;
+            row_pair_avx512(mask + r * words, mask + (r + 1) * words, values + row_ptr[r], values + row_ptr[r + 1],
+                            x, words, y + r, y + r + 1);
+        }
+        if (rows % 2) {  // the odd last row, paired with itself
+            const int64_t r = rows - 1;
+            float unused;
+            row_pair_avx512(mask + r * words, mask + r * words, values + row_ptr[r], values + row_ptr[r], x, words,
+                            y + r, &unused);
+        }
+        return;
+    }
+#endif
+    (void)simd;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (int64_t r = 0; r < rows; ++r) {
-        const uint32_t* mr = mask + r * words;
-        const uint16_t* vr = values + row_ptr[r];
-#if DLP_HAVE_AVX512
-        y[r] = simd ? row_avx512(mr, vr, x, words) : row_scalar(mr, vr, x, words);
-#else
-        (void)simd;
-        y[r] = row_scalar(mr, vr, x, words);
-#endif
+        y[r] = row_scalar(mask + r * words, values + row_ptr[r], x, words);
     }
 }
 
