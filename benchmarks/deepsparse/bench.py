@@ -175,6 +175,7 @@ def run_grid(args, lab, configs, prompt, worker, result, checkpoint) -> None:
     from dlp_lib.inference.decode import greedy_decode
     from dlp_lib.inference.decoder_step import DecoderStep, export_onnx, step_logits
     from dlp_lib.inference.sparsify import sparsify_model
+    from dlp_lib.models import decoder_blocks, linear_modules, linear_sublayers
 
     context = int(prompt.shape[1]) + args.new_tokens
     check_tokens = prompt[0, :args.check_steps].tolist()
@@ -222,8 +223,8 @@ def run_grid(args, lab, configs, prompt, worker, result, checkpoint) -> None:
             for t in args.threads:
                 torch.set_num_threads(t)
                 for fmt in args.formats:
-                    shapes = {tuple(l.weight.shape) for n, l in lab.model.named_modules()
-                              if isinstance(l, torch.nn.Linear) and ".layers." in n}
+                    shapes = {tuple(l.weight.shape) for b in decoder_blocks(lab.model)
+                              for l in linear_modules(linear_sublayers(b), "the sparse inference path").values()}
                     be = {s: break_even_density(s, fmt=fmt, threads=t).density for s in shapes}
                     rep = sparsify_model(lab.model, fmt=fmt, threads=t, break_even=be, inplace=False)
                     ours[(t, fmt)] = rep
@@ -232,16 +233,15 @@ def run_grid(args, lab, configs, prompt, worker, result, checkpoint) -> None:
                         "format_counts": rep.format_counts(), "memory_bound_speedup": rep.memory_bound_speedup(),
                         "bytes_per_token": rep.bytes_per_token()}
             runs = {t: {p: [] for p in (*PATHS_FIXED, *[f"ours-{f}" for f in args.formats])} for t in args.threads}
-            ids = prompt
             for _ in range(args.repeats):  # interleaved: every path once per repeat and thread count
                 for t in args.threads:
                     torch.set_num_threads(t)
                     r = runs[t]
-                    r["torch-dense"].append(_torch_ms(greedy_decode, dense_model, ids, args.new_tokens))
+                    r["torch-dense"].append(_torch_ms(greedy_decode, dense_model, prompt, args.new_tokens))
                     for fmt in args.formats:
-                        r[f"ours-{fmt}"].append(_torch_ms(greedy_decode, ours[(t, fmt)].model, ids, args.new_tokens))
+                        r[f"ours-{fmt}"].append(_torch_ms(greedy_decode, ours[(t, fmt)].model, prompt, args.new_tokens))
                     for path, key in (("ds-dense", f"dense/{t}"), ("ds-sparse", f"{name}/{t}")):
-                        r[path].append(worker(op="decode", key=key, prompt=ids[0].tolist(),
+                        r[path].append(worker(op="decode", key=key, prompt=prompt[0].tolist(),
                                               new_tokens=args.new_tokens)["ms_per_token"])
             for t in args.threads:
                 entry["threads"][str(t)]["paths"] = summarize(runs[t])
