@@ -11,8 +11,6 @@ call it once per token.
 """
 from __future__ import annotations
 
-import ctypes
-
 import torch
 from torch import nn
 
@@ -31,6 +29,8 @@ class BitmaskMatrix:
 
     def __init__(self, mask: torch.Tensor, values: torch.Tensor, row_ptr: torch.Tensor, shape: tuple[int, int]):
         self.mask, self.values, self.row_ptr, self.shape = mask, values, row_ptr, tuple(shape)
+        self._ptrs = (mask.data_ptr(), values.data_ptr(), row_ptr.data_ptr())
+        self._gemv = native.load().dlp_bitmask_bf16_gemv
 
     @classmethod
     @torch.no_grad()
@@ -49,30 +49,31 @@ class BitmaskMatrix:
         padded[:, :cols] = keep.to(torch.int64)
         bits = (padded.view(rows, -1, WORD_BITS) << torch.arange(WORD_BITS, dtype=torch.int64)).sum(-1)
         mask = torch.where(bits >= 2**31, bits - 2**32, bits).to(torch.int32).contiguous()   # uint32 bit patterns
-        values = W[keep].to(torch.bfloat16).view(torch.int16).contiguous()                      # row-major order
+        # row-major order, then one word of padding: the kernel loads whole 32-value words
+        values = torch.cat([W[keep].to(torch.bfloat16).view(torch.int16), torch.zeros(WORD_BITS, dtype=torch.int16)])
         row_ptr = torch.zeros(rows + 1, dtype=torch.int32)
         row_ptr[1:] = keep.sum(1).cumsum(0).to(torch.int32)
         return cls(mask, values, row_ptr, (rows, cols))
 
     @property
     def nnz(self) -> int:
-        return int(self.values.numel())
+        return int(self.row_ptr[-1])
 
     def nbytes(self) -> int:
-        """Bytes read by one product: mask words + values + row offsets."""
-        return sum(t.numel() * t.element_size() for t in (self.mask, self.values, self.row_ptr))
+        """Bytes read by one product: mask words + kept values + row offsets (the padding word is not read)."""
+        return self.mask.numel() * 4 + self.nnz * 2 + self.row_ptr.numel() * 4
 
     def matvec(self, x: torch.Tensor, *, threads: int | None = None, vectorised: bool = True) -> torch.Tensor:
         """y = W x for one fp32 vector x (cols,) -> (rows,); `threads` defaults to torch's."""
         rows, cols = self.shape
         if x.shape != (cols,):
             raise ValueError(f"x must have shape ({cols},), got {tuple(x.shape)}")
-        x = x.to(torch.float32).contiguous()
+        if x.dtype != torch.float32 or not x.is_contiguous():
+            x = x.to(torch.float32).contiguous()
         y = torch.empty(rows, dtype=torch.float32)
         threads = torch.get_num_threads() if threads is None else int(threads)
-        native.load().dlp_bitmask_bf16_gemv(self.mask.data_ptr(), self.values.data_ptr(), self.row_ptr.data_ptr(),
-                                            x.data_ptr(), y.data_ptr(), rows, cols, ctypes.c_int(threads),
-                                            ctypes.c_int(int(vectorised)))
+        # a decoded token makes a few hundred of these calls: the pointers are taken once, at packing
+        self._gemv(*self._ptrs, x.data_ptr(), y.data_ptr(), rows, cols, threads, int(vectorised))
         return y
 
     def to_dense(self) -> torch.Tensor:
@@ -81,7 +82,7 @@ class BitmaskMatrix:
         words = self.mask.to(torch.int64) & 0xFFFFFFFF
         keep = ((words.unsqueeze(-1) >> torch.arange(WORD_BITS)) & 1).bool().view(rows, -1)[:, :cols]
         out = torch.zeros(rows, cols, dtype=torch.bfloat16)
-        out[keep] = self.values.view(torch.bfloat16)
+        out[keep] = self.values[:self.nnz].view(torch.bfloat16)
         return out.to(torch.float32)
 
 
@@ -96,7 +97,6 @@ class BitmaskLinear(nn.Module):
         self.out_features, self.in_features = self.W.shape
         self.bias = bias  # shared with the layer it came from
         self.nnz = self.W.nnz
-        native.load()  # compile now (seconds, once per machine), not inside the first timed token
 
     @classmethod
     def from_linear(cls, layer: nn.Linear) -> "BitmaskLinear":
@@ -104,7 +104,10 @@ class BitmaskLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features)                       # (tokens, C_in)
-        y = torch.stack([self.W.matvec(row) for row in x2.to(torch.float32)])
+        if x2.shape[0] == 1:
+            y = self.W.matvec(x2[0]).unsqueeze(0)
+        else:
+            y = torch.stack([self.W.matvec(row) for row in x2])
         if self.bias is not None:
             y = y + self.bias
         return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)

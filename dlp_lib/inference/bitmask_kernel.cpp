@@ -2,7 +2,8 @@
 //
 // Layout of W (C_out x C_in), words = ceil(C_in / 32):
 //   mask    uint32 [C_out * words]  bit j of word w of row r set <=> W[r, 32 w + j] != 0
-//   values  uint16 [nnz]            the kept weights as bf16 bit patterns, row by row, column order
+//   values  uint16 [nnz + 32]       the kept weights as bf16 bit patterns, row by row, column order,
+//                                   then 32 padding entries (a full-word load may read past the last row)
 //   row_ptr int32  [C_out + 1]      offset of each row's first value in `values`
 // x and y are float32; products and sums are float32 (bf16 -> fp32 is exact: a 16-bit shift).
 //
@@ -44,7 +45,9 @@ static constexpr int64_t PREFETCH_BYTES = 512;
 // (zeros elsewhere), widen bf16 -> fp32, multiply with the masked x lanes (absent weights read
 // no x: x may end before the word does), accumulate.
 static inline void word_fma(uint32_t m, const uint16_t*& v, const float* xw, __m512& acc0, __m512& acc1) {
-    __m512i packed = _mm512_maskz_expandloadu_epi16(static_cast<__mmask32>(m), v);
+    // a plain 64-byte load then the register-form expand: the memory-form expand is microcoded
+    // on several cores; the load may run up to 31 values past the row (the values are padded)
+    __m512i packed = _mm512_maskz_expand_epi16(static_cast<__mmask32>(m), _mm512_loadu_si512(v));
     v += __builtin_popcount(m);
     __m512 w_lo = _mm512_castsi512_ps(_mm512_slli_epi32(
         _mm512_cvtepu16_epi32(_mm512_castsi512_si256(packed)), 16));
