@@ -108,12 +108,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--check-steps", type=int, default=8, help="tokens on which DeepSparse's logits are checked")
     p.add_argument("--nsamples", type=int, default=8, help="calibration windows for pruning")
     p.add_argument("--seqlen", type=int, default=256)
-    p.add_argument("--quick", action="store_true", help="70%% DLP only, 1 thread, 16 tokens, 2 repeats")
+    p.add_argument("--quick", action="store_true",
+                   help="70%% DLP only, 1 thread, 16 tokens, 2 repeats (options given explicitly win)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
-    if args.quick:
+    if args.quick:  # the quick grid, except what the command line sets explicitly
         for k, v in QUICK.items():
-            setattr(args, k, v)
+            if getattr(args, k) == p.get_default(k):
+                setattr(args, k, v)
     from dlp_lib.inference.sparse_linear import SPARSE_FORMATS
     bad = [f for f in args.formats if f not in SPARSE_FORMATS]
     if bad:
