@@ -36,6 +36,8 @@ VENV_PYTHON = HERE / ".venv" / "bin" / "python"
 EXPORT_DEPS = HERE / ".export-deps"
 LOGIT_TOLERANCE = 1e-2   # absolute, on logits of magnitude ~10-40 (fp32 in both engines)
 PATHS_FIXED = ("torch-dense", "ds-dense", "ds-sparse")
+FULL = dict(sparsities=[0.5, 0.6, 0.7, 0.8, 0.9], allocations=["uniform", "dlp"], threads=[1, 2], new_tokens=64,
+            repeats=5)
 QUICK = dict(sparsities=[0.7], allocations=["dlp"], threads=[1], new_tokens=16, repeats=2)
 
 
@@ -98,13 +100,13 @@ def cpu_flags() -> list[str]:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--sparsities", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.9])
-    p.add_argument("--allocations", nargs="+", default=["uniform", "dlp"])
+    p.add_argument("--sparsities", type=float, nargs="+", help=f"default {FULL['sparsities']}")
+    p.add_argument("--allocations", nargs="+", help=f"default {FULL['allocations']}")
     p.add_argument("--method", default="wanda", choices=("magnitude", "wanda", "sparsegpt"))
     p.add_argument("--formats", nargs="+", default=["csr", "bitmask"], help="our compressed formats to time")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--new-tokens", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, nargs="+", help=f"default {FULL['threads']}")
+    p.add_argument("--new-tokens", type=int, help=f"default {FULL['new_tokens']}")
+    p.add_argument("--repeats", type=int, help=f"default {FULL['repeats']}")
     p.add_argument("--check-steps", type=int, default=8, help="tokens on which DeepSparse's logits are checked")
     p.add_argument("--nsamples", type=int, default=8, help="calibration windows for pruning")
     p.add_argument("--seqlen", type=int, default=256)
@@ -112,14 +114,19 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="70%% DLP only, 1 thread, 16 tokens, 2 repeats (options given explicitly win)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
-    if args.quick:  # the quick grid, except what the command line sets explicitly
-        for k, v in QUICK.items():
-            if getattr(args, k) == p.get_default(k):
-                setattr(args, k, v)
+    for k, v in (QUICK if args.quick else FULL).items():  # what the command line sets explicitly wins
+        if getattr(args, k) is None:
+            setattr(args, k, v)
     from dlp_lib.inference.sparse_linear import SPARSE_FORMATS
     bad = [f for f in args.formats if f not in SPARSE_FORMATS]
     if bad:
         p.error(f"unknown format {bad[0]!r}; allowed: {', '.join(SPARSE_FORMATS)}")
+    from dlp_lib.allocation import get_allocator
+    for a in args.allocations:
+        try:
+            get_allocator(a)
+        except ValueError as exc:
+            p.error(str(exc))
     if any(not 0 < s < 1 for s in args.sparsities):
         p.error(f"sparsities must be in (0, 1), got {args.sparsities}")
     if any(t < 1 for t in args.threads) or args.new_tokens < 1 or args.repeats < 1 or args.check_steps < 1:
