@@ -71,12 +71,12 @@ def test_deepsparse_logits_equal_torch(tiny_pruned, tmp_path):
     assert torch.equal(ds.argmax(-1), ref.argmax(-1))
 
 
-def test_bench_refuses_bad_options_before_loading_anything():
+def test_bench_refuses_bad_options_before_loading_anything(capsys):
     bench = _bench()
     for argv, msg in [(["--formats", "bogus"], "unknown format 'bogus'"), (["--allocations", "nope"], "Unknown allocation"),
                       (["--sparsities", "1.5"], "sparsities must be in"), (["--repeats", "0"], "must be >= 1")]:
         with pytest.raises(SystemExit) as exc:
             bench.parse_args(argv)
-        assert exc.value.code == 2
+        assert exc.value.code == 2 and msg in capsys.readouterr().err
     args = bench.parse_args(["--quick", "--threads", "1", "2"])      # explicit options win over --quick
     assert args.threads == [1, 2] and args.sparsities == [0.7] and args.repeats == 2
