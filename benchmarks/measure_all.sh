@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 [[ -x "$PY" ]] || PY=python3
+# absolute (setup.sh runs in its own folder), without resolving the venv's symlink to the base Python
+[[ "$PY" == */* ]] && PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"
 LOAD_MAX=${LOAD_MAX:-0.5}
 load=$(cut -d' ' -f1 /proc/loadavg)
 if awk -v l="$load" -v m="$LOAD_MAX" 'BEGIN { exit !(l > m) }'; then
