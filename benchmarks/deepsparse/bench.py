@@ -16,7 +16,7 @@ the HF model. Repeats are interleaved (every path once per repeat and thread cou
 over torch-dense and ds-dense, the memory-traffic bound of our formats, and provenance.
 
     benchmarks/deepsparse/setup.sh                    # once: the engine's venv (Python 3.11 only)
-    python benchmarks/deepsparse/bench.py             # full grid (~45 min on an idle 2-core machine)
+    python benchmarks/deepsparse/bench.py             # full grid (~40 min on an idle 2-core machine, estimated)
     python benchmarks/deepsparse/bench.py --quick     # 70% DLP, 1 thread, 16 tokens, 2 repeats
 """
 from __future__ import annotations
