@@ -73,15 +73,17 @@ def load_optional(path: str | Path, root: str | Path | None = None) -> dict | No
 
 
 # -- tables --------------------------------------------------------------------------------------
-# The four paths of the DeepSparse benchmark (benchmarks/deepsparse/bench.py), in table order.
-FOUR_PATHS = ("torch-dense", "ours-csr", "ours-bitmask", "ds-dense", "ds-sparse")
+# The paths of the DeepSparse benchmark (benchmarks/deepsparse/bench.py), in table order: torch
+# dense, ours, DeepSparse dense and sparse (ours in two formats and the bitmask format's dense twin).
+DECODE_PATHS = ("torch-dense", "ours-csr", "ours-bitmask", "ours-bitmask-dense", "ds-dense", "ds-sparse")
 NOT_MEASURED = "not measured"
 
 
 def four_path_rows(result: dict | None, threads: int | str = 1, sparsities=(0.5, 0.6, 0.7, 0.8, 0.9),
                    allocations=("dlp", "uniform")) -> list[dict]:
     """One row per (allocation, sparsity): decode tokens/s of each path, the speedups the paper's
-    Table 5 reports (DeepSparse sparse over DeepSparse dense) and ours over torch dense, our
+    Table 5 reports (DeepSparse sparse over DeepSparse dense), ours over torch dense and (the gain
+    of sparsity alone) the bitmask path over the unpruned model in the same bf16 format, our
     formats' memory-traffic bounds, and the paper's speedup. Without a result (or a point it
     lacks), the measured cells say "not measured"."""
     t = str(threads)
@@ -96,7 +98,7 @@ def four_path_rows(result: dict | None, threads: int | str = 1, sparsities=(0.5,
             row = {"allocation": a, "sparsity": sp, "paper speedup (DeepSparse, 7B)": paper.get(round(sp, 2))}
             m = measured.get((a, round(sp, 2)))
             paths = m["paths"] if m else {}
-            for p in FOUR_PATHS:
+            for p in DECODE_PATHS:
                 row[f"{p} tok/s"] = paths[p]["tokens_per_s"] if p in paths else NOT_MEASURED
             ds = paths.get("ds-sparse", {}).get("speedup_vs_ds-dense")
             row["DeepSparse sparse/dense"] = ds["median"] if ds else NOT_MEASURED
@@ -106,6 +108,8 @@ def four_path_rows(result: dict | None, threads: int | str = 1, sparsities=(0.5,
                 row[f"ours-{fmt}/torch-dense"] = sp_["median"] if sp_ else NOT_MEASURED
                 bound = m.get(f"ours-{fmt}", {}).get("memory_bound_speedup") if m else None
                 row[f"ours-{fmt} bound"] = bound if bound is not None else NOT_MEASURED
+            alone = paths.get("ours-bitmask", {}).get("speedup_vs_ours-bitmask-dense")
+            row["ours-bitmask/ours-bitmask-dense (sparsity alone)"] = alone["median"] if alone else NOT_MEASURED
             rows.append(row)
     return rows
 

@@ -146,3 +146,11 @@ def test_decode_benchmark_bitmask_path():
     assert set(r["layer_formats"]) == {"bitmask"}
     assert e["first_token_differing_from_masked_hf"] is None      # decodes what the bf16-rounded masked model does
     assert r["memory_bound_speedup"] == pytest.approx(r["bytes_per_token_dense"] / r["bytes_per_token_stored"])
+
+
+def test_break_even_of_one_compresses_unpruned_layers():
+    """The dense model in the bitmask format (the bf16 twin of the fp32 baseline): every layer
+    compressed, even at density 1; the fp32 dense baseline (break-even 0) none."""
+    model, _ = load_model("tiny-llama")
+    assert sparsify_model(model, fmt="bitmask", break_even=1.0, inplace=False).format_counts() == {"bitmask": 28}
+    assert sparsify_model(model, fmt="bitmask", break_even=0.0, inplace=False).format_counts() == {"dense": 28}

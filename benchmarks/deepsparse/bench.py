@@ -4,6 +4,8 @@ through four paths, in one run, on this CPU:
   torch-dense     the fp32 model on the plain matmul path (`DenseLinear`, torch.mv)
   ours-<format>   our compressed layers (csr: torch CSR fp32/int32; bitmask: bitmask + bf16 values,
                   our C++ kernel), each layer compressed below its measured break-even density
+  ours-bitmask-dense  the unpruned model in the bitmask format (bf16 values, all mask bits set): the
+                  bf16 twin of torch-dense, so ours-bitmask over it is the gain of sparsity alone
   ds-dense        DeepSparse 1.8.0 on the dense model's ONNX decoder step
   ds-sparse       DeepSparse on the pruned model's ONNX decoder step (it finds the zeros itself)
 
@@ -75,13 +77,13 @@ class Worker:
 
 
 def summarize(runs: dict[str, list[float]]) -> dict:
-    """Per path: ms/token runs, median, IQR, tokens/s; paired speedups over torch-dense and ds-dense."""
+    """Per path: ms/token runs, median, IQR, tokens/s; paired speedups over each dense baseline run."""
     from dlp_lib.inference.decode_bench import iqr
     out = {}
     for path, ms in runs.items():
         out[path] = {"ms_per_token": ms, "median_ms": statistics.median(ms), "iqr_ms": iqr(ms),
                      "tokens_per_s": 1e3 / statistics.median(ms)}
-        for base in ("torch-dense", "ds-dense"):
+        for base in ("torch-dense", "ds-dense", "ours-bitmask-dense"):
             if base in runs and path != base:
                 ratios = [b / m for b, m in zip(runs[base], ms)]
                 out[path][f"speedup_vs_{base}"] = {"median": statistics.median(ratios), "iqr": iqr(ratios)}
@@ -196,6 +198,8 @@ def run_grid(args, lab, configs, prompt, worker, result, checkpoint) -> None:
             lab.ensure(cfg)
             if dense_model is None:
                 dense_model = sparsify_model(lab.model, break_even=0.0, inplace=False).model
+                dense_bitmask = (sparsify_model(lab.model, fmt="bitmask", break_even=1.0, inplace=False).model
+                                 if "bitmask" in args.formats else None)
             entry = {"name": name, "allocation": None if cfg is None else cfg.allocation,
                      "sparsity": 0.0 if cfg is None else cfg.sparsity,
                      "achieved_sparsity": achieved_sparsity(lab.model)["overall"], "threads": {}}
@@ -241,7 +245,8 @@ def run_grid(args, lab, configs, prompt, worker, result, checkpoint) -> None:
                         "break_even": {f"{s[0]}x{s[1]}": v for s, v in sorted(be.items())},
                         "format_counts": rep.format_counts(), "memory_bound_speedup": rep.memory_bound_speedup(),
                         "bytes_per_token": rep.bytes_per_token()}
-            runs = {t: {p: [] for p in (*PATHS_FIXED, *[f"ours-{f}" for f in args.formats])} for t in args.threads}
+            paths = (*PATHS_FIXED, *[f"ours-{f}" for f in args.formats], *(("ours-bitmask-dense",) if dense_bitmask else ()))
+            runs = {t: {p: [] for p in paths} for t in args.threads}
             for _ in range(args.repeats):  # interleaved: every path once per repeat and thread count
                 for t in args.threads:
                     torch.set_num_threads(t)
@@ -249,6 +254,8 @@ def run_grid(args, lab, configs, prompt, worker, result, checkpoint) -> None:
                     r["torch-dense"].append(_torch_ms(greedy_decode, dense_model, prompt, args.new_tokens))
                     for fmt in args.formats:
                         r[f"ours-{fmt}"].append(_torch_ms(greedy_decode, ours[(t, fmt)].model, prompt, args.new_tokens))
+                    if dense_bitmask is not None:
+                        r["ours-bitmask-dense"].append(_torch_ms(greedy_decode, dense_bitmask, prompt, args.new_tokens))
                     for path, key in (("ds-dense", f"dense/{t}"), ("ds-sparse", f"{name}/{t}")):
                         r[path].append(worker(op="decode", key=key, prompt=prompt[0].tolist(),
                                               new_tokens=args.new_tokens)["ms_per_token"])
