@@ -31,7 +31,8 @@ PAPER_TABLE6_MODELS = ("LLaMA1-7B", "LLaMA1-13B", "LLaMA1-30B")
 # smoke: tiny-llama, seconds. default: the committed JSONs from benchmarks/ (smollm2-135m on this
 # 2-core CPU), or the --quick grid when run live. paper: the paper's grid (LLaMA2-7B, 10..90%).
 GRIDS = {
-    "smoke": {"decode": dict(sparsities=(0.5, 0.9), threads=(1,), new_tokens=8, repeats=2, break_even=0.5),
+    "smoke": {"deepsparse_json": "benchmarks/results/deepsparse_tiny-llama.json",
+              "decode": dict(sparsities=(0.5, 0.9), threads=(1,), new_tokens=8, repeats=2, break_even=0.5),
               "metric": dict(methods=("magnitude", "wanda", "sparsegpt"), repeats=2, sparsity=0.7, blocks=(0, 1)),
               "calibration": dict(nsamples=2, seqlen=32)},
     "default": {"decode": dict(sparsities=(0.5, 0.7, 0.9), threads=(1,), new_tokens=32, repeats=2,
@@ -39,6 +40,7 @@ GRIDS = {
                 "metric": dict(methods=("magnitude", "wanda", "sparsegpt"), repeats=5, sparsity=0.7),
                 "calibration": dict(nsamples=8, seqlen=256),
                 "decode_json": "benchmarks/results/decode_smollm2-135m.json",
+                "deepsparse_json": "benchmarks/results/deepsparse_smollm2-135m.json",
                 "metric_json": "benchmarks/results/metric_time_smollm2-135m.json"},
     "paper": {"decode": dict(sparsities=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), threads=(1, 2),
                              new_tokens=128, repeats=3),
@@ -62,7 +64,72 @@ def load_result(path: str | Path, root: str | Path | None = None) -> dict:
     return json.loads(path.read_text())
 
 
+def load_optional(path: str | Path, root: str | Path | None = None) -> dict | None:
+    """`load_result`, or None where the benchmark has not been run (shown as "not measured")."""
+    try:
+        return load_result(path, root)
+    except FileNotFoundError:
+        return None
+
+
 # -- tables --------------------------------------------------------------------------------------
+# The paths of the DeepSparse benchmark (benchmarks/deepsparse/bench.py), in table order: torch
+# dense, ours, DeepSparse dense and sparse (ours in two formats and the bitmask format's dense twin).
+DECODE_PATHS = ("torch-dense", "ours-csr", "ours-bitmask", "ours-bitmask-dense", "ds-dense", "ds-sparse")
+NOT_MEASURED = "not measured"
+
+
+def four_path_rows(result: dict | None, threads: int | str = 1, sparsities=(0.5, 0.6, 0.7, 0.8, 0.9),
+                   allocations=("dlp", "uniform")) -> list[dict]:
+    """One row per (allocation, sparsity): decode tokens/s of each path, the speedups the paper's
+    Table 5 reports (DeepSparse sparse over DeepSparse dense), ours over torch dense and (the gain
+    of sparsity alone) the bitmask path over the unpruned model in the same bf16 format, our
+    formats' memory-traffic bounds, and the paper's speedup. Without a result (or a point it
+    lacks), the measured cells say "not measured"."""
+    t = str(threads)
+    paper = dict(zip(PAPER_TABLE5_SPARSITIES, PAPER_TABLE5_SPEEDUP))
+    measured = {}
+    for c in (result or {}).get("configs", []):
+        if c["allocation"] is not None and t in c["threads"] and c["threads"][t].get("paths"):
+            measured[(c["allocation"], round(c["sparsity"], 2))] = c["threads"][t]
+    rows = []
+    for a in allocations:
+        for sp in sparsities:
+            row = {"allocation": a, "sparsity": sp, "paper speedup (DeepSparse, 7B)": paper.get(round(sp, 2))}
+            m = measured.get((a, round(sp, 2)))
+            paths = m["paths"] if m else {}
+            for p in DECODE_PATHS:
+                row[f"{p} tok/s"] = paths[p]["tokens_per_s"] if p in paths else NOT_MEASURED
+            ds = paths.get("ds-sparse", {}).get("speedup_vs_ds-dense")
+            row["DeepSparse sparse/dense"] = ds["median"] if ds else NOT_MEASURED
+            row["DeepSparse sparse/dense IQR"] = ds["iqr"] if ds else NOT_MEASURED
+            for fmt in ("csr", "bitmask"):
+                sp_ = paths.get(f"ours-{fmt}", {}).get("speedup_vs_torch-dense")
+                row[f"ours-{fmt}/torch-dense"] = sp_["median"] if sp_ else NOT_MEASURED
+                bound = m.get(f"ours-{fmt}", {}).get("memory_bound_speedup") if m else None
+                row[f"ours-{fmt} bound"] = bound if bound is not None else NOT_MEASURED
+            alone = paths.get("ours-bitmask", {}).get("speedup_vs_ours-bitmask-dense")
+            row["ours-bitmask/ours-bitmask-dense (sparsity alone)"] = alone["median"] if alone else NOT_MEASURED
+            rows.append(row)
+    return rows
+
+
+def format_bound_rows(shape: tuple[int, int], sparsities=(0.5, 0.6, 0.7, 0.8, 0.9)) -> list[dict]:
+    """Bytes per kept weight and the matvec memory-traffic bound over fp32 dense of each of our
+    formats for one (C_out, C_in) shape (computed from the layouts, not measured). DeepSparse's
+    own sparse layout is not published, so it has no row."""
+    from dlp_lib.inference.traffic import TRAFFIC_FORMATS, bytes_per_kept_weight, memory_bound_speedup
+    rows = []
+    for fmt in TRAFFIC_FORMATS:
+        for sp in sparsities:
+            density = 1.0 - sp  # a dense format stores the pruned zeros too: 4 / density bytes per kept weight
+            rows.append({"format": fmt, "sparsity": sp,
+                         "bytes per kept weight": bytes_per_kept_weight(fmt, shape, density),
+                         "bound over fp32 dense": memory_bound_speedup(fmt, shape, density)})
+    return rows
+
+
+
 def decode_rows(result: dict, threads: int | str = 1) -> list[dict]:
     """One row per sparsity: our latencies, speedup (with the paired IQR), bound, paper's numbers."""
     t = str(threads)

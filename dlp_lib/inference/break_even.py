@@ -19,6 +19,9 @@ import torch
 from .sparse_linear import SPARSE_FORMATS, to_compressed
 
 DENSITY_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
+# the bitmask-bf16 format reads fewer bytes than fp32 dense at every density (2.125 bytes per
+# weight at density 1), so its grid runs to 1: the crossing may lie anywhere
+BITMASK_DENSITY_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 @dataclass
@@ -87,15 +90,18 @@ def _sweep_time(fn, items) -> float:
 
 @torch.no_grad()
 def measure_break_even(shape: tuple[int, int], *, fmt: str = "csr", threads: int | None = None,
-                       densities=DENSITY_GRID, repeats: int = 7, cold_bytes: int = 96 << 20,
+                       densities=None, repeats: int = 7, cold_bytes: int = 96 << 20,
                        max_copies: int = 64, seed: int = 0) -> BreakEven:
     """Time y = W x dense and compressed at each density of `densities` (random masks) and return
-    the break-even density. `threads` sets torch's intra-op threads for the measurement."""
+    the break-even density. `threads` sets torch's intra-op threads (and the bitmask kernel's
+    OpenMP threads) for the measurement; `densities` defaults to the format's grid."""
     rows, cols = (int(s) for s in shape)
     if rows <= 0 or cols <= 0:
         raise ValueError(f"shape must be two positive sizes (C_out, C_in), got {shape}")
     if fmt not in SPARSE_FORMATS:
         raise ValueError(f"Unknown sparse format {fmt!r}; allowed: {', '.join(SPARSE_FORMATS)}")
+    if densities is None:
+        densities = BITMASK_DENSITY_GRID if fmt == "bitmask" else DENSITY_GRID
     if not densities or any(not (0 < d <= 1) for d in densities):
         raise ValueError(f"densities must be in (0, 1], got {densities}")
     old_threads = torch.get_num_threads()
@@ -113,8 +119,8 @@ def measure_break_even(shape: tuple[int, int], *, fmt: str = "csr", threads: int
         xcol = x.view(-1, 1)
         for d in densities:
             mask = torch.rand(rows, cols, generator=gen) < d
-            mats = [to_compressed(W * mask, fmt) for _ in range(copies)]
-            mv = (lambda s: torch.mv(s, x)) if fmt == "csr" else (lambda s: torch.sparse.mm(s, xcol))
+            mats = [_compressed(W * mask, fmt) for _ in range(copies)]
+            mv = _matvec(fmt, x, xcol)
             mv(mats[0])
             times = []
             for _ in range(repeats):  # dense and sparse sweeps alternate, so load drift hits both
@@ -128,6 +134,22 @@ def measure_break_even(shape: tuple[int, int], *, fmt: str = "csr", threads: int
                          [t * 1e6 for t in sparse_t], machine_id())
     finally:
         torch.set_num_threads(old_threads)
+
+
+def _compressed(W: torch.Tensor, fmt: str):
+    if fmt == "bitmask":
+        from .bitmask import BitmaskMatrix
+        return BitmaskMatrix.from_dense(W)
+    return to_compressed(W, fmt)
+
+
+def _matvec(fmt: str, x: torch.Tensor, xcol: torch.Tensor):
+    """The product each layer of `fmt` computes for one token (as SparseLinear / BitmaskLinear do)."""
+    if fmt == "bitmask":
+        return lambda s: s.matvec(x)
+    if fmt == "csr":
+        return lambda s: torch.mv(s, x)
+    return lambda s: torch.sparse.mm(s, xcol)
 
 
 _MEASURED: dict = {}

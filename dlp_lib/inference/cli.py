@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, nargs="+", help="torch thread counts (default 1 2)")
     p.add_argument("--new-tokens", type=int, help="greedy tokens decoded after the prompt (default 128)")
     p.add_argument("--repeats", type=int, help="interleaved dense/sparse runs per point (default 3)")
-    p.add_argument("--format", dest="fmt", default="csr", choices=("csr", "bsr", "coo"),
+    p.add_argument("--format", dest="fmt", default="csr", choices=("csr", "bsr", "coo", "bitmask"),
                    help="compressed format for layers below the break-even density")
     p.add_argument("--break-even", type=float, default=None,
                    help="override the measured break-even density (a layer is compressed below it)")
@@ -51,10 +51,12 @@ def run(args: argparse.Namespace) -> dict:
                       allocation=args.allocation)
     profile = "smoke" if args.model == "tiny-llama" else "default"
     # fp32 whatever the profile says: torch's CPU sparse kernels (CSR/BSR/COO matmul) have no bf16
-    # implementation, and dense and compressed layers must run the same arithmetic
+    # implementation, and dense and compressed layers must run the same arithmetic (the bitmask
+    # format rounds its stored weights to bf16 but computes in fp32 too)
     cfg = ExperimentConfig.from_profile(profile, model=args.model, method=args.method, allocation=args.allocation,
                                         nsamples=args.nsamples, seqlen=args.seqlen, dtype="float32")
-    out = args.out or ROOT / "benchmarks" / "results" / f"decode_{args.model}{'_quick' if args.quick else ''}.json"
+    fmt_tag = "" if args.fmt == "csr" else f"_{args.fmt}"  # csr keeps the historical name
+    out = args.out or ROOT / "benchmarks" / "results" / f"decode_{args.model}{fmt_tag}{'_quick' if args.quick else ''}.json"
     check_output_file(out, "--out", input_paths(cfg.model, (cfg.calib,)))   # before the model loads
     check_context_length("--seqlen", cfg.seqlen, model_context_limit(cfg.model), cfg.model)
     check_writable()

@@ -26,7 +26,7 @@ class DecodeGrid:
     threads: tuple[int, ...] = (1, 2)     # torch intra-op threads
     new_tokens: int = 128                 # greedy tokens decoded after the prompt
     repeats: int = 3                      # interleaved dense/sparse runs per (sparsity, threads)
-    fmt: str = "csr"                      # compressed format of layers below the break-even
+    fmt: str = "csr"                      # compressed format of layers below the break-even (csr/bsr/coo/bitmask)
     break_even: float | None = None       # None: measured per (shape, threads); a number overrides
     break_even_repeats: int = 7           # repeats of each break-even timing
     method: str = "wanda"                 # pruning metric (paper Table 5: Wanda)
@@ -67,6 +67,20 @@ def _ms_per_token(model, prompt_ids, new_tokens) -> tuple[float, float, torch.Te
     cpu: list[float] = []
     tokens, times = greedy_decode(model, prompt_ids, new_tokens, cpu_times=cpu)
     return 1e3 * sum(times) / len(times), 1e3 * sum(cpu) / len(cpu), tokens
+
+
+def _reference_model(model, fmt: str):
+    """What the compressed model must decode exactly: the masked model itself, or for the bitmask
+    format (bf16 values) a copy whose block weights are rounded to bf16 as the format stores them."""
+    if fmt != "bitmask":
+        return model
+    import copy
+    from ..models import decoder_blocks, linear_modules, linear_sublayers
+    ref = copy.deepcopy(model)
+    for block in decoder_blocks(ref):
+        for layer in linear_modules(linear_sublayers(block), "bf16 rounding").values():
+            layer.weight.data = layer.weight.data.to(torch.bfloat16).to(layer.weight.dtype)
+    return ref
 
 
 def _thresholds(model, grid: DecodeGrid, threads: int) -> dict:
@@ -157,10 +171,11 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
                     "speedup": statistics.median(r["dense"]) / statistics.median(r["sparse"]),
                     "speedup_paired_median": statistics.median(ratios), "speedup_paired_iqr": iqr(ratios)}
             entry["load_after"] = os.getloadavg()
-            # the compressed model must decode what the masked HF model decodes (fp32 sums in another
-            # order may flip a near-tie late in a long continuation: the first differing step is kept)
+            # the compressed model must decode what the masked HF model decodes (bf16-rounded for the
+            # bitmask format; fp32 sums in another order may flip a near-tie late in a long
+            # continuation: the first differing step is kept)
             if sparse_tokens is not None:
-                hf_tokens, _ = greedy_decode(lab.model, prompt_ids, grid.new_tokens)
+                hf_tokens, _ = greedy_decode(_reference_model(lab.model, grid.fmt), prompt_ids, grid.new_tokens)
                 diff = (hf_tokens != sparse_tokens).nonzero()
                 entry["first_token_differing_from_masked_hf"] = int(diff[0]) if len(diff) else None
                 entry["tokens_checked"] = True

@@ -20,8 +20,10 @@ import warnings
 import torch
 from torch import nn
 
-# Formats a pruned layer may be stored in (all multiplied by kernels torch maintains on CPU).
-SPARSE_FORMATS = ("csr", "bsr", "coo")
+# Formats a pruned layer may be stored in: torch's (multiplied by kernels torch maintains on CPU)
+# and the project's bitmask-bf16 format (bitmask.py, its own C++ kernel).
+TORCH_SPARSE_FORMATS = ("csr", "bsr", "coo")
+SPARSE_FORMATS = (*TORCH_SPARSE_FORMATS, "bitmask")
 INDEX_BYTES = 4  # int32 indices (CSR/BSR); COO keeps int64 (torch requires it)
 
 
@@ -59,9 +61,9 @@ class DenseLinear(nn.Module):
 
 
 def to_compressed(W: torch.Tensor, fmt: str, blocksize: int = 4) -> torch.Tensor:
-    """The (C_out, C_in) matrix W in `fmt`, explicit zeros dropped; CSR/BSR with int32 indices."""
-    if fmt not in SPARSE_FORMATS:
-        raise ValueError(f"Unknown sparse format {fmt!r}; allowed: {', '.join(SPARSE_FORMATS)}")
+    """The (C_out, C_in) matrix W in torch's `fmt`, explicit zeros dropped; CSR/BSR with int32 indices."""
+    if fmt not in TORCH_SPARSE_FORMATS:
+        raise ValueError(f"Unknown torch sparse format {fmt!r}; allowed: {', '.join(TORCH_SPARSE_FORMATS)}")
     W = W.detach()
     with warnings.catch_warnings():  # "sparse CSR support is in beta": said once per process, not per layer
         warnings.simplefilter("ignore", UserWarning)
@@ -130,6 +132,14 @@ class SparseLinear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, format={self.format}, "
                 f"density={self.nnz / (self.in_features * self.out_features):.3f}")
+
+
+def compressed_linear(layer: nn.Linear, fmt: str) -> nn.Module:
+    """`layer` with its weight stored in `fmt` (a torch format or the bitmask-bf16 format)."""
+    if fmt == "bitmask":
+        from .bitmask import BitmaskLinear
+        return BitmaskLinear.from_linear(layer)
+    return SparseLinear.from_linear(layer, fmt)
 
 
 def semi_structured_linear(layer: nn.Linear) -> nn.Module:

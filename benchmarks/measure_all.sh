@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Re-measure every speed number of notebook 12 on an IDLE machine, one command:
+#   benchmarks/measure_all.sh            (from the repository root, the project's venv in .venv or $PYTHON)
+# Writes benchmarks/results/{decode_smollm2-135m.json, decode_smollm2-135m_bitmask.json,
+# deepsparse_smollm2-135m.json, metric_time_smollm2-135m.json}. About 70 minutes on an idle 2-core
+# machine (estimated from partial and loaded runs, not yet timed end to end): decode csr ~10 min,
+# decode bitmask ~12 min, DeepSparse set-up ~1 min (first time) and four paths ~40 min, Table 6 ~5 min.
+# Refuses to start on a loaded machine (1-minute load average above LOAD_MAX, default 0.5): timings
+# taken while other processes compete for the cores are not reportable. The DeepSparse step is
+# skipped (with the reason) where its environment cannot be built (Python != 3.11).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+[[ -x "$PY" ]] || PY=python3
+# absolute (setup.sh runs in its own folder), without resolving the venv's symlink to the base Python
+[[ "$PY" == */* ]] && PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"
+LOAD_MAX=${LOAD_MAX:-0.5}
+load=$(cut -d' ' -f1 /proc/loadavg)
+if awk -v l="$load" -v m="$LOAD_MAX" 'BEGIN { exit !(l > m) }'; then
+  echo "refusing to measure: 1-minute load average $load > LOAD_MAX=$LOAD_MAX (other processes share the cores)"
+  exit 2
+fi
+export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+step() { echo "== $(date -u +%H:%M:%S) $*"; }
+step "Table 5, torch CSR path (full grid)";     "$PY" benchmarks/decode_speed.py --no-progress
+step "Table 5, bitmask-bf16 path (full grid)";  "$PY" benchmarks/decode_speed.py --format bitmask --no-progress
+step "DeepSparse environment";                  PROJECT_PYTHON="$PY" benchmarks/deepsparse/setup.sh
+if [[ -x benchmarks/deepsparse/.venv/bin/python ]]; then
+  step "four paths: torch dense, ours (csr, bitmask), DeepSparse dense/sparse"
+  "$PY" benchmarks/deepsparse/bench.py
+fi
+step "Table 6, metric time";                    OMP_NUM_THREADS=1 "$PY" benchmarks/metric_time.py --blocks 0 3 6 9 12 15 18 21 24 27 \
+  --nsamples 4 --seqlen 128 --no-progress   # the committed run's grid
+step "done"
