@@ -126,6 +126,7 @@ def _check_text_file(source) -> None:
         version = None
     if version is not None and version in _CHECKED_FILES:
         return
+    _check_not_special(p, "text file")   # /dev/null or a FIFO: named as such, not "does not exist"
     source.file_text()
     if version is not None:
         _CHECKED_FILES[version] = True

@@ -1,6 +1,8 @@
 """Outputs never destroy inputs and fail before the model loads: every subcommand checks its
 output paths (folders, files, parents that are files, unwritable places, the run's own inputs)
 first. All on tiny-llama."""
+import os
+
 import pytest
 
 pytestmark = pytest.mark.usefixtures("fresh_labs")
@@ -127,6 +129,15 @@ def test_an_empty_or_new_save_folder_needs_no_force(run_cli, no_model_load, tmp_
 def test_special_files_are_no_output(run_cli, no_model_load):
     code, _, err = _prune(run_cli, "--json", "/dev/null")
     assert code == 2 and "'/dev/null' is a special file" in err, err
+
+
+def test_special_files_as_text_inputs_are_named_as_such(run_cli, no_model_load, tmp_path):
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    for path in ("/dev/null", str(fifo)):
+        for option in ("--calib", "--eval"):
+            code, _, err = _prune(run_cli, option, path)
+            assert code == 2 and f"'{path}' is a special file" in err and "does not exist" not in err, err
 
 
 def _bad_output_places(tmp_path):
