@@ -15,6 +15,7 @@ import torch
 
 from .cache import cached
 from .calibration import BlockVisit, CalibrationEngine
+from .engine.replay import runs_own_forward
 from .scores import wanda_scores
 
 LAYER_STATISTICS = ("sum", "mean", "median", "max", "var", "sd")
@@ -241,8 +242,8 @@ class BlockInfluence:
     accumulated in fp32 by hooks on the block during the dense pass.
 
     Only the engine's own block forwards count: the replay check and the capture call a block with
-    its forward replaced (a pass-through or a recorder; `forward` in the instance's dict) and reset
-    what was accumulated, so the calls after the last such call are the dense pass's."""
+    its forward replaced by a stand-in (a pass-through or a recorder, see `runs_own_forward`) and
+    reset what was accumulated, so the calls after the last such call are the dense pass's."""
 
     def __init__(self, block: torch.nn.Module):
         self.block = block
@@ -252,7 +253,7 @@ class BlockInfluence:
                         block.register_forward_hook(self._add, with_kwargs=True)]
 
     def _replaced(self) -> bool:
-        return "forward" in self.block.__dict__
+        return not runs_own_forward(self.block)
 
     def _reset_on_replaced(self, _module, _args):
         if self._replaced():

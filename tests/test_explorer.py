@@ -9,11 +9,12 @@ from dlp_lib.explorer import explorer_figure, explorer_grid, explorer_state, exp
 
 S = [2.0, 3.0, 3.5, 5.0, 4.0]           # unimportance per block (the median Wanda score)
 D = [9.0, 7.0, 4.0, 3.0, 1.0]           # OWL outlier ratios (%) at M=5
+BI = [0.30, 0.10, 0.08, 0.05, 0.12]     # block influence 1 - E[cos(x_in, x_out)]
 
 
 def _stats():
     return DenseStatistics(blocks=[{"median": s, "mean": 2 * s, "outlier_ratio": {"5.0": d, "7.0": d / 2}}
-                                   for s, d in zip(S, D)], config={"calib": "synthetic"})
+                                   for s, d in zip(S, D)], config={"calib": "synthetic"}, block_influence=BI)
 
 
 def test_state_matches_independent_formulas():
@@ -122,7 +123,7 @@ def test_widget_layer_replans_and_prunes_headless():
     assert result["achieved_sparsity"]["overall"] == pytest.approx(0.5, abs=0.03)
     assert result["config"]["alpha"] == pytest.approx(0.2) and "achieved" in x.status.value
     # the random tiny model's statistic falls with depth: DLP's against-depth warning reaches the status line
-    assert result["warnings"] and "warning: DLP's plan runs against depth" in x.status.value, x.status.value
+    assert result["warnings"] and "warning: DLP&#x27;s plan runs against depth" in x.status.value, x.status.value
     x.alpha_paper.value = True
     x.sparsity.value = 0.6
     assert x.alpha.disabled and x.alpha.value == pytest.approx(0.10) and x.state["alpha"] == pytest.approx(0.10)
@@ -146,7 +147,7 @@ def test_static_settings_verdict():
     assert "rises with depth (Spearman > 0.5) in 4 of 4" in v and "harder' holds" in v and "alike" in v
     assert "equals p exactly" in v and "by construction" in v and "OWL's rises with depth in 4 of 4" in v
     flipped = DenseStatistics(blocks=[{"median": s, "outlier_ratio": {"5.0": d, "7.0": d}}
-                                      for s, d in zip(S[::-1], D[::-1])])
+                                      for s, d in zip(S[::-1], D[::-1])], block_influence=BI[::-1])
     v2 = explorer_verdict([explorer_state(flipped, **s) for s in STATIC_SETTINGS], "smoke")
     assert "does not reproduce" in v2 and "random tiny model" in v2
     with pytest.raises(ValueError, match="include both"):

@@ -112,6 +112,16 @@ class _Dedup:
         return value
 
 
+STAND_IN = "stands_in_for_block"  # marks a forward that replaces a block's own (capture, replay check)
+
+
+def runs_own_forward(block: nn.Module) -> bool:
+    """False while the engine has replaced the block's forward by a stand-in (a pass-through or a
+    recorder). A forward that other code put on the instance (accelerate's dispatch hooks) is the
+    block's own computation and counts."""
+    return not getattr(block.__dict__.get("forward"), STAND_IN, False)
+
+
 @contextmanager
 def _blocks_replaced(blocks: nn.ModuleList, make_forward: Callable[[int, Callable], Callable]):
     """Temporarily replace every block's forward by make_forward(index, original_forward)."""
@@ -119,7 +129,9 @@ def _blocks_replaced(blocks: nn.ModuleList, make_forward: Callable[[int, Callabl
     try:
         for i, block in enumerate(blocks):
             originals.append((block, block.__dict__.get("forward")))
-            block.forward = make_forward(i, block.forward)
+            stand_in = make_forward(i, block.forward)
+            setattr(stand_in, STAND_IN, True)
+            block.forward = stand_in
         yield
     finally:
         for block, previous in originals:
