@@ -11,6 +11,23 @@ def _figures_to_tmp(tmp_path_factory):
     os.environ["DLP_FIGURES_DIR"] = str(tmp_path_factory.mktemp("figures"))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """The tiny model's matrices are too small for threads; on a busy CPU they cost seconds per op."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def tiny_lab():
+    """A Lab on the random tiny-llama (cached results go to the test's cache when tmp_cache is used)."""
+    from dlp_lib.experiment import Lab
+    return Lab("tiny-llama", progress=False)
+
+
 @pytest.fixture(scope="session")
 def tiny():
     from dlp_lib.models import load_model

@@ -8,19 +8,12 @@ import pytest
 from dlp_lib.auto_allocation import TIE_NATS, candidates, pick
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()
-def lab():
-    from dlp_lib.experiment import Lab
-    return Lab("tiny-llama", progress=False)
+def lab(tiny_lab):
+    return tiny_lab
 
 
 @pytest.fixture()

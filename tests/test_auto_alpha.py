@@ -12,20 +12,12 @@ from dlp_lib.cache import cache_root
 GRID = (0.02, 0.2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tiny model's matrices are too small for threads; on a busy CPU they cost seconds per op."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()
-def lab():
-    from dlp_lib.experiment import Lab
-    return Lab("tiny-llama", progress=False)
+def lab(tiny_lab):
+    return tiny_lab
 
 
 def _smoke(**kw):
