@@ -324,7 +324,8 @@ def where_paper_holds(folder) -> pd.DataFrame:
     import json
     from .verdicts import ROW_COLUMNS, parse_report
     rows = []
-    for path in sorted(Path(folder).glob("*.ipynb")):
+    # hidden files are the batch's partial copies of notebooks still running (00 runs this itself)
+    for path in sorted(p for p in Path(folder).glob("*.ipynb") if not p.name.startswith(".")):
         cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
         text = "\n".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", [])
                          if o.get("output_type") == "stream" and o.get("name") == "stdout")

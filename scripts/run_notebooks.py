@@ -114,7 +114,8 @@ def strip_progress(nb) -> int:
 
 
 # an absolute path into a checkout: everything up to one of the repository's top-level folders
-_CHECKOUT_PATH = re.compile(r"(?:/[^\s'\"/]+)+?/(?=(?:dlp_lib|dlp_studies|figures|results|notebooks|outputs|benchmarks"
+# (only where a path starts: "../results/..." is relative and stays as it is)
+_CHECKOUT_PATH = re.compile(r"(?<![^\s'\"(=])(?:/[^\s'\"/]+)+?/(?=(?:dlp_lib|dlp_studies|figures|results|notebooks|outputs|benchmarks"
                             r"|scripts|tests)/)")
 _HOME = re.compile(r"(?:/home/[^/\s'\"]+|/root|/Users/[^/\s'\"]+)(?=/)")
 # "file.py:12: SomeWarning: ..." printed by the warnings module from an installed package, and the

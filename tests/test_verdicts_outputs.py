@@ -49,3 +49,29 @@ def test_clean_outputs_on_a_planted_notebook():
     texts = ["".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in cell.outputs]
     assert texts == ["dlp_lib/allocation/registry.py:147: RatioRangeWarning: clamped\n",
                      "PosixPath('figures/default/a.png')", "cache in ~/.cache/dlp_lib\n"]
+
+
+def test_clean_outputs_leaves_relative_paths_alone():
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=(
+        "2 claim rows from ../results/notebooks/default; figure at /tmp/cold/figures/default/a.png\n"))]
+    nb.cells = [cell]
+    run_notebooks.clean_outputs(nb)
+    assert cell.outputs[0]["text"] == "2 claim rows from ../results/notebooks/default; figure at figures/default/a.png\n"
+
+
+def test_where_paper_holds_skips_the_batch_partial_copies(tmp_path):
+    import nbformat
+    from dlp_studies.report import where_paper_holds
+    from dlp_studies.verdicts import finish, row
+    report = finish("holds", "a claim", "why", [row("DLP below OWL", "1 vs 2", "3 vs 4", "holds")])["text"]
+    for name in ("00_quickstart.ipynb", ".00_quickstart.partial.ipynb"):
+        nb = nbformat.v4.new_notebook()
+        cell = nbformat.v4.new_code_cell("x")
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=report)]
+        nb.cells = [cell]
+        nbformat.write(nb, tmp_path / name)
+    table = where_paper_holds(tmp_path)
+    assert table["notebook"].tolist() == ["00"] and table["claim"].tolist() == ["DLP below OWL"]
