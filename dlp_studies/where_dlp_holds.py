@@ -21,32 +21,31 @@ from .verdicts import (A_BETTER, B_BETTER, FAILS, HOLDS, NOISE, WITHIN_NOISE, co
 # The compared allocations: the auto candidates (uniform, dlp, its mirror, the ramp, block influence), OWL
 # and the held-out choice itself.
 ARMS = (*auto_candidates(), "owl", "auto")
-SEED_ARMS = ("uniform", "dlp", "depth_ramp")   # repeated over calibration seeds: the headline's noise
+SEED_ARMS = ("uniform", "dlp", "depth_ramp")   # the arms a grid may repeat over calibration seeds (its "seed_arms")
 
 GRIDS = {
     "smoke": {
-        "models": ("tiny-llama",), "methods": ("wanda",), "sparsities": (0.7,), "seeds": (0, 1),
+        "models": ("tiny-llama",), "methods": ("wanda",), "sparsities": (0.7,), "seeds": (0, 1), "seed_arms": SEED_ARMS,
         "config": {}, "eval": ("brown",),
         "note": "smoke: the random tiny-llama, Wanda at 70%, two calibration seeds, the smoke protocol; the numbers "
                 "are meaningless, the run checks the notebook end to end.",
     },
-    # Sizing (not measured here: a one-configuration timing on the shared 2-vCPU machine did not finish within
-    # 8 minutes under other engineers' load). From the README's idle-machine benchmark of SmolLM2 at 16 x 512
-    # (Wanda pruning 21 s, pass 1 13 s, about 6 s per evaluated text), one configuration at 16 x 256 is
-    # estimated at about 20 s with three texts, Gemma-3 about twice that (notebook 10), and `auto` at 13
-    # candidate prunings. Estimate for this grid: SmolLM2 ~5 min, Gemma-3 ~10 min, i.e. ~15 min, above the
-    # 12-minute target; `models=["smollm2-135m"]` halves it. The issue's full grid (60/70/80% x Wanda/SparseGPT
-    # x every arm x 3 seeds) is about two hours: the `paper` profile.
+    # Sizing, measured: an earlier default grid (both models, every arm at seed 0, uniform / DLP / ramp at seeds 0-2,
+    # 26 configurations with two `auto` selections of 13 candidate prunings each) had computed 13 configurations
+    # after 28 minutes on half of the 2-core machine and did not fit the batch. Uniform and DLP alone carry the
+    # seed spread (the ramp is judged against it at one seed), which leaves 22 configurations, two of them `auto`.
     "default": {
         "models": ("smollm2-135m", "gemma3-270m"), "methods": ("wanda",), "sparsities": (0.7,), "seeds": (0, 1, 2),
+        "seed_arms": ("uniform", "dlp"),
         "config": dict(nsamples=16, seqlen=256, neval=16), "eval": ("brown", "sotu", "mobydick"),
         "note": "default (reduced): SmolLM2-135M and Gemma-3-270M, Wanda at 70%, BBC 16 x 256 calibration, Brown, "
-                "SOTU and Moby-Dick 16 x 256 evaluation; every arm at seed 0, uniform / DLP / ramp at seeds 0-2. "
-                "60/80%, SparseGPT and seeds for every arm are in the paper profile.",
+                "SOTU and Moby-Dick 16 x 256 evaluation; every arm at seed 0, Uniform and DLP at seeds 0-2 (their "
+                "spread judges every one-seed arm). 60/80%, SparseGPT and the ramp's seeds are in the paper profile.",
     },
     "paper": {
         "models": ("smollm2-135m", "gemma3-270m"), "methods": ("wanda", "sparsegpt"), "sparsities": (0.6, 0.7, 0.8),
-        "seeds": (0, 1, 2), "config": dict(nsamples=16, seqlen=256, neval=16), "eval": ("brown", "sotu", "mobydick"),
+        "seeds": (0, 1, 2), "seed_arms": SEED_ARMS,
+        "config": dict(nsamples=16, seqlen=256, neval=16), "eval": ("brown", "sotu", "mobydick"),
         "note": "full: both models x Wanda and SparseGPT x 60/70/80% x every arm, seeds 0-2 at 70%.",
     },
 }
@@ -54,14 +53,15 @@ HEADLINE_SPARSITY = 0.7
 
 
 def configs(grid: dict, profile: str):
-    """(model, ExperimentConfig) of every cell: every arm at seed 0, SEED_ARMS at every seed (at 70%)."""
+    """(model, ExperimentConfig) of every cell: every arm at the first seed, the grid's seed arms at every seed
+    (at the headline sparsity)."""
     from dlp_lib.experiment import ExperimentConfig
     out = []
     for model in grid["models"]:
         for method in grid["methods"]:
             for p in grid["sparsities"]:
                 for arm in ARMS:
-                    seeds = grid["seeds"] if (arm in SEED_ARMS and p == HEADLINE_SPARSITY) else grid["seeds"][:1]
+                    seeds = grid["seeds"] if (arm in grid["seed_arms"] and p == HEADLINE_SPARSITY) else grid["seeds"][:1]
                     for seed in seeds:
                         out.append(ExperimentConfig.from_profile(
                             profile, model=model, method=method, sparsity=p, allocation=arm, seed=seed,
@@ -175,7 +175,7 @@ def arm_values(df: pd.DataFrame, model: str, arm: str) -> list[float]:
 
 def model_spread(df: pd.DataFrame, model: str) -> float | None:
     """The model's measured seed spread (`verdicts.relative_spread`) over the arms run at several seeds
-    (SEED_ARMS), which judges every one-seed arm; None where no arm ran two seeds."""
+    (any of SEED_ARMS), which judges every one-seed arm; None where no arm ran two seeds."""
     samples = [v for v in (arm_values(df, model, a) for a in SEED_ARMS) if len(v) > 1]
     return relative_spread(*samples) if samples else None
 
