@@ -11,7 +11,8 @@ between `<!-- figures:begin -->` and `<!-- figures:end -->` the key figures as i
 table replaces what stands between the markers `<!-- verdicts:begin -->` and `<!-- verdicts:end -->`,
 and, where the README has the markers `<!-- walltime:begin -->` and `<!-- walltime:end -->`, the
 table of wall times between them (per notebook: wall time, result configurations computed and reused
-from the cache, from the same stamps; the total says whether every copy comes from one commit).
+from the cache, from the same stamps; the total says whether every copy comes from one commit). The benchmark tables
+(scripts/benchmark_tables.py) go between their `<!-- bench-<name>:begin -->` and `:end -->` markers.
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from dlp_studies.report import where_paper_holds  # noqa: E402
 from dlp_studies.verdicts import parse_report  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import benchmark_tables  # noqa: E402
 BEGIN, END = "<!-- verdicts:begin -->", "<!-- verdicts:end -->"
 WALL_BEGIN, WALL_END = "<!-- walltime:begin -->", "<!-- walltime:end -->"
 HOLDS_BEGIN, HOLDS_END = "<!-- holds:begin -->", "<!-- holds:end -->"
@@ -183,6 +187,7 @@ def source_numbers(folder: Path) -> set[str]:
     texts = [(ROOT / "dlp_studies" / "paper.py").read_text()]
     texts += [p.read_text() for p in sorted((ROOT / "benchmarks").rglob("*.json"))]
     texts += [p.read_text() for p in sorted((ROOT / "results").glob("*.json"))]   # committed result JSONs (the survey)
+    texts += list(benchmark_tables.blocks().values())   # the benchmark JSONs' numbers as the tables round them
     for path in sorted(folder.glob("*.ipynb")):
         for cell in json.loads(path.read_text())["cells"]:
             for o in cell.get("outputs", []):
@@ -226,6 +231,10 @@ def main(argv=None) -> int:
             readme = _replace_between(readme, FIG_BEGIN, FIG_END, figures_markdown(folder.name))
         if ALLOC_BEGIN in readme and ALLOC_END in readme:
             readme = _replace_between(readme, ALLOC_BEGIN, ALLOC_END, allocation_markdown(folder))
+        for name, block in benchmark_tables.blocks().items():
+            begin, end = benchmark_tables.markers(name)
+            if begin in readme and end in readme:
+                readme = _replace_between(readme, begin, end, block)
         a.readme.write_text(readme)
         print(f"wrote {len(table)} rows into {a.readme}")
     else:

@@ -1,0 +1,206 @@
+"""The README's benchmark tables, generated from the committed benchmark JSONs in benchmarks/results/.
+
+Each generator is pure: the JSON's dict (and the JSON's path, for the link) in, markdown out.
+`BLOCKS` names, per README marker (`<!-- bench-<name>:begin -->` ... `:end -->`), the JSON and its
+generator; `blocks()` reads the JSONs and returns every block's markdown, which scripts/verdicts.py
+writes into the README and counts as a source of the README's numbers.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from dlp_studies.paper import TABLE6_TIME  # noqa: E402
+from dlp_studies.verdicts import COLLAPSE_FACTOR  # noqa: E402
+
+TOLERANCE = 0.01   # the largest relative change of perplexity we accept from a cheaper dtype
+TEXTS = {"brown": "Brown", "sotu": "SOTU", "mobydick": "Moby-Dick"}
+METHODS = {"wanda": "Wanda", "sparsegpt": "SparseGPT", "magnitude": "Magnitude"}
+ALLOCATIONS = {"uniform": "Uniform", "dlp": "DLP", "owl": "OWL"}
+
+
+def _link(source: str) -> str:
+    return f"[`{Path(source).name}`]({source})"
+
+
+def _label(run: str) -> str:
+    """'wanda/dlp 70%' -> 'Wanda + DLP 70%'; 'dense' stays."""
+    method, _, rest = run.partition("/")
+    if not rest:
+        return run
+    allocation, _, tail = rest.partition(" ")
+    return f"{METHODS.get(method, method)} + {ALLOCATIONS.get(allocation, allocation)}" + (f" {tail}" if tail else "")
+
+
+def _phase(d: dict, key: str) -> tuple[float, float]:
+    return d[key]["seconds"], d[key]["seconds"] / d["floor"]["seconds"]
+
+
+def cpu_cost_markdown(d: dict, source: str) -> str:
+    """Cost of one configuration against its floor (three dense passes of the calibration set) on a
+    CPU, from benchmarks/prune_speed.py's JSON."""
+    i = d["info"]
+    rows = [(f"floor: 3 dense passes of {i['nsamples']} x {i['seqlen']} tokens", "floor", False),
+            ("DLP ratio pass (pass 1, once per model, calibration and seed; cached)", "pass1", False),
+            ("Wanda pruning pass", "wanda", False), ("DLP + Wanda end to end", "dlp_wanda", True),
+            ("SparseGPT pruning pass", "sparsegpt", False), ("DLP + SparseGPT end to end", "dlp_sparsegpt", False)]
+    lines = [f"`{i['command'].split(' --out ')[0]}` on {i['device']}, {i['cpu_threads']} threads, "
+             f"{i['dtype'].removeprefix('torch.')}, {i['model']} ({_link(source)}):", "",
+             "| phase | seconds | x floor |", "|---|---:|---:|"]
+    for name, key, bold in rows:
+        s, x = _phase(d, key)
+        cells = [name, f"{s:.1f}", f"{x:.2f}"]
+        lines.append("| " + " | ".join(f"**{c}**" if bold else c for c in cells) + " |")
+    one = d["floor"]["one_dense_pass_seconds"]
+    per_block = (d["pass1"]["seconds"] - one) / i["blocks"]
+    lines += ["", f"Pass 1 costs one dense forward ({one:.1f} s) plus the pool statistics of each block (the exact "
+              f"median by `kthvalue` of {i['block_pool_numel'] / 1e6:.1f}M scores, and the OWL counts): "
+              f"{per_block:.2f} s per block over {i['blocks']} blocks."]
+    return "\n".join(lines)
+
+
+def _collapsed(runs: dict, run: str, text: str) -> bool:
+    dense = runs.get("dense", {}).get(text, {}).get("fp32")
+    return dense is not None and runs[run][text]["fp32"] > COLLAPSE_FACTOR * dense
+
+
+def eval_dtype_markdown(d: dict, source: str) -> str:
+    """fp32 against bf16 autocast evaluation of the same fp32-pruned models, from
+    benchmarks/eval_dtype.py's JSON, with the summary over the models that have not collapsed."""
+    p, runs = d["protocol"], d["runs"]
+    lines = [f"{d['model']}, {p['neval']} windows of {p['seqlen']} tokens per text, {d['threads']} threads, "
+             f"torch {d['torch']} ({_link(source)}):", "",
+             "| model | text | fp32 | bf16 autocast | difference | seconds fp32 -> bf16 |", "|---|---|---:|---:|---:|---:|"]
+    kept, fallen = [], []
+    for run, by_text in runs.items():
+        for text, r in by_text.items():
+            collapsed = _collapsed(runs, run, text)
+            (fallen if collapsed else kept).append((run, text, r))
+            lines.append(f"| {_label(run)}{' (collapsed)' if collapsed else ''} | {TEXTS.get(text, text)} | "
+                         f"{r['fp32']:.5g} | {r['autocast']:.5g} | {r['rel_autocast']:+.2%} | "
+                         f"{r['seconds_fp32']:.0f} -> {r['seconds_autocast']:.0f} |")
+    worst = max(kept, key=lambda k: abs(k[2]["rel_autocast"]))
+    copy = max(r["rel_bf16_copy"] for _, _, r in kept)
+    fp32_s = statistics.mean(r["seconds_fp32"] for *_, r in kept + fallen)
+    auto_s = statistics.mean(r["seconds_autocast"] for *_, r in kept + fallen)
+    within = all(abs(r["rel_autocast"]) <= TOLERANCE for *_, r in kept)
+    lines += ["", f"Over the {len(kept)} (model, text) pairs that have not collapsed (perplexity below "
+              f"{COLLAPSE_FACTOR:g}x dense), bf16 autocast changes perplexity by at most {worst[2]['rel_autocast']:+.2%} "
+              f"({_label(worst[0])}, {TEXTS.get(worst[1], worst[1])}): "
+              + (f"within the {TOLERANCE:.0%} we accept" if within else f"**outside the {TOLERANCE:.0%} we accept**")
+              + f". A perplexity pass takes {auto_s:.1f} s instead of {fp32_s:.1f} s on average "
+              f"({fp32_s / auto_s:.1f}x faster). A bf16 copy of the weights moves the same pairs by up to {copy:+.2%}."]
+    for run, text, r in fallen:
+        dense = runs["dense"][text]["fp32"]
+        lines.append(f"Collapsed: {_label(run)} on {TEXTS.get(text, text)} (fp32 perplexity {r['fp32']:.2g}, "
+                     f"{r['fp32'] / dense:.0f}x dense) moves by {r['rel_autocast']:+.2%}.")
+    return "\n".join(lines)
+
+
+def _pct(values, digits: int) -> str:
+    """Relative differences as percentages, bold where one is outside TOLERANCE."""
+    return ", ".join(f"**{v:+.{digits}%}**" if abs(v) > TOLERANCE else f"{v:+.{digits}%}" for v in values)
+
+
+def cpu_dtype_markdown(d: dict, source: str) -> str:
+    """The whole pipeline in fp32 against bf16, from benchmarks/cpu_dtype.py's JSON."""
+    i, p, f32, b16, vs = d["info"], d["info"]["protocol"], d["float32"], d["bfloat16"], d["bfloat16_vs_float32"]
+    texts = p["eval"]
+    ratio_diff = max(r["max_ratio_diff"] for r in vs["runs"].values())
+    lines = [f"{p['model']}, calibration {p['nsamples']} x {p['seqlen']} ({p['calib']}), {p['neval']} evaluation windows "
+             f"per text ({', '.join(TEXTS.get(t, t) for t in texts)}), sparsity {i['sparsity']:.0%}, {i['threads']} threads, "
+             f"torch {i['torch']} ({_link(source)}); bold: outside the {TOLERANCE:.0%} we accept:", "",
+             "| | fp32 | bf16 | bf16 vs fp32 |", "|---|---:|---:|---|",
+             f"| pass 1 (dense statistics) | {f32['pass1_seconds']:.1f} s | {b16['pass1_seconds']:.1f} s | plans equal "
+             f"to {ratio_diff:.1e} (max per-block ratio difference) |",
+             f"| dense perplexity, {len(texts)} texts | {f32['dense_eval_seconds']:.1f} s | {b16['dense_eval_seconds']:.1f} s "
+             f"| {_pct([vs['dense_ppl_rel_diff'][t] for t in texts], 2)} |"]
+    for run, r in vs["runs"].items():
+        lines.append(f"| {_label(run)} {i['sparsity']:.0%} | {f32['runs'][run]['prune_seconds']:.1f} s prune | "
+                     f"{b16['runs'][run]['prune_seconds']:.1f} s | perplexity {_pct([r['ppl_rel_diff'][t] for t in texts], 1)} |")
+    lines.append(f"| everything above | | | {vs['total_speedup']:.2f}x faster |")
+    pruned = max((abs(v), run) for run, r in vs["runs"].items() for v in r["ppl_rel_diff"].values())
+    lines += ["", f"bf16 runs everything above {vs['total_speedup']:.1f}x faster; it changes a pruned model's perplexity "
+              f"by up to {pruned[0]:.1%} ({_label(pruned[1])} {i['sparsity']:.0%}) and the dense model's by up to "
+              f"{max(abs(v) for v in vs['dense_ppl_rel_diff'].values()):.2%}."]
+    return "\n".join(lines)
+
+
+def restore_memory_markdown(d: dict, source: str) -> str:
+    """Peak resident memory of keeping the dense copy in RAM against on disk, from
+    benchmarks/restore_memory.py's JSON."""
+    modes = d["modes"]
+    block_mib = next(iter(modes.values()))["block_bytes_mib"]
+    lines = [f"{d['model']}, {block_mib:.0f} MiB of block weights, prune and restore at "
+             f"{', '.join(f'{s:.0%}' for s in d['sparsities'])} ({_link(source)}):", "",
+             "| dense copy | resident after keeping the copy | peak through the prune-and-restore cycles | restored exactly |",
+             "|---|---:|---:|---|"]
+    lines += [f"| `{m}` | +{r['resident_copy_mib']:.1f} MiB | +{r['cycle_peak_over_baseline_mib']:.1f} MiB | "
+              f"{'yes' if r['restored_exactly'] else '**no**'} |" for m, r in modes.items()]
+    return "\n".join(lines)
+
+
+def gpu_speed_markdown(d: dict, source: str) -> str:
+    """The Table 6 analogue: time and peak GPU memory of each phase against the floor, from
+    benchmarks/prune_speed.py's JSON of a GPU run."""
+    i = d["info"]
+    paper = TABLE6_TIME["sparsegpt"]["uniform"]["llama1-7b"]
+
+    def alloc(*keys):
+        return max(d[k]["peak_allocated_gib"] for k in keys)
+
+    rows = [("floor: 3 dense passes of the calibration set", "floor", ("floor",)),
+            ("DLP ratio pass (pass 1, all statistics on the GPU)", "pass1", ("pass1",)),
+            ("Wanda pruning pass", "wanda", ("wanda",)),
+            ("**DLP + Wanda end to end**", "dlp_wanda", ("pass1", "wanda")),
+            ("SparseGPT pruning pass", "sparsegpt", ("sparsegpt",)),
+            (f"DLP + SparseGPT end to end (paper Table 6: {paper:.0f} s for SparseGPT's metric alone, A40)",
+             "dlp_sparsegpt", ("pass1", "sparsegpt"))]
+    lines = [f"`{i['command'].split(' --out ')[0]}` on a {i['model']}-shaped model, {i['nsamples']} x {i['seqlen']} "
+             f"calibration tokens, {i['dtype'].removeprefix('torch.')}, on an {i['device']}, torch {i['torch']} "
+             f"({_link(source)}):", "",
+             "| phase | seconds | x floor | peak GPU GiB (allocated) |", "|---|---:|---:|---:|"]
+    for name, key, peaks in rows:
+        s, x = _phase(d, key)
+        bold = name.startswith("**")
+        lines.append(f"| {name} | {f'**{s:.1f}**' if bold else f'{s:.1f}'} | {f'**{x:.2f}**' if bold else f'{x:.2f}'} | "
+                     f"{alloc(*peaks):.1f} |")
+    if "dlp_wanda_stream" in d:
+        s, x = _phase(d, "dlp_wanda_stream")
+        reserved = [d[k]["peak_reserved_gib"] for k in ("pass1_stream", "wanda_stream")]
+        lines.append(f"| DLP + Wanda with calibration activations streamed from CPU memory | {s:.1f} | {x:.2f} | "
+                     f"{alloc('pass1_stream', 'wanda_stream'):.1f} (reserved {min(reserved):.1f}-{max(reserved):.1f}) |")
+    return "\n".join(lines)
+
+
+RESULTS = "benchmarks/results"
+BLOCKS = {   # README marker name: (JSON under benchmarks/results/, generator)
+    "bench-cpu-cost": ("cpu_smollm2-135m_default16.json", cpu_cost_markdown),
+    "bench-eval-dtype": ("eval_dtype_smollm2-135m.json", eval_dtype_markdown),
+    "bench-cpu-dtype": ("cpu_dtype_smollm2-135m.json", cpu_dtype_markdown),
+    "bench-restore-memory": ("restore_memory_smollm2-135m.json", restore_memory_markdown),
+    # run 3 is the run the README's Table 6 analogue has always shown (benchmarks/README.md compares runs 3 and 4)
+    "bench-gpu-speed": ("h200_llama2-7b_run3.json", gpu_speed_markdown),
+}
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def blocks(root: Path = ROOT) -> dict[str, str]:
+    """Every block's markdown, generated from the committed JSONs."""
+    out = {}
+    for name, (file, generate) in BLOCKS.items():
+        source = f"{RESULTS}/{file}"
+        out[name] = generate(json.loads((root / source).read_text()), source)
+    return out
+
+
+if __name__ == "__main__":
+    for name, text in blocks().items():
+        print(f"{markers(name)[0]}\n{text}\n{markers(name)[1]}\n")
