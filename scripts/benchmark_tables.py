@@ -153,22 +153,21 @@ def gpu_speed_markdown(d: dict, source: str) -> str:
     def alloc(*keys):
         return max(d[k]["peak_allocated_gib"] for k in keys)
 
-    rows = [("floor: 3 dense passes of the calibration set", "floor", ("floor",)),
-            ("DLP ratio pass (pass 1, all statistics on the GPU)", "pass1", ("pass1",)),
-            ("Wanda pruning pass", "wanda", ("wanda",)),
-            ("**DLP + Wanda end to end**", "dlp_wanda", ("pass1", "wanda")),
-            ("SparseGPT pruning pass", "sparsegpt", ("sparsegpt",)),
+    rows = [("floor: 3 dense passes of the calibration set", "floor", ("floor",), False),
+            ("DLP ratio pass (pass 1, all statistics on the GPU)", "pass1", ("pass1",), False),
+            ("Wanda pruning pass", "wanda", ("wanda",), False),
+            ("DLP + Wanda end to end", "dlp_wanda", ("pass1", "wanda"), True),
+            ("SparseGPT pruning pass", "sparsegpt", ("sparsegpt",), False),
             (f"DLP + SparseGPT end to end (paper Table 6: {paper:.0f} s for SparseGPT's metric alone, A40)",
-             "dlp_sparsegpt", ("pass1", "sparsegpt"))]
+             "dlp_sparsegpt", ("pass1", "sparsegpt"), False)]
     lines = [f"`{i['command'].split(' --out ')[0]}` on a {i['model']}-shaped model, {i['nsamples']} x {i['seqlen']} "
              f"calibration tokens, {i['dtype'].removeprefix('torch.')}, on an {i['device']}, torch {i['torch']} "
              f"({_link(source)}):", "",
              "| phase | seconds | x floor | peak GPU GiB (allocated) |", "|---|---:|---:|---:|"]
-    for name, key, peaks in rows:
+    for name, key, peaks, bold in rows:
         s, x = _phase(d, key)
-        bold = name.startswith("**")
-        lines.append(f"| {name} | {f'**{s:.1f}**' if bold else f'{s:.1f}'} | {f'**{x:.2f}**' if bold else f'{x:.2f}'} | "
-                     f"{alloc(*peaks):.1f} |")
+        cells = [name, f"{s:.1f}", f"{x:.2f}"]
+        lines.append("| " + " | ".join(f"**{c}**" if bold else c for c in cells) + f" | {alloc(*peaks):.1f} |")
     if "dlp_wanda_stream" in d:
         s, x = _phase(d, "dlp_wanda_stream")
         reserved = [d[k]["peak_reserved_gib"] for k in ("pass1_stream", "wanda_stream")]
@@ -200,7 +199,3 @@ def blocks(root: Path = ROOT) -> dict[str, str]:
         out[name] = generate(json.loads((root / source).read_text()), source)
     return out
 
-
-if __name__ == "__main__":
-    for name, text in blocks().items():
-        print(f"{markers(name)[0]}\n{text}\n{markers(name)[1]}\n")

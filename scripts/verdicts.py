@@ -26,9 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from dlp_studies.report import where_paper_holds  # noqa: E402
 from dlp_studies.verdicts import parse_report  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import benchmark_tables  # noqa: E402
+import benchmark_tables  # noqa: E402  (scripts/, beside this file)
 BEGIN, END = "<!-- verdicts:begin -->", "<!-- verdicts:end -->"
 WALL_BEGIN, WALL_END = "<!-- walltime:begin -->", "<!-- walltime:end -->"
 HOLDS_BEGIN, HOLDS_END = "<!-- holds:begin -->", "<!-- holds:end -->"
