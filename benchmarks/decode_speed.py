@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 def main(argv=None) -> dict:
     from dlp_lib.inference.cli import add_arguments, run
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    return run(add_arguments(p).parse_args(argv))
+    return run(add_arguments(p, results_dir=ROOT / "benchmarks" / "results").parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """Public Python API on in-memory Hugging Face models: statistics -> plan -> prune -> perplexity.
 
+The thin in-memory front door: the caller owns the model and every result; `experiment.Lab` is the
+cached one (profiles, loading, the disk cache) that the CLI uses. Both check their arguments with
+the same functions of `validation`.
+
 Any `AutoModelForCausalLM` whose decoder blocks the library recognises (`models.SUPPORTED_BLOCK_CLASSES`)
 works, loaded however the caller likes; nothing here needs a `Lab`, a profile or the disk cache.
 
@@ -14,17 +18,18 @@ from __future__ import annotations
 
 import torch
 
-from .allocation import allocator_names, build_plan, get_allocator
+from .allocation import build_plan
 from .block_stats import DenseStatistics, compute_dense_statistics
 from .data import TextSource, calibration_windows, evaluation_windows
 from .evaluation import achieved_sparsity
 from .evaluation import perplexity as _windows_perplexity
 from .models import check_decoder_only, decoder_blocks
 from .plan import SparsityPlan
-from .pruning import METHODS, prune_model
-from .scores import GROUPS, NMPattern, check_ratio
-from .validation import (INT_LIMIT, SEED_LIMIT, check_allocator_options, check_device_available, check_int,
-                         check_nm_sparsity, context_limit_of)
+from .pruning import default_group, prune_model
+from .scores import NMPattern, check_ratio
+from .validation import (INT_LIMIT, SEED_LIMIT, check_allocation, check_allocator_options, check_context_length,
+                         check_device_available, check_group, check_int, check_method, check_nm_sparsity,
+                         context_limit_of)
 
 DEFAULT_NSAMPLES = 32     # calibration windows when a text source is given
 DEFAULT_SEQLEN = 512      # tokens per window when a text source is given
@@ -59,9 +64,7 @@ def _vocab_size(model) -> int | None:
 
 
 def _check_seqlen(model, seqlen: int) -> None:
-    limit = context_limit_of(getattr(model, "config", None))
-    if limit is not None and seqlen > limit:
-        raise ValueError(f"seqlen = {seqlen} exceeds the model's maximum of {limit} positions")
+    check_context_length("seqlen", seqlen, context_limit_of(getattr(model, "config", None)), "the model")
 
 
 def _check_ids(model, ids: torch.Tensor, what: str) -> None:
@@ -153,13 +156,11 @@ def plan(stats: DenseStatistics | None, allocation: str = "dlp", sparsity: float
     of the dense weights (e.g. {"fingerprint": models.model_fingerprint(model)}) for allocators that
     cache what they read off the weights (AlphaPruning's spectra); None computes it every time.
     """
-    if not isinstance(allocation, str) or allocation not in allocator_names():
-        raise ValueError(f"allocation = {allocation!r} is not allowed; allowed: {', '.join(allocator_names())}")
+    check_allocation(allocation)
     if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)):
         raise ValueError(f"sparsity = {sparsity!r} is not allowed; expected a number in [0, 1)")
     check_ratio(sparsity)
-    if method not in METHODS:
-        raise ValueError(f"method = {method!r} is not allowed; allowed: {', '.join(METHODS)}")
+    check_method(method)
     if stats is not None and not isinstance(stats, DenseStatistics):
         raise ValueError(f"stats = {type(stats).__name__} is not allowed; pass the DenseStatistics returned by "
                          "dense_statistics(...) (or None for allocators that do not read pass 1)")
@@ -197,16 +198,14 @@ def prune(model, plan: SparsityPlan, method: str = "wanda", calib=None, tokenize
     magnitude, per_output otherwise. nm: "N:M" (N kept of every M), only with a uniform plan.
     """
     n_blocks = _check_model(model, device)
-    if method not in METHODS:
-        raise ValueError(f"method = {method!r} is not allowed; allowed: {', '.join(METHODS)}")
+    check_method(method)
     if not isinstance(plan, SparsityPlan):
         raise ValueError(f"plan = {type(plan).__name__} is not allowed; pass the SparsityPlan returned by plan(...)")
     if len(plan.ratios) != n_blocks:
         raise ValueError(f"plan has {len(plan.ratios)} block ratios but the model has {n_blocks} blocks")
+    check_group(group)
     if group is None:
-        group = "per_layer" if method == "magnitude" else "per_output"
-    if group not in GROUPS:
-        raise ValueError(f"group = {group!r} is not allowed; allowed: {', '.join(GROUPS)} or None (the method's default)")
+        group = default_group(method)
     pattern = _resolve_nm(nm)
     if pattern is not None and len(set(plan.ratios)) > 1:
         raise ValueError(f"nm = {pattern} applies one pattern to every block, but plan {plan.allocation!r} is not "

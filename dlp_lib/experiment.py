@@ -27,7 +27,7 @@ from .models import load_model
 from .allocation import build_plan
 from .plan import SparsityPlan
 from . import pruned_weights
-from .pruning import prune_model
+from .pruning import default_group, prune_model
 from .scores import NMPattern
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -123,9 +123,7 @@ class ExperimentConfig:
     def resolved_group(self) -> str:
         """per_layer for Magnitude (one threshold per matrix, as Wanda's and the DLP authors' code), per_output
         (Wanda's per-row comparison) for the others, unless given."""
-        if self.group is not None:
-            return self.group
-        return "per_layer" if self.method == "magnitude" else "per_output"
+        return self.group if self.group is not None else default_group(self.method)
 
     def allocator_params(self) -> dict:
         """The parameters the configured allocator reads, from this config's fields."""

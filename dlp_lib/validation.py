@@ -51,6 +51,31 @@ def check_allocator_options(allocation: str, **given) -> None:
                   f"{', '.join(takes) or 'no parameters'}")
 
 
+def check_choice(field: str, value, allowed, note: str = "") -> None:
+    """`value` is one of `allowed` (a name from a registry or a fixed list); `note` follows the list."""
+    if not isinstance(value, str) or value not in allowed:
+        _fail(field, value, f"allowed: {', '.join(allowed)}{note}")
+
+
+def check_method(method) -> None:
+    """A pruning method of `pruning.METHODS` (CLI, configurations and api.py alike)."""
+    from .pruning import METHODS
+    check_choice("method", method, METHODS)
+
+
+def check_allocation(allocation) -> None:
+    """A layerwise allocator of the registry (`allocation.allocator_names()`)."""
+    from .allocation import allocator_names
+    check_choice("allocation", allocation, allocator_names())
+
+
+def check_group(group) -> None:
+    """A mask comparison group of `scores.GROUPS`, or None (the method's default, `pruning.default_group`)."""
+    from .scores import GROUPS
+    if group is not None:
+        check_choice("group", group, GROUPS, " (or None: the method's default)")
+
+
 def check_nm_sparsity(sparsity: float, nm) -> None:
     """An N:M pattern removes exactly 1 - N/M of every group; a different target sparsity contradicts it."""
     if abs(sparsity - nm.sparsity) > 1e-9:
@@ -59,16 +84,13 @@ def check_nm_sparsity(sparsity: float, nm) -> None:
 
 
 def validate_config(cfg) -> None:
-    from .allocation import allocator_names, get_allocator
+    from .allocation import get_allocator
     from .block_stats import LAYER_STATISTICS, OWL_M_GRID
     from .data import TextSource
-    from .pruning import METHODS
-    from .scores import GROUPS, NMPattern, check_ratio
+    from .scores import NMPattern, check_ratio
 
-    if cfg.method not in METHODS:
-        _fail("method", cfg.method, f"allowed: {', '.join(METHODS)}")
-    if cfg.allocation not in allocator_names():
-        _fail("allocation", cfg.allocation, f"allowed: {', '.join(allocator_names())}")
+    check_method(cfg.method)
+    check_allocation(cfg.allocation)
     check_ratio(cfg.sparsity)
     allocator = get_allocator(cfg.allocation)
     if cfg.granularity not in GRANULARITIES:
@@ -77,8 +99,7 @@ def validate_config(cfg) -> None:
         _fail("granularity", cfg.granularity, f"{cfg.allocation!r} allows {', '.join(allocator.granularities)}")
     if cfg.statistic not in LAYER_STATISTICS:
         _fail("statistic", cfg.statistic, f"allowed: {', '.join(LAYER_STATISTICS)}")
-    if cfg.group is not None and cfg.group not in GROUPS:
-        _fail("group", cfg.group, f"allowed: {', '.join(GROUPS)} (or None: the method's default)")
+    check_group(cfg.group)
     if cfg.dtype not in DTYPE_NAMES:
         _fail("dtype", cfg.dtype, f"allowed: {', '.join(DTYPE_NAMES)}")
     if cfg.eval_dtype != cfg.dtype and not (cfg.dtype == "float32" and cfg.eval_dtype in ("bfloat16", "float16")):

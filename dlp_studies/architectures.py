@@ -1,4 +1,5 @@
-"""Paper Table 8 (other architectures): the paper's numbers, the profile grids, and the verdict.
+"""Paper Table 8 (other architectures): the paper's numbers, the profile grids, and the per-cell calls
+(the headline verdict is `dlp_studies.verdicts.table8_verdict`).
 
 Table 8: WikiText perplexity of five 7-8B models pruned with Wanda, Uniform vs DLP ("Ours"), at
 60/70/80% sparsity. The claim: DLP beats Uniform on every model and sparsity.
@@ -102,26 +103,3 @@ def cell_verdicts(table: dict[str, dict[str, dict[float, float]]], tolerance: fl
             if s in by_alloc.get("dlp", {}):
                 out[(model, s)] = compare(by_alloc["uniform"][s], by_alloc["dlp"][s], tolerance)
     return out
-
-
-def verdict(ours: dict[str, dict[str, dict[float, float]]], tolerance: float = NOISE_TOLERANCE) -> str:
-    """One paragraph: on how many (model, sparsity) cells DLP beats Uniform, ours vs the paper's."""
-    if not ours:
-        raise ValueError("no results to judge")
-    mine = cell_verdicts(ours, tolerance)
-    paper = cell_verdicts(PAPER_TABLE8, tolerance)
-    wins = sum(v == "DLP better" for v in mine.values())
-    losses = [k for k, v in mine.items() if v == "Uniform better"]
-    ties = [k for k, v in mine.items() if v == "within noise"]
-    paper_wins = sum(v == "DLP better" for v in paper.values())
-    parts = [f"DLP beats Uniform on {wins} of {len(mine)} (model, sparsity) cells of ours "
-             f"(paper: {paper_wins} of {len(paper)})"]
-    if ties:
-        parts.append("within noise (|gap| <= {:.0%}) on ".format(tolerance)
-                     + ", ".join(f"{m} {s:.0%}" for m, s in ties))
-    if losses:
-        parts.append("Uniform is better on " + ", ".join(f"{m} {s:.0%}" for m, s in losses))
-    holds = wins == len(mine)
-    parts.append("the paper's claim (DLP better on every model and sparsity) "
-                 + ("reproduces on these models" if holds else "does not reproduce on every cell here"))
-    return "; ".join(parts) + "."

@@ -1,7 +1,7 @@
-"""Paper Appendix E.1 (Table 14, structured pruning) and E.3 (Table 16, SVD): numbers, grids, verdicts.
+"""Paper Appendix E.1 (Table 14, structured pruning) and E.3 (Table 16, SVD): numbers and grids.
 
 The library code is `dlp_lib.compression.svd` and `dlp_lib.compression.structured`; this module
-holds what the notebook compares against and the rules that turn our numbers into verdicts.
+holds what the notebook compares against; the verdict is `dlp_studies.verdicts.compression_verdict`.
 """
 from __future__ import annotations
 
@@ -20,11 +20,6 @@ TABLE16_SVD = {
 }
 # Our evaluation texts standing in for the paper's (offline profiles have no WikiText/PTB).
 PAPER_TEXT_FOR = {"brown": "wikitext", "sotu": "ptb", "wikitext2": "wikitext", "ptb": "ptb"}
-
-# Relative perplexity gap below which Uniform and DLP are called equal. A stated tolerance, not a
-# measured seed spread: each point here is one calibration seed, and the two plans differ by a few
-# percent per block, so a gap under 2% is not read as a win either way.
-NOISE_TOL = 0.02
 
 # ---------------------------------------------------------------- per-profile grids
 GRIDS = {
@@ -61,70 +56,3 @@ def grid(profile: str, **overrides) -> dict:
     if changed:
         g["note"] += " Overridden: " + ", ".join(f"{k}={v}" for k, v in changed.items()) + "."
     return g
-
-
-# ---------------------------------------------------------------- verdicts
-def compare(uniform: float, dlp: float, tol: float = NOISE_TOL) -> str:
-    """'dlp' if DLP's perplexity is lower by more than tol (relative), 'uniform' if higher, else 'noise'."""
-    if not (uniform > 0 and dlp > 0):
-        raise ValueError(f"perplexities must be positive, got uniform={uniform}, dlp={dlp}")
-    gap = (uniform - dlp) / uniform
-    return "dlp" if gap > tol else "uniform" if gap < -tol else "noise"
-
-
-def verdict_dlp_vs_uniform(uniform: dict, dlp: dict, *, what: str, tol: float = NOISE_TOL) -> str:
-    """The paper's claim 'DLP outperforms Uniform at every rate' checked on {rate: perplexity}."""
-    rates = sorted(set(uniform) & set(dlp))
-    rates = [r for r in rates if r > 0]
-    if not rates:
-        raise ValueError("no common nonzero rate to compare")
-    calls = {r: compare(uniform[r], dlp[r], tol) for r in rates}
-    detail = "; ".join(f"{r:.0%}: Uniform {uniform[r]:.4g}, DLP {dlp[r]:.4g} "
-                       f"({ {'dlp': 'DLP lower', 'uniform': 'Uniform lower', 'noise': 'within noise'}[calls[r]] })"
-                       for r in rates)
-    n_dlp = sum(c == "dlp" for c in calls.values())
-    n_uni = sum(c == "uniform" for c in calls.values())
-    if n_dlp == len(rates):
-        head = "reproduces: DLP lower at every rate"
-    elif n_uni == 0 and n_dlp == 0:
-        head = f"within noise: Uniform and DLP within {tol:.0%} at every rate"
-    elif n_uni == 0:
-        head = f"partly reproduces: DLP lower at {n_dlp} of {len(rates)} rates, the rest within noise"
-    elif n_dlp == 0:
-        head = f"does not reproduce: Uniform lower at {n_uni} of {len(rates)} rates"
-    else:
-        head = f"mixed: DLP lower at {n_dlp}, Uniform lower at {n_uni} of {len(rates)} rates"
-    return f"{what}: {head} ({detail}; tolerance {tol:.0%})."
-
-
-def verdict_activation_aware(plain: dict, aware: dict, *, name: str = "ASVD", tol: float = NOISE_TOL) -> str:
-    """Does the activation-aware variant beat plain SVD at every rate? ({rate: perplexity} each)"""
-    rates = sorted(r for r in set(plain) & set(aware) if r > 0)
-    if not rates:
-        raise ValueError("no common nonzero rate to compare")
-    calls = {r: compare(plain[r], aware[r], tol) for r in rates}   # 'dlp' slot = the aware variant
-    wins = [r for r in rates if calls[r] == "dlp"]
-    losses = [r for r in rates if calls[r] == "uniform"]
-    detail = "; ".join(f"{r:.0%}: plain {plain[r]:.4g}, {name} {aware[r]:.4g}" for r in rates)
-    if len(wins) == len(rates):
-        head = f"{name} lower than plain SVD at every rate"
-    elif not wins and not losses:
-        head = f"{name} and plain SVD within noise"
-    else:
-        head = (f"{name} lower at {len(wins)}, plain lower at {len(losses)} of {len(rates)} rates")
-    return f"{head} ({detail})."
-
-
-def verdict_speed(dense_seconds: float, pruned_seconds: float, achieved_reduction: float, *,
-                  tol: float = 0.05) -> str:
-    """Is the structurally pruned model measurably faster than the dense one (one forward)?"""
-    if dense_seconds <= 0 or pruned_seconds <= 0:
-        raise ValueError(f"times must be positive, got {dense_seconds}, {pruned_seconds}")
-    speedup = dense_seconds / pruned_seconds
-    if speedup > 1 + tol:
-        head = f"faster: {speedup:.2f}x"
-    elif speedup < 1 - tol:
-        head = f"slower: {speedup:.2f}x"
-    else:
-        head = f"within timing noise ({speedup:.2f}x, tolerance {tol:.0%})"
-    return f"{head} with {achieved_reduction:.0%} of the blocks' parameters removed"

@@ -232,7 +232,7 @@ def test_granularity_config_validation():
 
 
 def test_cli_accepts_granularity():
-    from dlp_lib.cli import _config_from_args, build_parser
+    from dlp_lib.cli import build_parser, prune_config
 
     a = build_parser().parse_args(["prune", "--profile", "smoke", "--granularity", "sublayer"])
-    assert _config_from_args(a).granularity == "sublayer"
+    assert prune_config(a).granularity == "sublayer"

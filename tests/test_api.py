@@ -213,6 +213,32 @@ def test_prune_rejects_bad_input_before_work():
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in dense.items())   # nothing was pruned
 
 
+def _message(call) -> str:
+    with pytest.raises(ValueError) as info:
+        call()
+    return str(info.value)
+
+
+def test_api_and_configurations_share_one_check_per_value():
+    """A bad method, allocation, group or window length gets the same sentence from the in-memory API
+    as from an ExperimentConfig (the CLI's path): both call one function of dlp_lib.validation."""
+    from dlp_lib.experiment import ExperimentConfig
+    from dlp_lib.validation import check_context_length
+    model, _ = tiny_llama()
+    stats = dense_statistics(model, calib=_ids(), progress=False)
+    p = plan(stats, "uniform", 0.5)
+    assert _message(lambda: prune(model, p, method="obs", progress=False)) == \
+        _message(lambda: ExperimentConfig(method="obs")) == \
+        "method = 'obs' is not allowed; allowed: magnitude, wanda, sparsegpt"
+    assert _message(lambda: plan(stats, "dlpp", 0.5)) == _message(lambda: ExperimentConfig(allocation="dlpp"))
+    assert _message(lambda: prune(model, p, method="magnitude", group="per_row", progress=False)) == \
+        _message(lambda: ExperimentConfig(group="per_row")) == \
+        "group = 'per_row' is not allowed; allowed: per_output, per_layer (or None: the method's default)"
+    assert _message(lambda: dense_statistics(model, calib=_ids(n=1, t=5000))) == \
+        _message(lambda: check_context_length("seqlen", 5000, 4096, "the model")) == \
+        "seqlen = 5000 exceeds the model's maximum of 4096 positions; use seqlen <= 4096"
+
+
 def test_perplexity_equals_hand_computation_and_limits():
     model, tok = tiny_llama()
     windows = _ids(n=3, t=24)

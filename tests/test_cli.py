@@ -81,3 +81,77 @@ def test_cli_recomputes_the_notebook_numbers(tmp_path, allocation, extra):
     for text, ppl in notebook["perplexity"]["pruned"].items():
         assert cli["perplexity"]["pruned"][text] == pytest.approx(ppl, rel=1e-5)
     assert cli["achieved_sparsity"]["overall"] == pytest.approx(notebook["achieved_sparsity"]["overall"], abs=1e-9)
+
+
+def _subparser(name: str):
+    import argparse
+
+    from dlp_lib import cli
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
+def _choices(name: str, option: str):
+    return tuple(next(a for a in _subparser(name)._actions if option in a.option_strings).choices)
+
+
+def test_names_come_from_their_registries():
+    """Every subcommand offers the allocator registry's names, the pruning methods and the dtype names
+    from the one place that defines them (a new allocator appears everywhere at once)."""
+    from dlp_lib.allocation import allocator_names
+    from dlp_lib.pruning import METHODS
+    from dlp_lib.validation import DTYPE_CHOICES
+    for name in ("prune", "compress", "decode-bench"):
+        assert _choices(name, "--allocation") == tuple(allocator_names()), name
+    for name in ("prune", "decode-bench"):
+        assert _choices(name, "--method") == tuple(METHODS), name
+    for name in ("prune", "compress", "zero-shot"):
+        assert _choices(name, "--dtype") == tuple(DTYPE_CHOICES), name
+
+
+def test_decode_bench_default_output_is_under_the_current_directory(fresh_labs, no_model_load, tmp_path,
+                                                                      monkeypatch):
+    """Without --out the JSON goes to benchmarks/results/ where the command runs, never next to the library."""
+    from pathlib import Path
+
+    from dlp_lib import cli, validation
+    checked = []
+    monkeypatch.setattr(validation, "check_output_file", lambda path, what, inputs=(): checked.append((path, what)))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AssertionError, match="loaded before"):
+        cli.main(["decode-bench", "--model", "tiny-llama", "--quick", "--no-progress", "--format", "bsr"])
+    assert checked == [(Path("benchmarks") / "results" / "decode_tiny-llama_bsr_quick.json", "--out")]
+
+
+def test_compress_builds_its_configuration_without_rewriting_its_arguments(fresh_labs, monkeypatch):
+    """compress goes through the same config builder as prune and leaves the parsed arguments as parsed."""
+    from dlp_lib import cli
+
+    class Loaded(Exception):
+        pass
+
+    configs = []
+
+    def lab_for(cfg, **kwargs):
+        configs.append(cfg)
+        raise Loaded
+    monkeypatch.setattr(cli, "lab_for", lab_for)
+    a = cli.build_parser().parse_args(["compress", "--profile", "smoke", "--technique", "svd", "--reduction", "0.3",
+                                       "--allocation", "owl", "--quiet"])
+    parsed = dict(vars(a))
+    with pytest.raises(Loaded):
+        cli.cmd_compress(a)
+    assert vars(a) == parsed
+    assert configs == [cli.config_from_args(a, method="wanda", sparsity=0.3)]
+    assert (configs[0].allocation, configs[0].sparsity, configs[0].nm, configs[0].group) == ("owl", 0.3, None, None)
+
+
+def test_architecture_lists_every_subcommand():
+    import re
+    from pathlib import Path
+
+    from dlp_lib import cli
+    text = (Path(__file__).resolve().parents[1] / "ARCHITECTURE.md").read_text()
+    table = text.split("## Subcommands", 1)[1].split("\n## ", 1)[0]
+    assert sorted(re.findall(r"^\| `([a-z-]+)`", table, re.M)) == sorted(cli.subcommands())

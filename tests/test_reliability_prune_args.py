@@ -75,12 +75,12 @@ def test_bad_option_values_are_refused_by_the_parser(capsys, args, message):
 
 def test_neval_all_means_every_window():
     a = cli.build_parser().parse_args(["prune", "--profile", "smoke", "--neval", "all"])
-    assert cli._config_from_args(a).neval is None
+    assert cli.prune_config(a).neval is None
 
 
 def test_nm_alone_sets_its_sparsity():
     a = cli.build_parser().parse_args(["prune", "--profile", "smoke", "--nm", "2:4", "--allocation", "uniform"])
-    assert cli._config_from_args(a).sparsity == 0.5
+    assert cli.prune_config(a).sparsity == 0.5
 
 
 @pytest.mark.parametrize("content,message", [

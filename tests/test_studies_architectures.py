@@ -30,18 +30,6 @@ def test_compare_tolerance_boundary():
         arch.compare(1.0, 1.0, tolerance=-1)
 
 
-def test_verdict_counts_and_says_when_it_does_not_reproduce():
-    ours = {"a": {"uniform": {0.6: 10.0, 0.7: 50.0}, "dlp": {0.6: 9.0, 0.7: 60.0}},
-            "b": {"uniform": {0.6: 10.0}, "dlp": {0.6: 10.05}}}
-    text = arch.verdict(ours)
-    assert "DLP beats Uniform on 1 of 3" in text
-    assert "paper: 14 of 15" in text
-    assert "Uniform is better on a 70%" in text and "within noise" in text and "b 60%" in text
-    assert "does not reproduce" in text
-    good = {"a": {"uniform": {0.6: 10.0}, "dlp": {0.6: 5.0}}}
-    assert "reproduces on these models" in arch.verdict(good)
-
-
 def test_grids():
     for p in ("smoke", "default", "paper"):
         g = arch.grid(p)

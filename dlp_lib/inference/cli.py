@@ -1,5 +1,8 @@
 """Command-line entry points of the sparse-inference benchmarks, as `add_arguments` / `run` pairs
-(used by benchmarks/decode_speed.py; the main CLI can mount them as a `decode-bench` command)."""
+(used by benchmarks/decode_speed.py; the main CLI mounts them as its `decode-bench` command).
+
+The folder the default output goes to is the caller's to say (`add_arguments(p, results_dir)`); the
+library never writes next to its own files."""
 from __future__ import annotations
 
 import argparse
@@ -7,12 +10,15 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+RESULTS_DIR = Path("benchmarks") / "results"   # relative to the current directory
 QUICK = dict(sparsities=(0.5, 0.7, 0.9), threads=(1,), new_tokens=32, repeats=2, break_even_repeats=3)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of `decode-bench` (decoding speed of DLP-pruned models, paper Table 5)."""
+def add_arguments(p: argparse.ArgumentParser, results_dir: Path = RESULTS_DIR) -> argparse.ArgumentParser:
+    """Arguments of `decode-bench` (decoding speed of DLP-pruned models, paper Table 5); without --out
+    the JSON goes into `results_dir`."""
+    from ..allocation import allocator_names
+    from ..pruning import METHODS
     p.add_argument("--model", default="smollm2-135m", help="model name (smollm2-135m, tiny-llama, a checkpoint)")
     p.add_argument("--sparsities", type=float, nargs="+", help="DLP target sparsities (default 0.1 .. 0.9)")
     p.add_argument("--threads", type=int, nargs="+", help="torch thread counts (default 1 2)")
@@ -22,15 +28,19 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="compressed format for layers below the break-even density")
     p.add_argument("--break-even", type=float, default=None,
                    help="override the measured break-even density (a layer is compressed below it)")
-    p.add_argument("--method", default="wanda", choices=("magnitude", "wanda", "sparsegpt"))
-    p.add_argument("--allocation", default="dlp")
+    p.add_argument("--method", default="wanda", choices=METHODS)
+    p.add_argument("--allocation", default="dlp", choices=allocator_names(), metavar="ALLOCATION",
+                   help=f"layerwise allocator, one of {', '.join(allocator_names())}")
     p.add_argument("--nsamples", type=int, default=8,
                    help="calibration windows for pruning (speed depends on the layer densities, not on "
                         "which weights are kept, so fewer than the default profile's 32)")
     p.add_argument("--seqlen", type=int, default=256, help="calibration window length in tokens")
     p.add_argument("--quick", action="store_true", help="3 sparsities, 1 thread, 32 tokens, 2 repeats")
-    p.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/decode_<model>[_quick].json)")
+    where = "" if results_dir.is_absolute() else ", relative to the current directory"
+    p.add_argument("--out", type=Path, help=f"JSON path (default {results_dir}/decode_<model>[_<format>][_quick].json"
+                   f"{where}; the format is left out for csr)")
     p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(results_dir=results_dir)
     return p
 
 
@@ -56,7 +66,7 @@ def run(args: argparse.Namespace) -> dict:
     cfg = ExperimentConfig.from_profile(profile, model=args.model, method=args.method, allocation=args.allocation,
                                         nsamples=args.nsamples, seqlen=args.seqlen, dtype="float32")
     fmt_tag = "" if args.fmt == "csr" else f"_{args.fmt}"  # csr keeps the historical name
-    out = args.out or ROOT / "benchmarks" / "results" / f"decode_{args.model}{fmt_tag}{'_quick' if args.quick else ''}.json"
+    out = args.out or args.results_dir / f"decode_{args.model}{fmt_tag}{'_quick' if args.quick else ''}.json"
     check_output_file(out, "--out", input_paths(cfg.model, (cfg.calib,)))   # before the model loads
     check_context_length("--seqlen", cfg.seqlen, model_context_limit(cfg.model), cfg.model)
     check_writable()
