@@ -32,6 +32,7 @@ from .allocation import RatioRangeWarning, allocator_names, get_allocator, paper
 from .api import plan as make_plan
 from .block_stats import LAYER_STATISTICS, OWL_M_GRID, DenseStatistics
 from .pruning import METHODS
+from .validation import check_allocation, check_method
 
 
 def instant_allocations() -> tuple[str, ...]:
@@ -45,13 +46,14 @@ COLORS = {"uniform": "#7f7f7f", "owl": "#ff7f0e", "dlp": "#d62728", "global": "#
 
 
 def _check_allocations(allocations) -> tuple[str, ...]:
+    """A non-empty list of distinct registry names; a bad name gets validation's sentence, as in the
+    CLI and api.py."""
     if isinstance(allocations, str) or not isinstance(allocations, Sequence) or not allocations:
         raise ValueError(f"allocations = {allocations!r} is not allowed; give a non-empty list of names from "
                          f"{', '.join(allocator_names())}")
     names = tuple(allocations)
-    bad = [a for a in names if a not in allocator_names()]
-    if bad:
-        raise ValueError(f"allocations {bad} are unknown; allowed: {', '.join(allocator_names())}")
+    for name in names:
+        check_allocation(name)
     if len(set(names)) != len(names):
         raise ValueError(f"allocations = {list(names)} lists an allocator twice")
     return names
@@ -81,8 +83,7 @@ def explorer_state(stats: DenseStatistics, sparsity: float, alpha: float | None 
     if float(owl_m) not in OWL_M_GRID and "owl" in names:
         raise ValueError(f"owl_m = {owl_m!r} is not allowed; OWL's M must be one of the pass-1 grid "
                          f"{[int(m) for m in OWL_M_GRID]}")
-    if method not in METHODS:
-        raise ValueError(f"method = {method!r} is not allowed; allowed: {', '.join(METHODS)}")
+    check_method(method)
     s = stats.layer_statistic(statistic)
     rid = relative_importance(s)
     knobs = {"statistic": statistic, "lamda": float(lamda), "owl_m": float(owl_m)}

@@ -70,7 +70,8 @@ def test_state_paper_alpha_statistic_and_clamp_warning():
 @pytest.mark.parametrize("kwargs,match", [
     (dict(allocations=[]), "non-empty"),
     (dict(allocations="dlp"), "non-empty"),
-    (dict(allocations=["dlp", "nope"]), "unknown"),
+    (dict(allocations=["dlp", "nope"]), "allocation = 'nope' is not allowed; allowed: uniform, dlp"),
+    (dict(method="obs"), "method = 'obs' is not allowed; allowed: magnitude, wanda, sparsegpt"),
     (dict(allocations=["dlp", "dlp"]), "twice"),
     (dict(statistic="mode"), "statistic = 'mode'"),
     (dict(allocations=["owl"], owl_m=5.5), "owl_m = 5.5"),
@@ -81,6 +82,31 @@ def test_state_rejects_bad_input(kwargs, match):
     kw = {"sparsity": 0.7, "alpha": 0.1, **kwargs}
     with pytest.raises(ValueError, match=match):
         explorer_state(_stats(), **kw)
+
+
+def _message(call) -> str:
+    with pytest.raises(ValueError) as info:
+        call()
+    return str(info.value)
+
+
+def test_explorer_api_and_cli_word_a_bad_allocation_and_method_alike(capsys):
+    """The three front doors check a name with one function of dlp_lib.validation, so a bad value gets
+    one sentence: the explorer (its state and its widget), api.plan / api.prune, and the CLI (finetune
+    passes --allocation to the configuration's check; prune's argparse choices answer before that)."""
+    from dlp_lib import api, cli
+    from dlp_lib.allocation import allocator_names
+    from dlp_lib.explorer import RIDExplorer
+    from dlp_lib.experiment import ExperimentConfig
+    sentence = f"allocation = 'dlpp' is not allowed; allowed: {', '.join(allocator_names())}"
+    assert _message(lambda: explorer_state(_stats(), 0.7, 0.1, ["dlp", "dlpp"])) == sentence
+    assert _message(lambda: RIDExplorer(ExperimentConfig.from_profile("smoke"), allocations=["dlpp"])) == sentence
+    assert _message(lambda: api.plan(_stats(), "dlpp", 0.7)) == sentence
+    assert cli.main(["finetune", "--profile", "smoke", "--allocation", "dlpp"]) == 2
+    assert capsys.readouterr().err == f"error: {sentence}\n"
+    assert _message(lambda: explorer_state(_stats(), 0.7, 0.1, method="obs")) == \
+        _message(lambda: api.plan(_stats(), "dlp", 0.7, method="obs")) == \
+        "method = 'obs' is not allowed; allowed: magnitude, wanda, sparsegpt"
 
 
 def test_figure_draws_the_state():
