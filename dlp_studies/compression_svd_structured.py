@@ -1,23 +1,14 @@
 """Paper Appendix E.1 (Table 14, structured pruning) and E.3 (Table 16, SVD): numbers and grids.
 
 The library code is `dlp_lib.compression.svd` and `dlp_lib.compression.structured`; this module
-holds what the notebook compares against; the verdict is `dlp_studies.verdicts.compression_verdict`.
+holds the per-profile grids and which of our texts stands for which of the paper's; the paper's
+Tables 14 and 16 (LLaMA1-7B) are transcribed once, in `dlp_studies.paper`, and re-exported here for
+the notebook. The verdict is `dlp_studies.verdicts.compression_verdict`.
 """
 from __future__ import annotations
 
-# ---------------------------------------------------------------- the paper's numbers (LLaMA1-7B)
-# Table 14: LLM-Pruner (no fine-tuning) with Uniform / DLP ("Ours") layerwise sparsity.
-TABLE14_STRUCTURED = {
-    "wikitext": {"uniform": {0.2: 18.61, 0.4: 647.20, 0.6: 4074.48, 0.8: 33849.77},
-                 "dlp": {0.2: 16.62, 0.4: 29.62, 0.6: 115.58, 0.8: 642.16}},
-    "ptb": {"uniform": {0.2: 90.02, 0.4: 538.65, 0.6: 2330.65, 0.8: 23447.05},
-            "dlp": {0.2: 68.75, 0.4: 142.73, 0.6: 617.56, 0.8: 1932.18}},
-}
-# Table 16: WikiText perplexity at each SVD compression rate (fraction of parameters removed).
-TABLE16_SVD = {
-    "uniform": {0.0: 5.68, 0.1: 6.58, 0.2: 8.41, 0.3: 17.69, 0.4: 1917.76, 0.5: 19170.02},
-    "dlp": {0.0: 5.68, 0.1: 6.58, 0.2: 8.38, 0.3: 15.33, 0.4: 1252.03, 0.5: 16304.26},
-}
+from .paper import TABLE14_STRUCTURED, TABLE16_SVD  # noqa: F401 - the notebook reads them as study.TABLE*
+
 # Our evaluation texts standing in for the paper's (offline profiles have no WikiText/PTB).
 PAPER_TEXT_FOR = {"brown": "wikitext", "sotu": "ptb", "wikitext2": "wikitext", "ptb": "ptb"}
 

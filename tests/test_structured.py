@@ -212,3 +212,28 @@ def test_study_grid_overrides():
     with pytest.raises(ValueError, match="grid parameter"):
         study.grid("default", svd_rate=0.1)
     assert study.grid("default", svd_reductions=(0.5,))["svd_reductions"] == (0.5,)
+
+
+# The rows of Tables 14 and 16 as the paper text prints them (DLP_paper.txt, Appendix E.1 and E.3).
+PAPER_TABLE14_ROWS = """WikiText LLM-Pruner Uniform 18.61 647.20 4074.48 33849.77
+WikiText LLM-Pruner Ours 16.62 29.62 115.58 642.16
+PTB LLM-Pruner Uniform 90.02 538.65 2330.65 23447.05
+PTB LLM-Pruner Ours 68.75 142.73 617.56 1932.18"""
+PAPER_TABLE16_ROWS = """Uniform 5.68 6.58 8.41 17.69 1917.76 19170.02
+Ours 5.68 6.58 8.38 15.33 1252.03 16304.26"""
+
+
+def test_tables_14_and_16_have_one_source_matching_the_paper_text():
+    from dlp_studies import compression_svd_structured as study
+    from dlp_studies import paper
+    assert study.TABLE14_STRUCTURED is paper.TABLE14_STRUCTURED and study.TABLE16_SVD is paper.TABLE16_SVD
+    allocation = {"Uniform": "uniform", "Ours": "dlp"}
+    for line in PAPER_TABLE14_ROWS.splitlines():
+        text, _, who, *ppl = line.split()
+        assert paper.TABLE14_STRUCTURED[text.lower()][allocation[who]] == dict(zip((0.2, 0.4, 0.6, 0.8),
+                                                                                  map(float, ppl)))
+    for line in PAPER_TABLE16_ROWS.splitlines():
+        who, *ppl = line.split()
+        assert paper.TABLE16_SVD[allocation[who]] == dict(zip((0.0, 0.1, 0.2, 0.3, 0.4, 0.5), map(float, ppl)))
+    # every text the notebook maps to the paper's finds its rows (notebook 11b: PAPER_TEXT_FOR, then Table 14)
+    assert set(study.PAPER_TEXT_FOR.values()) == set(paper.TABLE14_STRUCTURED) == {"wikitext", "ptb"}
