@@ -1,6 +1,7 @@
 """The shape of the library: the import graph flows down the pipeline (no cycle at any depth, no
 private name used across modules), one registry knows the allocators, a new allocator is one
-function, configurations own their cache keys, ARCHITECTURE.md lists every subcommand."""
+function, configurations own their cache keys, ARCHITECTURE.md lists every subcommand, every test
+file is named after what it tests."""
 import ast
 from pathlib import Path
 
@@ -214,6 +215,58 @@ def test_architecture_lists_every_subcommand():
     table = {line.split("|")[1].strip().strip("`") for line in (ROOT / "ARCHITECTURE.md").read_text().splitlines()
              if line.startswith("| `")}
     assert table == set(sub.choices), f"ARCHITECTURE.md's subcommands {sorted(table)} != the CLI's {sorted(sub.choices)}"
+
+
+# Tests a newcomer finds by name: tests/test_<name>.py where <name> starts with the name of a module
+# or package of the code at any depth (test_svd.py: dlp_lib/compression/svd.py; test_allocation_controls.py:
+# the allocation package), "studies_" and a dlp_studies module (the study of a name dlp_lib also uses:
+# test_studies_architectures.py), or one of these suites, which cross modules on purpose.
+CODE_ROOTS = ("dlp_lib", "dlp_studies", "scripts", "benchmarks")
+CROSS_CUTTING_TESTS = {
+    "house": "the layout rules of this file",
+    "integration": "the whole pipeline on a real model (test_integration_<model>.py)",
+    "notebooks": "every notebook under the smoke profile",
+    "readme_truth": "README's numbers come from generated sources",
+    "reliability": "bad input, interruptions and outputs across subcommands (test_reliability_<subject>.py)",
+    "dtype": "the compute dtype through validation, the Lab, fine-tuning and sparse inference",
+}
+WHOLE_PACKAGE_TESTS = ("studies",)   # test_studies.py: dlp_studies' paper, plots, report and verdicts together
+
+
+def _code_names(root: Path = ROOT) -> set[str]:
+    """Names of the code's modules and scripts (.py, .sh) and of the folders holding them."""
+    names = set()
+    for folder in CODE_ROOTS:
+        for path in (root / folder).rglob("*"):
+            if path.suffix in (".py", ".sh") and "__pycache__" not in path.parts:
+                names.add(path.stem)
+                names.update(part for part in path.relative_to(root / folder).parts[:-1])
+    names |= {f"studies_{p.stem}" for p in (root / "dlp_studies").glob("*.py") if not p.stem.startswith("_")}
+    return {n for n in names if not n.startswith("_")}
+
+
+def badly_named_tests(test_files, code_names) -> list[str]:
+    """The test files (test_*.py names) whose name starts with neither a code name nor a cross-cutting suite."""
+    prefixes = set(code_names) | set(CROSS_CUTTING_TESTS)
+    bad = []
+    for name in test_files:
+        stem = name.removeprefix("test_").removesuffix(".py")
+        if stem not in WHOLE_PACKAGE_TESTS and not any(stem == p or stem.startswith(p + "_") for p in prefixes):
+            bad.append(name)
+    return sorted(bad)
+
+
+def test_every_test_file_is_named_after_what_it_tests():
+    files = [p.name for p in (ROOT / "tests").glob("test_*.py")]
+    assert badly_named_tests(files, _code_names()) == []
+    for suite in CROSS_CUTTING_TESTS:     # no stale entry: each names a suite that exists
+        assert any(f == f"test_{suite}.py" or f.startswith(f"test_{suite}_") for f in files), suite
+
+
+def test_the_test_name_check_flags_a_badly_named_file():
+    planted = ["test_misc.py", "test_prunning.py", "test_studies_misc.py", "test_svd_ranks.py", "test_studies.py",
+               "test_studies_architectures.py", "test_reliability_cache.py", "test_allocation_controls.py"]
+    assert badly_named_tests(planted, _code_names()) == ["test_misc.py", "test_prunning.py", "test_studies_misc.py"]
 
 
 def test_library_never_imports_the_studies():
