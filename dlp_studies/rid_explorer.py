@@ -46,10 +46,12 @@ def settings_table(states) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def explorer_verdict(states, profile: str = "default") -> str:
-    """Figure 3's two observations checked for each static setting: DLP's ratios rise with depth (and so
-    do OWL's), and DLP swings more than OWL; plus the exact budget identities (mean = p, span = 2 alpha
-    when nothing is clamped)."""
+def explorer_verdict(states, profile: str = "default") -> dict:
+    """Figure 3's observations checked over the static settings: DLP's ratios rise with depth (and so do
+    OWL's), DLP swings more than OWL; plus the exact budget identities (mean = p, span = 2 alpha when
+    nothing is clamped). Returns `verdicts.finish`'s dict; the headline is the depth trend (the claim a
+    reader checks against the figure), the rest are rows."""
+    from .verdicts import FAILS, HOLDS, PARTLY, finish, row
     t = settings_table(states)
     if "DLP span" not in t or "OWL span" not in t:
         raise ValueError("the verdict compares DLP with OWL: include both in the allocations")
@@ -58,21 +60,27 @@ def explorer_verdict(states, profile: str = "default") -> str:
     mean_ok = bool(np.allclose(t["DLP mean"], t["p"], atol=1e-9))
     larger = int((t["DLP span"] > t["OWL span"]).sum())
     rho = t["Spearman(depth, DLP)"]
-    rising = int((rho > ALIKE).sum())
+    n, rising = len(t), int((rho > ALIKE).sum())
     owl_rising = int((t["Spearman(depth, OWL)"] > ALIKE).sum())
     alike = t["Spearman(DLP, OWL)"]
-    alike_txt = ("rank the blocks alike" if (alike > ALIKE).all() else
-                 "rank the blocks oppositely" if (alike < -ALIKE).all() else "rank the blocks differently")
-    n = len(t)
-    trend = ("holds" if rising == n else "does not reproduce" if rising == 0 else f"holds in {rising} of {n} settings")
-    out = (f"Over {n} slider settings: DLP's mean ratio equals p {'exactly' if mean_ok else 'NOT exactly'} and its span "
-           f"equals 2 alpha {'exactly' if span_ok else 'NOT exactly'} where nothing was clamped "
-           f"({int(t['DLP clamped'].sum())} clamped). DLP's sparsity rises with depth (Spearman > {ALIKE}) in {rising} "
-           f"of {n} settings (median Spearman {float(np.nanmedian(rho)):.2f}): Figure 3's 'deeper blocks are pruned "
-           f"harder' {trend} on this model. OWL's rises with depth in {owl_rising} of {n} (Figure 3: it does); DLP and OWL {alike_txt} (Spearman {float(np.nanmin(alike)):.2f} to "
-           f"{float(np.nanmax(alike)):.2f}). DLP's span exceeds OWL's in {larger} of {n} settings, which Algorithm 1 "
-           f"and Eq. 4 fix by construction (2 alpha vs 2 lambda), so Figure 3's larger DLP swings reflect the chosen "
-           f"alpha, not a property of the model.")
+    alike_txt = ("alike" if (alike > ALIKE).all() else "oppositely" if (alike < -ALIKE).all() else "differently")
+    count = lambda k: HOLDS if k == n else FAILS if k == 0 else PARTLY
+    rows = [
+        row("DLP's sparsity rises with depth (Figure 3)", f"{rising} of {n} settings (median Spearman "
+            f"{float(np.nanmedian(rho)):.2f})", "rises in every panel", count(rising)),
+        row("OWL's sparsity rises with depth (Figure 3)", f"{owl_rising} of {n} settings", "rises in every panel",
+            count(owl_rising)),
+        row("DLP and OWL rank the blocks alike", f"{alike_txt} (Spearman {float(np.nanmin(alike)):.2f} to "
+            f"{float(np.nanmax(alike)):.2f})", "both rise with depth", HOLDS if alike_txt == "alike" else FAILS),
+        row("DLP swings more than OWL (Figure 3)", f"{larger} of {n} settings (fixed by 2 alpha vs 2 lambda, "
+            "not by the model)", "larger red swings", count(larger)),
+        row("Budget identities (Algorithm 1)", f"mean = p {'exactly' if mean_ok else 'NOT exactly'}; span = 2 alpha "
+            f"{'exactly' if span_ok else 'NOT exactly'} where unclamped ({int(t['DLP clamped'].sum())} clamped)", "-",
+            HOLDS if mean_ok and span_ok else FAILS),
+    ]
+    why = f"{rising} of {n} slider settings; OWL rises in {owl_rising} of {n}; DLP and OWL rank blocks {alike_txt}"
+    notes = ["DLP's span against OWL's is set by the chosen alpha and lambda (Algorithm 1, Eq. 4), so Figure 3's "
+             "larger DLP swings say nothing about the model."]
     if profile == "smoke":
-        out += " (smoke profile: a random tiny model, so the RID carries no meaning here.)"
-    return out
+        notes.append("smoke profile: a random tiny model, so the RID carries no meaning here.")
+    return finish(count(rising), "DLP prunes deeper blocks harder (Figure 3, static settings)", why, rows, notes)

@@ -37,11 +37,18 @@ RESULT_KINDS = ("results", "zeroshot", "mixed_nm", "quantized", "compression_svd
 _PROGRESS = re.compile(r"\r|\d+%\||\[\d+:\d+(<[^\]]*)?, [^\]]*/s\]")
 
 
-def _commit() -> str:
+# what the batch itself writes: a change there is its output, not a change to the code that ran
+BATCH_OUTPUTS = ("results/notebooks", "figures", "outputs")
+
+
+def commit_stamp(root: Path = ROOT) -> str:
+    """The short commit the code ran at, '+uncommitted' when a tracked file outside the batch's own outputs
+    differs from it ('unknown' outside git)."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."]
+                               + [f":(exclude){p}" for p in BATCH_OUTPUTS], cwd=root,
                                capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("+uncommitted" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
@@ -251,7 +258,7 @@ def main(argv=None) -> int:
     if not paths:
         print(f"no notebook matches {a.notebooks}/{a.pattern}.ipynb", file=sys.stderr)
         return 2
-    stamp = {"commit": _commit(), "profile": a.profile,
+    stamp = {"commit": commit_stamp(), "profile": a.profile,
              "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": _machine()}
     rows = []
     start = time.perf_counter()

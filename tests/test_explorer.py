@@ -170,12 +170,16 @@ def test_static_settings_verdict():
     assert t["Spearman(depth, DLP)"].to_numpy() == pytest.approx([0.9] * 4)      # ranks of S: 1 2 3 5 4
     assert t["Spearman(depth, OWL)"].to_numpy() == pytest.approx([1.0] * 4)      # D falls with depth
     v = explorer_verdict(states)
-    assert "rises with depth (Spearman > 0.5) in 4 of 4" in v and "harder' holds" in v and "alike" in v
-    assert "equals p exactly" in v and "by construction" in v and "OWL's rises with depth in 4 of 4" in v
+    assert v["headline"].startswith("DLP prunes deeper blocks harder (Figure 3, static settings): holds (4 of 4")
+    assert "rank blocks alike" in v["headline"] and len(v["headline"]) <= 200
+    words = {r["claim"]: (r["ours"], r["verdict"]) for r in v["rows"]}
+    assert words["OWL's sparsity rises with depth (Figure 3)"] == ("4 of 4 settings", "holds")
+    assert "mean = p exactly; span = 2 alpha exactly" in words["Budget identities (Algorithm 1)"][0]
+    assert v["text"].startswith("Verdict: ") and "by 2 alpha vs 2 lambda" in v["text"]
     flipped = DenseStatistics(blocks=[{"median": s, "outlier_ratio": {"5.0": d, "7.0": d}}
                                       for s, d in zip(S[::-1], D[::-1])], block_influence=BI[::-1])
     v2 = explorer_verdict([explorer_state(flipped, **s) for s in STATIC_SETTINGS], "smoke")
-    assert "does not reproduce" in v2 and "random tiny model" in v2
+    assert ": does not reproduce (0 of 4" in v2["headline"] and "random tiny model" in v2["text"]
     with pytest.raises(ValueError, match="include both"):
         explorer_verdict([explorer_state(_stats(), 0.7, 0.1, ["dlp"])])
 

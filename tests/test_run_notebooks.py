@@ -75,3 +75,23 @@ def test_where_paper_holds_skips_the_batch_partial_copies(tmp_path):
         nbformat.write(nb, tmp_path / name)
     table = where_paper_holds(tmp_path)
     assert table["notebook"].tolist() == ["00"] and table["claim"].tolist() == ["DLP below OWL"]
+
+
+def test_commit_stamp_ignores_the_batchs_own_outputs(tmp_path):
+    """Executed copies and figures written by the batch do not make the code 'uncommitted'; a code edit does."""
+    import subprocess
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)
+    (tmp_path / "results" / "notebooks").mkdir(parents=True)
+    (tmp_path / "figures").mkdir()
+    for f in ("code.py", "results/notebooks/a.ipynb", "figures/a.png"):
+        (tmp_path / f).write_text("0")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    clean = run_notebooks.commit_stamp(tmp_path)
+    assert len(clean) >= 7 and "+" not in clean
+    (tmp_path / "results/notebooks/a.ipynb").write_text("1")
+    (tmp_path / "figures/a.png").write_text("1")
+    assert run_notebooks.commit_stamp(tmp_path) == clean
+    (tmp_path / "code.py").write_text("1")
+    assert run_notebooks.commit_stamp(tmp_path) == clean + "+uncommitted"
