@@ -238,6 +238,11 @@ def fmt_value(x: float) -> str:
     return f"{x:.3g}" if abs(x) >= 1e4 else f"{x:.1f}" if abs(x) >= 100 else f"{x:.2f}"
 
 
+def fmt_seeds(n: int) -> str:
+    """'1 seed' or 'n seeds', as the verdict rows count calibration seeds."""
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def _mean(v) -> float:
     return float(np.mean(np.atleast_1d(v)))
 
@@ -594,7 +599,7 @@ def groups_verdict(ppl: Mapping[float, Mapping[str, Sequence[float]]], *,
     grows = len(sp) > 1 and all(ratio[b] >= ratio[a] for a, b in zip(sp, sp[1:]))
     holds = tally_comparisons([c["verdict"] for c in cs.values()])
     rows = [row(f"{s:.0%}: per-output beats per-layer (Appendix D)",
-                f"{fmt_value(cs[s]['mean_a'])} vs {fmt_value(cs[s]['mean_b'])} ({ratio[s]:.2f}x, {min(cs[s]['n_a'], cs[s]['n_b'])} seed(s))",
+                f"{fmt_value(cs[s]['mean_a'])} vs {fmt_value(cs[s]['mean_b'])} ({ratio[s]:.2f}x, {fmt_seeds(min(cs[s]['n_a'], cs[s]['n_b']))})",
                 f"{fmt_value(paper['per_output'][s])} vs {fmt_value(paper['per_layer'][s])}"
                 if paper and s in paper["per_output"] else "", tally_comparisons([cs[s]["verdict"]])) for s in sp]
     return {"holds": holds, "grows": grows, "rows": rows, "compares": cs}

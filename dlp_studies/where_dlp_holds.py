@@ -15,8 +15,8 @@ import torch
 
 from dlp_lib.allocation import auto_candidates
 
-from .verdicts import (A_BETTER, B_BETTER, FAILS, HOLDS, NOISE, WITHIN_NOISE, compare, finish, fmt_value,
-                       one_seed_why, relative_spread, row, tally_comparisons)
+from .verdicts import (A_BETTER, B_BETTER, FAILS, HOLDS, NOISE, WITHIN_NOISE, compare, finish, fmt_seeds,
+                       fmt_value, one_seed_why, relative_spread, row, tally_comparisons)
 
 # The compared allocations: the auto candidates (uniform, dlp, its mirror, the ramp, block influence), OWL
 # and the held-out choice itself.
@@ -216,7 +216,7 @@ def headline_verdict(df: pd.DataFrame, notes=()) -> dict:
     for m in models:
         spread, uniform = model_spread(df, m), arm_values(df, m, "uniform")
         c = calls[m] = dlp_vs_ramp(df, m)
-        n = f"{min(c['n_a'], c['n_b'])} seed(s)"
+        n = fmt_seeds(min(c['n_a'], c['n_b']))
         rows.append(row(f"{m}: DLP beats the depth ramp", f"DLP {fmt_value(c['mean_a'])} vs ramp "
                         f"{fmt_value(c['mean_b'])} ({n})", "", tally_comparisons([c["verdict"]])))
         u = compare(arm_values(df, m, "dlp"), uniform, rel_spread=spread)

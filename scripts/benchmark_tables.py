@@ -14,6 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from dlp_studies import speed  # noqa: E402
 from dlp_studies.paper import TABLE6_TIME  # noqa: E402
 from dlp_studies.verdicts import COLLAPSE_FACTOR  # noqa: E402
 
@@ -176,6 +177,96 @@ def gpu_speed_markdown(d: dict, source: str) -> str:
     return "\n".join(lines)
 
 
+def _machine_line(d: dict, source: str) -> str:
+    """Who measured a decode JSON, and whether the machine was idle at its start."""
+    p = d["provenance"]
+    load = (d.get("load_start") or p["loadavg"])[0]
+    idle = "idle" if not speed.loaded(d) else f"loaded: above {speed.LOAD_MAX}, not reportable"
+    return (f"{p['machine']}, commit `{p['commit'][:7]}`, {p['date'][:10]}, 1-min load {load:.2f} at the start "
+            f"({idle}), {_link(source)}")
+
+
+def _paper_speedup(sparsity: float) -> str:
+    paper = dict(zip(speed.PAPER_TABLE5_SPARSITIES, speed.PAPER_TABLE5_SPEEDUP))
+    return f"{paper[round(sparsity, 2)]:.1f}x" if round(sparsity, 2) in paper else ""
+
+
+def decode_markdown(d: dict, source: str) -> str:
+    """Table 5 analogue in one of our formats: batch-1 greedy decoding of the pruned model against the dense
+    model in the same run (paired, interleaved repeats), every sparsity and thread count of
+    benchmarks/decode_speed.py's JSON. Consecutive sparsities whose every layer stayed dense (nothing below
+    the break-even density: the model is the dense baseline) share one row."""
+    g = d["grid"]
+    n_layers = None
+    lines = [f"`benchmarks/decode_speed.py --format {g['fmt']}`: {g['method']} + {g['allocation']}, "
+             f"{g['new_tokens']} tokens, {g['repeats']} interleaved repeats, {_machine_line(d, source)}:", "",
+             f"| sparsity | threads | {g['fmt']} layers | speedup (IQR) | memory-traffic bound | of the bound "
+             "| paper (DeepSparse, 7B) |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for t in g["threads"]:
+        rows = speed.decode_rows(d, t)
+        i = 0
+        while i < len(rows):
+            r = rows[i]
+            n_layers = sum(d["sparsities"][0]["threads"][str(t)]["format_counts"].values())
+            if r["speedup"] is None:   # the dense model itself: merge the run of such rows
+                j = i
+                while j + 1 < len(rows) and rows[j + 1]["speedup"] is None:
+                    j += 1
+                span = f"{r['sparsity']:.0%}" if j == i else f"{r['sparsity']:.0%}-{rows[j]['sparsity']:.0%}"
+                papers = sorted({_paper_speedup(x["sparsity"]) for x in rows[i:j + 1]})
+                lines.append(f"| {span} | {t} | 0 | 1.00x (the dense model itself) | 1.00x | | "
+                             f"{papers[0] if len(papers) == 1 else papers[0] + '-' + papers[-1]} |")
+                i = j + 1
+                continue
+            lines.append(f"| {r['sparsity']:.0%} | {t} | {r['compressed layers']} | {r['speedup']:.2f}x "
+                         f"({r['speedup IQR']:.2f}) | {r['memory bound']:.2f}x | {r['fraction of bound']:.0%} | "
+                         f"{_paper_speedup(r['sparsity'])} |")
+            i += 1
+    lines += ["", f"Layers: {n_layers} linear layers in the blocks (the tied lm_head stays dense and is counted in "
+              "the bound)."]
+    return "\n".join(lines)
+
+
+def four_paths_markdown(d: dict, source: str) -> str:
+    """Table 5 with the paper's own engine: decode speed of the DLP model in torch (dense), our two formats
+    and DeepSparse 1.8.0 (dense and sparse), from benchmarks/deepsparse/bench.py's JSON. Each speedup is
+    the median of paired ratios over interleaved repeats (IQR in brackets); the paper's Table 5 is
+    DeepSparse sparse over DeepSparse dense."""
+    g = d["grid"]
+    checks = [c["logit_check"] for c in d["configs"] if "logit_check" in c]
+    worst = max(c["deepsparse_vs_torch_max_abs"] for c in checks) if checks else None
+    lines = [f"`benchmarks/deepsparse/bench.py`: {g['method']} + DLP, {g['new_tokens']} tokens, {g['repeats']} "
+             f"interleaved repeats, {_machine_line(d, source)}. DeepSparse's logits match torch's within "
+             + (f"{worst:.1e} (tolerance {d['logit_tolerance']:g}, logits up to "
+                f"{max(c['logit_scale'] for c in checks):.0f}, same argmax: "
+                f"{all(c['argmax_agree'] for c in checks)}) on {checks[0]['steps']} tokens of each model."
+                if checks else "(not checked)."), "",
+             "| sparsity | threads | torch dense tok/s | ours CSR (IQR) [bound] | ours bitmask-bf16 (IQR) [bound, of bound] "
+             "| DeepSparse dense / torch dense | DeepSparse sparse / dense | DeepSparse sparse / torch dense "
+             "| paper (DeepSparse sparse / dense, 7B) |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+    def x(paths, path, over):
+        s = paths.get(path, {}).get(f"speedup_vs_{over}")
+        return f"{s['median']:.2f}x ({s['iqr']:.2f})" if s else speed.NOT_MEASURED
+
+    for t in g["threads"]:
+        for c in sorted((c for c in d["configs"] if c["allocation"] == "dlp"), key=lambda c: c["sparsity"]):
+            e = c["threads"].get(str(t), {})
+            paths = e.get("paths") or {}
+            if not paths:
+                continue
+            csr, bm = e.get("ours-csr", {}), e.get("ours-bitmask", {})
+            bm_x = paths.get("ours-bitmask", {}).get("speedup_vs_torch-dense")
+            of = f", {bm_x['median'] / bm['memory_bound_speedup']:.0%}" if bm_x and bm else ""
+            lines.append(f"| {c['sparsity']:.0%} | {t} | {paths['torch-dense']['tokens_per_s']:.1f} "
+                         f"| {x(paths, 'ours-csr', 'torch-dense')} [{csr.get('memory_bound_speedup', 0):.2f}x] "
+                         f"| {x(paths, 'ours-bitmask', 'torch-dense')} [{bm.get('memory_bound_speedup', 0):.2f}x{of}] "
+                         f"| {x(paths, 'ds-dense', 'torch-dense')} | {x(paths, 'ds-sparse', 'ds-dense')} "
+                         f"| {x(paths, 'ds-sparse', 'torch-dense')} | {_paper_speedup(c['sparsity'])} |")
+    return "\n".join(lines)
+
+
 RESULTS = "benchmarks/results"
 BLOCKS = {   # README marker name: (JSON under benchmarks/results/, generator)
     "bench-cpu-cost": ("cpu_smollm2-135m_default16.json", cpu_cost_markdown),
@@ -184,6 +275,9 @@ BLOCKS = {   # README marker name: (JSON under benchmarks/results/, generator)
     "bench-restore-memory": ("restore_memory_smollm2-135m.json", restore_memory_markdown),
     # run 3 is the run the README's Table 6 analogue has always shown (benchmarks/README.md compares runs 3 and 4)
     "bench-gpu-speed": ("h200_llama2-7b_run3.json", gpu_speed_markdown),
+    "bench-decode-csr": ("decode_smollm2-135m.json", decode_markdown),
+    "bench-decode-bitmask": ("decode_smollm2-135m_bitmask.json", decode_markdown),
+    "bench-four-paths": ("deepsparse_smollm2-135m.json", four_paths_markdown),
 }
 
 

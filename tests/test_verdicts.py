@@ -179,3 +179,7 @@ def test_compression_collapsed_cells_say_nothing_and_speed_gap_is_timing_noise()
     assert r["rows"][-1]["verdict"] == "cannot tell"          # 0.27 above dense, under the 0.29 timing noise
     clear = v.compression_verdict({}, st, dense=30.75, speedup={0.6: {"dlp": 1.5, "uniform": 1.45}})
     assert clear["rows"][-1]["verdict"] == "holds" and clear["holds"] == v.NOISE
+
+
+def test_seed_counts_read_as_english():
+    assert (v.fmt_seeds(1), v.fmt_seeds(3)) == ("1 seed", "3 seeds")

@@ -42,9 +42,9 @@ def test_section_lists_per_model_the_arms_that_beat_uniform_and_autos_pick(tmp_p
     text = V.allocation_markdown(tmp_path / "default")
     lines = text.splitlines()
     assert lines[0].endswith(verdict["headline"])
-    assert ("| smollm2-135m | DLP 5.10 vs ramp 6.10 (3 seed(s)): **holds** | dlp 5.10, depth_ramp 6.10 "
+    assert ("| smollm2-135m | DLP 5.10 vs ramp 6.10 (3 seeds): **holds** | dlp 5.10, depth_ramp 6.10 "
             "(Uniform 10.10) | picked dlp: 5.00 vs Uniform 10.10 (no worse than Uniform: **holds**) |") in lines
-    assert ("| gemma3-270m | DLP 12.10 vs ramp 9.10 (3 seed(s)): **does not reproduce** | depth_ramp 9.10 "
+    assert ("| gemma3-270m | DLP 12.10 vs ramp 9.10 (3 seeds): **does not reproduce** | depth_ramp 9.10 "
             "(Uniform 10.10) | picked depth_ramp: 9.10 vs Uniform 10.10 (no worse than Uniform: **holds**) |") in lines
 
 
