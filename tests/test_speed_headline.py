@@ -58,3 +58,55 @@ def test_mixed_rows_are_partly_and_untimed_points_are_skipped():
 def test_json_without_load_is_refused():
     with pytest.raises(ValueError, match="no load average"):
         speed.loaded({"provenance": {}})
+
+
+def four_json(load, ratio, iqr):
+    """A DeepSparse benchmark JSON with one DLP point at 70% and one thread."""
+    paths = {"ds-sparse": {"tokens_per_s": 20.0, "speedup_vs_ds-dense": {"median": ratio, "iqr": iqr}}}
+    return {**decode_json(load), "configs": [{"allocation": "dlp", "sparsity": 0.7, "threads": {"1": {"paths": paths}}}]}
+
+
+def test_deepsparse_ratio_is_judged_like_ours_and_named_in_the_headline():
+    v = speed.headline_verdict(table5((0.7, 1.5, 0.03)), metric_json(0.1, *EQUAL), decode_json(0.1), 1,
+                               four=four_json(0.1, 1.45, 0.01))
+    ds = [r for r in v["rows"] if r["claim"].startswith("Table 5 in DeepSparse")]
+    assert [(r["ours"], r["verdict"]) for r in ds] == [("1.45x (IQR 0.01)", "holds")]
+    assert "DeepSparse 1.45x at 70%" in v["headline"] and len(v["headline"]) <= verdicts.HEADLINE_MAX
+    # within its IQR of 1: not faster; from a loaded machine: cannot tell
+    flat = speed.headline_verdict(table5((0.7, 1.5, 0.03)), metric_json(0.1, *EQUAL), decode_json(0.1), 1,
+                                  four=four_json(0.1, 1.01, 0.05))
+    assert [r["verdict"] for r in flat["rows"] if r["claim"].startswith("Table 5 in DeepSparse")] == ["does not reproduce"]
+    busy = speed.headline_verdict(table5((0.7, 1.5, 0.03)), metric_json(0.1, *EQUAL), decode_json(0.1), 1,
+                                  four=four_json(3.0, 1.45, 0.01))
+    assert "loaded machine: DeepSparse" in busy["headline"]
+
+
+def timed_decode_json(load, wall_over_cpu):
+    """A decode JSON whose single-thread timings took wall_over_cpu x their CPU time."""
+    t = {"dense_ms_per_token": [50.0 * wall_over_cpu] * 3, "dense_cpu_ms_per_token": [50.0] * 3,
+         "sparse_ms_per_token": [30.0 * wall_over_cpu] * 3, "sparse_cpu_ms_per_token": [30.0] * 3,
+         "dense_median_ms": 50.0 * wall_over_cpu}
+    return {**decode_json(load), "sparsities": [{"sparsity": 0.7, "threads": {"1": t}}]}
+
+
+def test_contention_not_the_load_average_decides_where_cpu_times_are_recorded():
+    # a high load average left by the benchmark's own earlier step, but wall == CPU time: not contended
+    assert speed.contention(timed_decode_json(1.2, 1.0)) == pytest.approx(1.0)
+    assert not speed.loaded(timed_decode_json(1.2, 1.0))
+    # an idle start but timings stretched 1.5x by another process: contended
+    assert speed.loaded(timed_decode_json(0.1, 1.5))
+    # metric-time JSON (one thread): total wall over CPU seconds
+    m = {**metric_json(2.0, [1.0, 1.0], [1.0, 1.0]), "cpu_seconds": {"wanda": {"uniform": [1.0, 1.0], "dlp": [0.5, 0.5]}},
+         "threads": 1}
+    assert speed.contention(m) == pytest.approx(1.5) and speed.loaded(m)
+
+
+def test_deepsparse_json_is_judged_against_an_uncontended_decode_run():
+    four = four_json(1.3, 1.45, 0.01)
+    four["configs"][0]["threads"]["1"]["paths"]["torch-dense"] = {"median_ms": 51.0}
+    assert speed.contention(four, timed_decode_json(0.1, 1.0)) == pytest.approx(51.0 / 50.0)
+    assert not speed.loaded(four, timed_decode_json(0.1, 1.0))
+    four["configs"][0]["threads"]["1"]["paths"]["torch-dense"] = {"median_ms": 80.0}
+    assert speed.loaded(four, timed_decode_json(0.1, 1.0))
+    # without a reference (or with a contended one) the load average at its start decides
+    assert speed.loaded(four) and speed.loaded(four, timed_decode_json(0.1, 1.5))
