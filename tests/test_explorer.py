@@ -90,11 +90,11 @@ def _message(call) -> str:
     return str(info.value)
 
 
-def test_explorer_api_and_cli_word_a_bad_allocation_and_method_alike(capsys):
-    """The three front doors check a name with one function of dlp_lib.validation, so a bad value gets
-    one sentence: the explorer (its state and its widget), api.plan / api.prune, and the CLI (finetune
-    passes --allocation to the configuration's check; prune's argparse choices answer before that)."""
-    from dlp_lib import api, cli
+def test_explorer_api_and_config_word_a_bad_allocation_and_method_alike():
+    """The front doors check a name with one function of dlp_lib.validation, so a bad value gets one
+    sentence: the explorer (its state and its widget), api.plan / api.prune, and the configuration
+    (the CLI's subcommands offer the registry's names as argparse choices, which answer before it)."""
+    from dlp_lib import api
     from dlp_lib.allocation import allocator_names
     from dlp_lib.explorer import RIDExplorer
     from dlp_lib.experiment import ExperimentConfig
@@ -102,8 +102,7 @@ def test_explorer_api_and_cli_word_a_bad_allocation_and_method_alike(capsys):
     assert _message(lambda: explorer_state(_stats(), 0.7, 0.1, ["dlp", "dlpp"])) == sentence
     assert _message(lambda: RIDExplorer(ExperimentConfig.from_profile("smoke"), allocations=["dlpp"])) == sentence
     assert _message(lambda: api.plan(_stats(), "dlpp", 0.7)) == sentence
-    assert cli.main(["finetune", "--profile", "smoke", "--allocation", "dlpp"]) == 2
-    assert capsys.readouterr().err == f"error: {sentence}\n"
+    assert _message(lambda: ExperimentConfig.from_profile("smoke", allocation="dlpp")) == sentence
     assert _message(lambda: explorer_state(_stats(), 0.7, 0.1, method="obs")) == \
         _message(lambda: api.plan(_stats(), "dlp", 0.7, method="obs")) == \
         "method = 'obs' is not allowed; allowed: magnitude, wanda, sparsegpt"

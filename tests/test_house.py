@@ -21,7 +21,7 @@ LAYERS = [
     ("pruning", "pruned_weights", "compression", "evaluation", "placement"),
     ("zeroshot", "auto_alpha", "auto_allocation"),
     ("validation", "dense_weights", "experiment"),
-    ("api", "explorer", "export", "sweep", "finetune", "inference"),
+    ("arguments", "api", "explorer", "export", "sweep", "finetune", "inference"),
     ("cli", "__main__", "__init__"),
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}

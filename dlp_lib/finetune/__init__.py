@@ -279,25 +279,20 @@ def n_blocks_of(model) -> int:
 
 # ------------------------------------------------------------------------------------ CLI
 def add_arguments(p) -> None:
-    """Arguments of `python -m dlp_lib finetune` (the lead wires this subparser into cli.py)."""
-    from ..experiment import PROFILES
+    """Arguments of `python -m dlp_lib finetune`: the configuration options every subcommand shares
+    (`arguments.config_arguments`; float32 weights by default here) and fine-tuning's own."""
+    from ..arguments import config_arguments
     from ..pruning import METHODS as PRUNE_METHODS
+    config_arguments(p, dtype_default="float32", dtype_reason="lisa/owlore/dlp update the weights themselves, "
+                     "which 16-bit weights cannot hold; LoRA adapters are float32 in any case")
     p.add_argument("--method", choices=METHODS, default="lora",
                    help="lora (Table 7: adapters on q_proj/v_proj, masks fixed), lisa (uniform layer sampling), "
-                        "owlore (OWL outlier-ratio sampling), dlp (RID sampling; Table 18)")
+                        "owlore (OWL outlier-ratio sampling, at --owl-m), dlp (RID sampling; Table 18)")
     p.add_argument("--data", choices=DATA, help="lm: calibration corpus train split, perplexity (default for lora); "
                    "tasks: offline task set from train documents, lm-eval accuracy (default for lisa/owlore/dlp)")
-    p.add_argument("--profile", choices=sorted(PROFILES), default="default")
-    p.add_argument("--model", help="smollm2-135m, tiny-llama, a local checkpoint directory or a hub id")
     p.add_argument("--prune-method", choices=PRUNE_METHODS + ("none",), default=None,
                    help="pruning before fine-tuning (default: wanda for --data lm, none = dense for --data tasks)")
-    p.add_argument("--allocation", default="dlp", help="layerwise allocation of the pruning (uniform, owl, dlp, ...)")
     p.add_argument("--sparsity", type=float, default=0.7, help="target mean sparsity in [0, 1)")
-    p.add_argument("--alpha", type=float, help="DLP alpha (default: paper Table 19)")
-    p.add_argument("--owl-m", type=float, default=5.0, help="OWL M (pruning and the owlore layer scores)")
-    p.add_argument("--calib", help="calibration and (train split) fine-tuning corpus")
-    p.add_argument("--eval", nargs="+", help="evaluation texts (test split) for --data lm")
-    p.add_argument("--neval", type=int, help="evaluation windows per text")
     p.add_argument("--steps", type=int, default=100, help="optimiser steps")
     p.add_argument("--batch-size", type=int, default=4, help="examples per micro-batch")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step")
@@ -308,7 +303,8 @@ def add_arguments(p) -> None:
                    "--steps)")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0: none)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (data order, adapter init, dropout, sampling)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (data order, adapter init, dropout, sampling); "
+                   "the calibration sampling seed stays the configuration's")
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--lora-alpha", type=int, default=16)
     p.add_argument("--lora-dropout", type=float, default=0.05)
@@ -329,25 +325,30 @@ def add_arguments(p) -> None:
                    "(Table 18: 5)")
     p.add_argument("--no-merge-ablation", action="store_true", help="lora: skip the merged / re-masked evaluation")
     p.add_argument("--checkpoint-every", type=int, default=0, help="write a resumable checkpoint every N steps")
-    p.add_argument("--device")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "auto"), default="float32",
-                   help="weight dtype (default float32: lisa/owlore/dlp update the weights themselves, which "
-                        "16-bit weights cannot hold; LoRA adapters are float32 in any case)")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--json", type=Path, help="write the result JSON here")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 # The integer options and their least values; each is also capped (validation.INT_LIMIT), so that a
 # huge number fails here instead of overflowing or running for years after the model loaded.
 INTEGER_OPTIONS = {"steps": 1, "batch_size": 1, "grad_accum": 1, "train_seqlen": 2, "warmup_steps": 0, "lora_r": 1,
                    "gamma": 1, "interval": 1, "galore_rank": 0, "galore_gap": 1, "max_windows": 1,
-                   "task_examples": 1, "eval_limit": 1, "num_fewshot": 0, "checkpoint_every": 0, "neval": 1}
+                   "task_examples": 1, "eval_limit": 1, "num_fewshot": 0, "checkpoint_every": 0}
 
 
 def spec_from_args(args) -> tuple:
-    from ..experiment import ExperimentConfig
-    from ..validation import INT_LIMIT, SEED_LIMIT, check_int
+    """(ExperimentConfig, FinetuneSpec) from the parsed arguments; the configuration through the builder
+    prune and compress use (`arguments.config_from_args`). Bad values fail here, before any model loads."""
+    from ..allocation import allocator_names
+    from ..arguments import config_from_args
+    from ..validation import INT_LIMIT, SEED_LIMIT, check_choice, check_int
+    # 'auto' chooses an allocation or alpha by pruning the loaded model with every candidate; a fine-tuning
+    # run trains, and is cached under, one given pruning: it takes the choice `prune ... auto` made
+    check_choice("--allocation", args.allocation, [n for n in allocator_names() if n != "auto"],
+                 " (finetune trains one given pruning: pass the allocation `prune --allocation auto` chose)")
+    if args.alpha == "auto":
+        raise ValueError("--alpha = 'auto' is not allowed; finetune takes DLP's alpha as a number in [0, 0.5) or none "
+                         "(paper Table 19's): pass the alpha `prune --alpha auto` chose")
     for name, low in INTEGER_OPTIONS.items():
         if getattr(args, name) is not None:
             check_int("--" + name.replace("_", "-"), getattr(args, name), low)
@@ -356,12 +357,9 @@ def spec_from_args(args) -> tuple:
     data = args.data or ("lm" if args.method == "lora" else "tasks")
     prune_method = args.prune_method or ("wanda" if data == "lm" else "none")
     lr = args.lr if args.lr is not None else (1e-4 if args.method == "lora" else 3e-4)
-    cfg = ExperimentConfig.from_profile(args.profile, model=args.model, method="wanda" if prune_method == "none"
-                                        else prune_method, allocation=args.allocation, sparsity=args.sparsity,
-                                        alpha=args.alpha, owl_m=args.owl_m, calib=args.calib,
-                                        eval=tuple(args.eval) if args.eval else None, device=args.device,
-                                        dtype=args.dtype,
-                                        **({"neval": args.neval} if args.neval is not None else {}))
+    # --seed is the training seed; the calibration sampling seed stays the configuration's default
+    cfg = config_from_args(args, method="wanda" if prune_method == "none" else prune_method, sparsity=args.sparsity,
+                           seed=None)
     train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
                             seqlen=args.train_seqlen, lr=lr,
                             warmup_steps=args.warmup_steps if args.warmup_steps is not None else args.steps // 10,
@@ -392,18 +390,20 @@ def summary(result: dict) -> str:
 
 def run(args) -> int:
     """Entry of `python -m dlp_lib finetune`; prints a summary, optionally writes the JSON."""
+    from ..allocation import get_allocator
+    from ..arguments import check_config_arguments
     from ..cache import atomic_write_json, check_writable
-    from ..experiment import get_lab
-    from ..validation import (check_context_length, check_device_available, check_output_file, input_paths,
-                              model_context_limit)
+    from ..experiment import lab_for
+    from ..validation import check_context_length, check_output_file, model_context_limit
     cfg, spec = spec_from_args(args)   # bad values fail here, before the model loads
-    check_device_available(cfg.device)
+    # the layer scores read allocator options whatever the pruning's allocation: owlore OWL's M, dlp DLP's
+    read_by_scores = {"owlore": ("owl_m",), "dlp": get_allocator("dlp").params}.get(spec.method, ())
+    inputs = check_config_arguments(args, cfg, read_elsewhere=read_by_scores)
     limit = model_context_limit(cfg.model, cfg.revision, bool(cfg.trust_remote_code))
     check_context_length("--train-seqlen", spec.train.seqlen, limit, cfg.model)
-    check_context_length("seqlen", cfg.seqlen, limit, cfg.model)
-    check_output_file(args.json, "--json", input_paths(cfg.model, (cfg.calib, *cfg.eval)))
+    check_output_file(args.json, "--json", inputs)
     check_writable()
-    lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=not args.quiet)
+    lab = lab_for(cfg, progress=not args.quiet)
     result = finetune(lab, cfg, spec, use_cache=not args.no_cache, progress=not args.quiet,
                       checkpoint_every=args.checkpoint_every)
     print(summary(result))
