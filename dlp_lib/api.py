@@ -29,7 +29,7 @@ from .pruning import default_group, prune_model
 from .scores import NMPattern, check_ratio
 from .validation import (INT_LIMIT, SEED_LIMIT, check_allocation, check_allocator_options, check_context_length,
                          check_device_available, check_group, check_int, check_method, check_nm_sparsity,
-                         context_limit_of)
+                         check_owl_m, check_statistic, context_limit_of)
 
 DEFAULT_NSAMPLES = 32     # calibration windows when a text source is given
 DEFAULT_SEQLEN = 512      # tokens per window when a text source is given
@@ -161,6 +161,10 @@ def plan(stats: DenseStatistics | None, allocation: str = "dlp", sparsity: float
         raise ValueError(f"sparsity = {sparsity!r} is not allowed; expected a number in [0, 1)")
     check_ratio(sparsity)
     check_method(method)
+    if "statistic" in allocator_params:
+        check_statistic(allocator_params["statistic"])
+    if "owl_m" in allocator_params:
+        check_owl_m(allocator_params["owl_m"])
     if stats is not None and not isinstance(stats, DenseStatistics):
         raise ValueError(f"stats = {type(stats).__name__} is not allowed; pass the DenseStatistics returned by "
                          "dense_statistics(...) (or None for allocators that do not read pass 1)")
