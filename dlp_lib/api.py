@@ -47,7 +47,7 @@ def _check_model(model, device=None) -> int:
         raise ValueError(f"model = {type(model).__name__} is not a torch.nn.Module; pass a Hugging Face "
                          "AutoModelForCausalLM (e.g. from dlp_lib.models.load_model)")
     if getattr(model, "config", None) is not None:
-        check_decoder_only(model.config, getattr(model.config, "_name_or_path", "") or type(model).__name__)
+        check_decoder_only(model.config, getattr(model.config, "name_or_path", None) or type(model).__name__)
     if device is not None:
         check_device_available(str(device))
     return len(decoder_blocks(model))   # UnsupportedModelError (a ValueError) names the classes found
@@ -137,7 +137,7 @@ def dense_statistics(model, tokenizer=None, calib="bbc", nsamples: int | None = 
     ids, identity = _token_windows(model, tokenizer, calib, nsamples, seqlen, seed, what="calib",
                                    n_name="nsamples", default_n=DEFAULT_NSAMPLES)
     stats = compute_dense_statistics(model, ids, device=device, progress=progress)
-    stats.config = {"model": str(getattr(getattr(model, "config", None), "_name_or_path", "") or
+    stats.config = {"model": str(getattr(getattr(model, "config", None), "name_or_path", None) or
                                  type(model).__name__), **identity}
     return stats
 
