@@ -29,7 +29,7 @@ from .pruning import default_group, prune_model
 from .scores import NMPattern, check_ratio
 from .validation import (INT_LIMIT, SEED_LIMIT, check_allocation, check_allocator_options, check_context_length,
                          check_device_available, check_group, check_int, check_method, check_nm_sparsity,
-                         context_limit_of)
+                         check_owl_m, check_statistic, context_limit_of)
 
 DEFAULT_NSAMPLES = 32     # calibration windows when a text source is given
 DEFAULT_SEQLEN = 512      # tokens per window when a text source is given
@@ -47,7 +47,7 @@ def _check_model(model, device=None) -> int:
         raise ValueError(f"model = {type(model).__name__} is not a torch.nn.Module; pass a Hugging Face "
                          "AutoModelForCausalLM (e.g. from dlp_lib.models.load_model)")
     if getattr(model, "config", None) is not None:
-        check_decoder_only(model.config, getattr(model.config, "_name_or_path", "") or type(model).__name__)
+        check_decoder_only(model.config, getattr(model.config, "name_or_path", None) or type(model).__name__)
     if device is not None:
         check_device_available(str(device))
     return len(decoder_blocks(model))   # UnsupportedModelError (a ValueError) names the classes found
@@ -137,7 +137,7 @@ def dense_statistics(model, tokenizer=None, calib="bbc", nsamples: int | None = 
     ids, identity = _token_windows(model, tokenizer, calib, nsamples, seqlen, seed, what="calib",
                                    n_name="nsamples", default_n=DEFAULT_NSAMPLES)
     stats = compute_dense_statistics(model, ids, device=device, progress=progress)
-    stats.config = {"model": str(getattr(getattr(model, "config", None), "_name_or_path", "") or
+    stats.config = {"model": str(getattr(getattr(model, "config", None), "name_or_path", None) or
                                  type(model).__name__), **identity}
     return stats
 
@@ -161,6 +161,10 @@ def plan(stats: DenseStatistics | None, allocation: str = "dlp", sparsity: float
         raise ValueError(f"sparsity = {sparsity!r} is not allowed; expected a number in [0, 1)")
     check_ratio(sparsity)
     check_method(method)
+    if "statistic" in allocator_params:
+        check_statistic(allocator_params["statistic"])
+    if "owl_m" in allocator_params:
+        check_owl_m(allocator_params["owl_m"])
     if stats is not None and not isinstance(stats, DenseStatistics):
         raise ValueError(f"stats = {type(stats).__name__} is not allowed; pass the DenseStatistics returned by "
                          "dense_statistics(...) (or None for allocators that do not read pass 1)")

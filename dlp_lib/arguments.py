@@ -56,7 +56,9 @@ def config_arguments(p: argparse.ArgumentParser, *, dtype_default: str | None = 
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow a hub model's own modelling code (e.g. Qwen/Qwen-7B, needed for Table 8's paper "
                         "profile); this runs code from the hub")
-    p.add_argument("--allocation", default="dlp", choices=allocator_names(), metavar="ALLOCATION",
+    # no argparse choices: the configuration checks the name (validation.check_allocation), one line in
+    # api.py's and the explorer's wording, before the model loads
+    p.add_argument("--allocation", default="dlp", metavar="ALLOCATION",
                    help=f"layerwise allocator, one of {', '.join(allocator_names())} ({_allocation_help()})")
     p.add_argument("--alpha", type=parse_alpha, help="DLP alpha; default: paper Table 19 for the sparsity; 'auto': "
                    "chosen on held-out calibration windows (train split), see dlp_lib.auto_alpha")

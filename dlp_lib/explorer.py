@@ -32,7 +32,7 @@ from .allocation import RatioRangeWarning, allocator_names, get_allocator, paper
 from .api import plan as make_plan
 from .block_stats import LAYER_STATISTICS, OWL_M_GRID, DenseStatistics
 from .pruning import METHODS
-from .validation import check_allocation, check_method
+from .validation import check_allocation, check_method, check_owl_m, check_statistic
 
 
 def instant_allocations() -> tuple[str, ...]:
@@ -78,11 +78,9 @@ def explorer_state(stats: DenseStatistics, sparsity: float, alpha: float | None 
     if not isinstance(stats, DenseStatistics):
         raise ValueError(f"stats = {type(stats).__name__} is not allowed; pass pass-1 DenseStatistics")
     names = _check_allocations(instant_allocations() if allocations is None else allocations)
-    if statistic not in LAYER_STATISTICS:
-        raise ValueError(f"statistic = {statistic!r} is not allowed; allowed: {', '.join(LAYER_STATISTICS)}")
-    if float(owl_m) not in OWL_M_GRID and "owl" in names:
-        raise ValueError(f"owl_m = {owl_m!r} is not allowed; OWL's M must be one of the pass-1 grid "
-                         f"{[int(m) for m in OWL_M_GRID]}")
+    check_statistic(statistic)      # always: the RID is drawn for it
+    if "owl" in names:
+        check_owl_m(owl_m)
     check_method(method)
     s = stats.layer_statistic(statistic)
     rid = relative_importance(s)

@@ -9,6 +9,7 @@ right kind, never an input nor holding one, and `--save` folders empty, new or t
 """
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 
@@ -76,6 +77,20 @@ def check_group(group) -> None:
         check_choice("group", group, GROUPS, " (or None: the method's default)")
 
 
+def check_statistic(statistic) -> None:
+    """A layer statistic of `block_stats.LAYER_STATISTICS` (DLP's F, and the one the explorer's RID shows)."""
+    from .block_stats import LAYER_STATISTICS
+    check_choice("statistic", statistic, LAYER_STATISTICS)
+
+
+def check_owl_m(owl_m) -> None:
+    """OWL's outlier threshold M: one of the grid pass 1 computes outlier ratios for (`block_stats.OWL_M_GRID`)."""
+    from .block_stats import OWL_M_GRID
+    number = not isinstance(owl_m, bool) and isinstance(owl_m, numbers.Real)
+    if not number or float(owl_m) not in OWL_M_GRID:
+        _fail("owl_m", owl_m, f"OWL's M must be one of the pass-1 grid {[int(m) for m in OWL_M_GRID]}")
+
+
 def check_nm_sparsity(sparsity: float, nm) -> None:
     """An N:M pattern removes exactly 1 - N/M of every group; a different target sparsity contradicts it."""
     if abs(sparsity - nm.sparsity) > 1e-9:
@@ -85,7 +100,6 @@ def check_nm_sparsity(sparsity: float, nm) -> None:
 
 def validate_config(cfg) -> None:
     from .allocation import get_allocator
-    from .block_stats import LAYER_STATISTICS, OWL_M_GRID
     from .data import TextSource
     from .scores import NMPattern, check_ratio
 
@@ -97,8 +111,7 @@ def validate_config(cfg) -> None:
         _fail("granularity", cfg.granularity, f"allowed: {', '.join(GRANULARITIES)}")
     if cfg.granularity not in allocator.granularities:
         _fail("granularity", cfg.granularity, f"{cfg.allocation!r} allows {', '.join(allocator.granularities)}")
-    if cfg.statistic not in LAYER_STATISTICS:
-        _fail("statistic", cfg.statistic, f"allowed: {', '.join(LAYER_STATISTICS)}")
+    check_statistic(cfg.statistic)
     check_group(cfg.group)
     if cfg.dtype not in DTYPE_NAMES:
         _fail("dtype", cfg.dtype, f"allowed: {', '.join(DTYPE_NAMES)}")
@@ -109,8 +122,7 @@ def validate_config(cfg) -> None:
         _fail("alpha", cfg.alpha, "DLP's alpha must be in [0, 0.5) (ratios span 2 * alpha)")
     if not (0.0 <= float(cfg.lamda) < 0.5):
         _fail("lamda", cfg.lamda, "OWL's lambda must be in [0, 0.5)")
-    if float(cfg.owl_m) not in OWL_M_GRID:
-        _fail("owl_m", cfg.owl_m, f"OWL's M must be one of the pass-1 grid {[int(m) for m in OWL_M_GRID]}")
+    check_owl_m(cfg.owl_m)
     if cfg.lod_m is not None and float(cfg.lod_m) <= 0:
         _fail("lod_m", cfg.lod_m, "expected a positive threshold multiplier")
     check_int("nsamples", cfg.nsamples, 1)

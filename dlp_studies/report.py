@@ -52,13 +52,6 @@ def describe(cfg: ExperimentConfig) -> str:
                "scores and masks in " + cfg.dtype + ")" if cfg.eval_dtype != cfg.dtype else ""))
 
 
-def side_by_side(ours: dict, paper: dict, *, ours_label: str = "ours", paper_label: str = "paper") -> pd.DataFrame:
-    """Table with one row per key and the paper's number beside ours (missing -> NaN)."""
-    keys = list(dict.fromkeys(list(paper) + list(ours)))
-    return pd.DataFrame({paper_label: [paper.get(k) for k in keys], ours_label: [ours.get(k) for k in keys]},
-                        index=keys)
-
-
 def fmt_ppl(x: float) -> str:
     return f"{x:.3g}" if x >= 1e4 else f"{x:.2f}"
 

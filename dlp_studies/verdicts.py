@@ -119,11 +119,6 @@ def outcome(c: dict, a: str, b: str, *, digits: int = 4) -> str:
     return f"{win} better than {lose} by {abs(c['gap']):.{digits}g} ({noise})"
 
 
-def _says(holds: str) -> str:
-    """The verb phrase for a verdict: 'holds', 'does not hold', 'is within noise (not established)'."""
-    return {NOISE: "is within noise (not established)", NOT_TESTED: "is not tested"}.get(holds, holds)
-
-
 def _tally(n_yes: int, n: int) -> str:
     return NOT_TESTED if n == 0 else HOLDS if n_yes == n else FAILS if n_yes == 0 else PARTLY
 

@@ -90,11 +90,12 @@ def _message(call) -> str:
     return str(info.value)
 
 
-def test_explorer_api_and_config_word_a_bad_allocation_and_method_alike():
-    """The front doors check a name with one function of dlp_lib.validation, so a bad value gets one
-    sentence: the explorer (its state and its widget), api.plan / api.prune, and the configuration
-    (the CLI's subcommands offer the registry's names as argparse choices, which answer before it)."""
-    from dlp_lib import api
+def test_explorer_api_and_cli_word_a_bad_allocation_and_method_alike(capsys, fresh_labs, no_model_load):
+    """The three front doors check a name with one function of dlp_lib.validation, so a bad value gets
+    one sentence: the explorer (its state and its widget), api.plan / api.prune, and the CLI (prune,
+    compress and finetune pass --allocation to the configuration's check: one line, exit 2, before
+    the model loads)."""
+    from dlp_lib import api, cli
     from dlp_lib.allocation import allocator_names
     from dlp_lib.explorer import RIDExplorer
     from dlp_lib.experiment import ExperimentConfig
@@ -103,9 +104,37 @@ def test_explorer_api_and_config_word_a_bad_allocation_and_method_alike():
     assert _message(lambda: RIDExplorer(ExperimentConfig.from_profile("smoke"), allocations=["dlpp"])) == sentence
     assert _message(lambda: api.plan(_stats(), "dlpp", 0.7)) == sentence
     assert _message(lambda: ExperimentConfig.from_profile("smoke", allocation="dlpp")) == sentence
+    for command in (["prune", "--profile", "smoke", "--quiet"],
+                    ["compress", "--profile", "smoke", "--quiet", "--technique", "svd", "--reduction", "0.3"],
+                    ["finetune", "--profile", "smoke"]):
+        assert cli.main([*command, "--allocation", "dlpp"]) == 2, command
+        assert capsys.readouterr().err == f"error: {sentence}\n", command
     assert _message(lambda: explorer_state(_stats(), 0.7, 0.1, method="obs")) == \
         _message(lambda: api.plan(_stats(), "dlp", 0.7, method="obs")) == \
         "method = 'obs' is not allowed; allowed: magnitude, wanda, sparsegpt"
+
+
+@pytest.mark.parametrize("field,bad", [("statistic", "mode"), ("statistic", None), ("owl_m", 5.5), ("owl_m", "5"),
+                                       ("owl_m", True)])
+def test_explorer_words_a_bad_statistic_and_owl_m_as_validation_does(field, bad):
+    """The explorer, api.plan and the configuration (CLI) say validation's sentence for the same bad
+    value, not a wording of their own."""
+    from dlp_lib import api, validation
+    from dlp_lib.experiment import ExperimentConfig
+    check = {"statistic": validation.check_statistic, "owl_m": validation.check_owl_m}[field]
+    sentence = _message(lambda: check(bad))
+    assert sentence.startswith(f"{field} = {bad!r} is not allowed")
+    assert _message(lambda: explorer_state(_stats(), 0.7, 0.1, ["dlp", "owl"], **{field: bad})) == sentence
+    allocation = "dlp" if field == "statistic" else "owl"
+    assert _message(lambda: api.plan(_stats(), allocation, 0.7, **{field: bad})) == sentence
+    smoke = ExperimentConfig.from_profile("smoke", allocation=allocation)
+    assert _message(lambda: smoke.replace(**{field: bad})) == sentence
+
+
+def test_the_explorer_ignores_owl_m_without_owl():
+    """OWL's M is checked only when OWL is drawn; the RID's statistic always."""
+    state = explorer_state(_stats(), 0.7, 0.1, ["dlp"], owl_m=5.5)
+    assert list(state["ratios"].columns) == ["dlp"]
 
 
 def test_figure_draws_the_state():

@@ -58,7 +58,7 @@ def _error_line(capsys, *argv) -> tuple[int, str, int]:
     ["--alpha", "x"],
     ["--alpha", "0.7"],
     ["--dtype", "float64"],
-    ["--eval-dtype", "bfloat16", "--dtype", "bfloat16"],
+    ["--eval-dtype", "float16", "--dtype", "bfloat16"],
     ["--allocation", "uniform", "--alpha", "0.1"],
     ["--owl-m", "7"],                               # the default allocation, dlp, does not read OWL's M
     ["--neval", "0"],

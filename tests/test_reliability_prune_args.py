@@ -31,6 +31,8 @@ def _prune(run_cli, *args):
     (["--owl-m", "7.5", "--allocation", "owl"], "owl_m = 7.5"),
     (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "cuda:99"], "device = "),
     (["--device", "tpu"], "device = 'tpu'"),
+    (["--allocation", "nope"], "allocation = 'nope' is not allowed; allowed: uniform, "),
+    (["--allocation", "nope", "--nm", "2:4"], "allocation = 'nope' is not allowed"),
     (["--calib", "/no/such/file.txt"], "does not exist"),
     (["--eval", "/no/such/file.txt"], "does not exist"),
     (["--calib", "wikitext2"], "Offline sources"),
@@ -64,7 +66,6 @@ def test_bad_input_fails_before_loading(run_cli, no_model_load, args, message):
     (["--neval", "0"], "neval must be a positive integer or 'all'"),
     (["--neval", "-2"], "neval must be a positive integer or 'all'"),
     (["--sparsity", "abc"], "invalid float value"),
-    (["--allocation", "nope"], "invalid choice: 'nope'"),
     (["--method", "obs"], "invalid choice: 'obs'"),
 ])
 def test_bad_option_values_are_refused_by_the_parser(capsys, args, message):

@@ -344,8 +344,9 @@ def spec_from_args(args) -> tuple:
     from ..validation import INT_LIMIT, SEED_LIMIT, check_choice, check_int
     # 'auto' chooses an allocation or alpha by pruning the loaded model with every candidate; a fine-tuning
     # run trains, and is cached under, one given pruning: it takes the choice `prune ... auto` made
-    check_choice("--allocation", args.allocation, [n for n in allocator_names() if n != "auto"],
-                 " (finetune trains one given pruning: pass the allocation `prune --allocation auto` chose)")
+    if args.allocation == "auto":   # other bad names get the configuration's sentence, as in prune
+        check_choice("--allocation", args.allocation, [n for n in allocator_names() if n != "auto"],
+                     " (finetune trains one given pruning: pass the allocation `prune --allocation auto` chose)")
     if args.alpha == "auto":
         raise ValueError("--alpha = 'auto' is not allowed; finetune takes DLP's alpha as a number in [0, 0.5) or none "
                          "(paper Table 19's): pass the alpha `prune --alpha auto` chose")
