@@ -32,6 +32,8 @@ WALL_BEGIN, WALL_END = "<!-- walltime:begin -->", "<!-- walltime:end -->"
 HOLDS_BEGIN, HOLDS_END = "<!-- holds:begin -->", "<!-- holds:end -->"
 FIG_BEGIN, FIG_END = "<!-- figures:begin -->", "<!-- figures:end -->"
 ALLOC_BEGIN, ALLOC_END = "<!-- which-allocation:begin -->", "<!-- which-allocation:end -->"
+COLD_BEGIN, COLD_END = "<!-- walltime-cold:begin -->", "<!-- walltime-cold:end -->"
+COLD_RECORD = ROOT / "benchmarks" / "results" / "batch_default_cold.json"   # the last batch run from an empty cache
 WHERE_DLP_HOLDS = "15_where_dlp_holds"   # the notebook "Which allocation for my model?" is built from
 # the figures a reader most wants: the RID and ratios, the Figure 4 sweep, Table 9's allocators,
 # Table 8's models, the speed measurements, and the granularity maps
@@ -100,6 +102,19 @@ def wall_markdown(table: list[dict]) -> str:
         lines.append("\n\\* perplexity configurations only: the runner that wrote this stamp did not count "
                      "zero-shot, compression and fine-tuning results.")
     return "\n".join(lines)
+
+
+def cold_record(table: list[dict], note: str = "") -> dict:
+    """The stamps of a batch run from an empty result cache, kept as JSON: the executed copies of later (warm)
+    runs overwrite them, and a cold run's wall time is what a user starting from nothing waits."""
+    return {"note": note, "notebooks": [{"name": r["name"], "stamp": r["stamp"]} for r in table]}
+
+
+def cold_markdown(record: dict, source: str) -> str:
+    """The last cold run's wall-time table (`wall_markdown` over the recorded stamps) with its source."""
+    note = f" {record['note']}" if record.get("note") else ""
+    return (f"The last run of the whole batch from an empty result cache ([`{Path(source).name}`]({source})):{note}\n\n"
+            + wall_markdown(record["notebooks"]))
 
 
 def holds_markdown(folder: Path) -> str:
@@ -208,12 +223,20 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("folder", nargs="?", default=ROOT / "results" / "notebooks" / "default", type=Path)
     ap.add_argument("--readme", type=Path, help="rewrite the verdict table of this README in place")
+    ap.add_argument("--record-cold", type=Path, metavar="JSON",
+                    help="after a run from an empty cache: keep the executed copies' stamps in this JSON (the "
+                         "README's cold wall-time table reads benchmarks/results/batch_default_cold.json)")
+    ap.add_argument("--note", default="", help="with --record-cold: a sentence kept with the record")
     a = ap.parse_args(argv)
     folder = a.folder.resolve()
     table = rows(folder)
     if not table:
         print(f"no executed notebooks in {folder}; run `bash run_all.sh` first", file=sys.stderr)
         return 1
+    if a.record_cold:
+        a.record_cold.write_text(json.dumps(cold_record(table, a.note), indent=1, default=str) + "\n")
+        print(f"recorded {len(table)} stamps in {a.record_cold}")
+        return 0
     text = markdown(table)
     if a.readme:
         readme = a.readme.read_text()
@@ -225,6 +248,9 @@ def main(argv=None) -> int:
             readme = _replace_between(readme, WALL_BEGIN, WALL_END, wall_markdown(table))
         if HOLDS_BEGIN in readme and HOLDS_END in readme:
             readme = _replace_between(readme, HOLDS_BEGIN, HOLDS_END, holds_markdown(folder))
+        if COLD_BEGIN in readme and COLD_END in readme and COLD_RECORD.exists():
+            readme = _replace_between(readme, COLD_BEGIN, COLD_END, cold_markdown(
+                json.loads(COLD_RECORD.read_text()), str(COLD_RECORD.relative_to(ROOT))))
         if FIG_BEGIN in readme and FIG_END in readme:
             readme = _replace_between(readme, FIG_BEGIN, FIG_END, figures_markdown(folder.name))
         if ALLOC_BEGIN in readme and ALLOC_END in readme:

@@ -1,8 +1,9 @@
 """The notebook batch runner: a failing notebook does not stop the batch, a stopped batch leaves no
 half-executed notebook among the results, stored outputs drop progress bars, the README's tables
 come from the executed notebooks."""
-import re
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -174,3 +175,38 @@ def test_readme_verdict_table_comes_from_executed_notebooks(tmp_path):
     finally:
         import shutil
         shutil.rmtree(folder)
+
+
+def test_cold_run_record_keeps_the_stamps_and_the_readme_shows_them(tmp_path):
+    import nbformat
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import verdicts
+    finally:
+        sys.path.pop(0)
+    folder = tmp_path / "default"
+    folder.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["dlp_run"] = {"commit": "abc1234", "date": "2026-12-01 20:00 UTC", "wall_seconds": 600,
+                              "status": "ok", "profile": "default", "results_computed": 7, "results_reused": 0,
+                              "counted_kinds": ["results"], "prunings_computed": 4, "prunings_reused": 0}
+    nbformat.write(nb, folder / "05_sparsity_sweep.ipynb")
+    record = tmp_path / "cold.json"
+    assert verdicts.main([str(folder), "--record-cold", str(record), "--note", "a cold run."]) == 0
+    text = verdicts.cold_markdown(json.loads(record.read_text()), "benchmarks/results/cold.json")
+    assert text.startswith("The last run of the whole batch from an empty result cache ([`cold.json`]"
+                           "(benchmarks/results/cold.json)): a cold run.")
+    assert "| 05_sparsity_sweep | `abc1234` | 10.0 min | 7 | 0 | 4 | 0 |" in text
+    assert "one commit (`abc1234`)" in text
+
+
+def test_readme_cold_table_is_generated_from_the_committed_record():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import verdicts
+    finally:
+        sys.path.pop(0)
+    readme = (ROOT / "README.md").read_text()
+    body = readme.split(verdicts.COLD_BEGIN, 1)[1].split(verdicts.COLD_END, 1)[0].strip()
+    assert body == verdicts.cold_markdown(json.loads(verdicts.COLD_RECORD.read_text()),
+                                          "benchmarks/results/batch_default_cold.json")
