@@ -177,13 +177,19 @@ def test_readme_verdict_table_comes_from_executed_notebooks(tmp_path):
         shutil.rmtree(folder)
 
 
-def test_cold_run_record_keeps_the_stamps_and_the_readme_shows_them(tmp_path):
-    import nbformat
+def _script(name: str):
+    """A module of scripts/ (not a package), imported by name."""
+    import importlib
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
-        import verdicts
+        return importlib.import_module(name)
     finally:
         sys.path.pop(0)
+
+
+def test_cold_run_record_keeps_the_stamps_and_the_readme_shows_them(tmp_path):
+    import nbformat
+    verdicts = _script("verdicts")
     folder = tmp_path / "default"
     folder.mkdir()
     nb = nbformat.v4.new_notebook()
@@ -201,11 +207,7 @@ def test_cold_run_record_keeps_the_stamps_and_the_readme_shows_them(tmp_path):
 
 
 def test_readme_cold_table_is_generated_from_the_committed_record():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import verdicts
-    finally:
-        sys.path.pop(0)
+    verdicts = _script("verdicts")
     readme = (ROOT / "README.md").read_text()
     body = readme.split(verdicts.COLD_BEGIN, 1)[1].split(verdicts.COLD_END, 1)[0].strip()
     assert body == verdicts.cold_markdown(json.loads(verdicts.COLD_RECORD.read_text()),
