@@ -34,10 +34,17 @@ def _fresh_cache(parent: Path, name: str) -> Path:
     return cache
 
 
+def _default_sigint() -> None:
+    # a shell that starts a job in the background without job control (`pytest ... &` in a script) makes it
+    # ignore SIGINT, and Python keeps an inherited ignore: the run gets the default, as under a terminal's Ctrl-C
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_in_pass_2(cache: Path, out: Path) -> tuple[int, bytes]:
     """Start a pruning run, send one SIGINT once pass 2 has started; (exit code, stderr)."""
     proc = subprocess.Popen([sys.executable, "-m", "dlp_lib", *PRUNE, "--json", str(out)],
-                            env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_default_sigint)
     seen = bytearray()
 
     def read_stderr():
