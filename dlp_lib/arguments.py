@@ -109,18 +109,21 @@ def config_from_args(a, *, method: str, sparsity: float, seed: int | None, nm: s
     return cfg
 
 
-def check_config_arguments(a, cfg: ExperimentConfig, *, read_elsewhere: tuple[str, ...] = ()) -> list:
+def check_config_arguments(a, cfg: ExperimentConfig, *, read_elsewhere: tuple[str, ...] = (),
+                           lengths: dict[str, int] | None = None) -> list:
     """The checks of the `config_arguments` options before the model loads: allocator options given that
     cfg's allocator does not read (except `read_elsewhere`, options the subcommand reads itself, such as
-    finetune's layer scores), the device, --seqlen against the model's context, a notice of a costly
-    calibration. Returns the run's input paths (for checking output paths against them)."""
+    finetune's layer scores), the device, --seqlen and the subcommand's own token `lengths` ({option:
+    value}) against the model's context (read once), a notice of a costly calibration. Returns the run's
+    input paths (for checking output paths against them)."""
     from .validation import (check_allocator_options, check_context_length, check_device_available, cost_notice,
                              input_paths, model_context_limit)
     given = dict(alpha=None if a.alpha == "auto" else a.alpha, statistic=a.statistic, lamda=a.lamda, owl_m=a.owl_m)
     check_allocator_options(cfg.allocation, **{k: v for k, v in given.items() if k not in read_elsewhere})
     check_device_available(cfg.device)
     limit = model_context_limit(cfg.model, cfg.revision, bool(cfg.trust_remote_code))
-    check_context_length("--seqlen", cfg.seqlen, limit, cfg.model)
+    for option, value in {"--seqlen": cfg.seqlen, **(lengths or {})}.items():
+        check_context_length(option, value, limit, cfg.model)
     notice = cost_notice(cfg, ExperimentConfig.from_profile(a.profile))
     if notice:
         print(notice, file=sys.stderr)

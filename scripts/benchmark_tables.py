@@ -203,7 +203,7 @@ def decode_markdown(d: dict, source: str) -> str:
     benchmarks/decode_speed.py's JSON. Consecutive sparsities whose every layer stayed dense (nothing below
     the break-even density: the model is the dense baseline) share one row."""
     g = d["grid"]
-    n_layers = None
+    n_layers = sum(next(iter(d["sparsities"][0]["threads"].values()))["format_counts"].values())
     lines = [f"`benchmarks/decode_speed.py --format {g['fmt']}`: {g['method']} + {g['allocation']}, "
              f"{g['new_tokens']} tokens, {g['repeats']} interleaved repeats, {_machine_line(d, source)}:", "",
              f"| sparsity | threads | {g['fmt']} layers | speedup (IQR) | memory-traffic bound | of the bound "
@@ -213,7 +213,6 @@ def decode_markdown(d: dict, source: str) -> str:
         i = 0
         while i < len(rows):
             r = rows[i]
-            n_layers = sum(d["sparsities"][0]["threads"][str(t)]["format_counts"].values())
             if r["speedup"] is None:   # the dense model itself: merge the run of such rows
                 j = i
                 while j + 1 < len(rows) and rows[j + 1]["speedup"] is None:

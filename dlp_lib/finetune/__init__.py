@@ -395,13 +395,12 @@ def run(args) -> int:
     from ..arguments import check_config_arguments
     from ..cache import atomic_write_json, check_writable
     from ..experiment import lab_for
-    from ..validation import check_context_length, check_output_file, model_context_limit
+    from ..validation import check_output_file
     cfg, spec = spec_from_args(args)   # bad values fail here, before the model loads
     # the layer scores read allocator options whatever the pruning's allocation: owlore OWL's M, dlp DLP's
     read_by_scores = {"owlore": ("owl_m",), "dlp": get_allocator("dlp").params}.get(spec.method, ())
-    inputs = check_config_arguments(args, cfg, read_elsewhere=read_by_scores)
-    limit = model_context_limit(cfg.model, cfg.revision, bool(cfg.trust_remote_code))
-    check_context_length("--train-seqlen", spec.train.seqlen, limit, cfg.model)
+    inputs = check_config_arguments(args, cfg, read_elsewhere=read_by_scores,
+                                    lengths={"--train-seqlen": spec.train.seqlen})
     check_output_file(args.json, "--json", inputs)
     check_writable()
     lab = lab_for(cfg, progress=not args.quiet)
