@@ -25,7 +25,7 @@ import warnings
 
 from .allocation import AgainstDepthWarning, RatioRangeWarning, auto_candidates, get_allocator
 from .auto_alpha import heldout_score, heldout_spec
-from .cache import cached, code_version
+from .cache import cached
 
 AUTO_ALPHA_GRID = (0.05, 0.1, 0.15)  # alphas tried for each candidate that takes one
 TIE_NATS = 1e-3                      # a candidate must beat Uniform by more (0.1% in perplexity)
@@ -96,8 +96,8 @@ def select_allocation(lab, cfg, alpha_grid=None, *, criterion: str = "calib_nll"
                 "cost": {"candidates": len(cands), "prunings": tally["prunings"],
                          "seconds": time.perf_counter() - t0}}
 
-    key = {**cfg.pruning_key(lab.fingerprint), "candidates": cands, "tie_nats": TIE_NATS, "criterion": criterion,
-           "heldout": heldout_spec(cfg, nheldout), "code_eval": code_version("eval")}
+    key = cfg.key("prune", lab.fingerprint, code=("eval",), candidates=cands, tie_nats=TIE_NATS, criterion=criterion,
+                  heldout=heldout_spec(cfg, nheldout))
     return cached("allocation_selection", key, compute, enabled=use_cache and lab.use_cache)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 from .allocation.dlp import ALPHA_GRID
-from .cache import cached, code_version
+from .cache import cached
 from .data import TextSource
 from .evaluation import perplexity
 
@@ -58,8 +58,7 @@ def heldout_score(lab, cfg, *, criterion: str = "calib_nll", nheldout: int | Non
             tally["prunings"] = tally.get("prunings", 0) + 1
         return math.log(ppl)
 
-    key = {**cfg.pruning_key(lab.fingerprint), "criterion": criterion, "heldout": heldout_spec(cfg, nheldout),
-           "code_eval": code_version("eval")}
+    key = cfg.key("prune", lab.fingerprint, code=("eval",), criterion=criterion, heldout=heldout_spec(cfg, nheldout))
     return cached("heldout_score", key, compute, enabled=use_cache and lab.use_cache)
 
 
@@ -94,8 +93,8 @@ def select_alpha(lab, cfg, grid=ALPHA_GRID, *, criterion: str = "calib_nll", nhe
         return {"alpha": best, "criterion": criterion, "scores": scores, "grid": list(grid),
                 "heldout": heldout_spec(cfg, nheldout)}
 
-    key = {**cfg.replace(alpha=0.0).pruning_key(lab.fingerprint), "alpha": None, "grid": list(grid),
-           "criterion": criterion, "heldout": heldout_spec(cfg, nheldout), "code_eval": code_version("eval")}
+    key = {**cfg.replace(alpha=0.0).key("prune", lab.fingerprint, code=("eval",), grid=list(grid), criterion=criterion,
+                                        heldout=heldout_spec(cfg, nheldout)), "alpha": None}
     out = cached("alpha_selection", key, compute, enabled=use_cache and lab.use_cache)
     out = dict(out)
     out["alpha"] = float(out["alpha"])

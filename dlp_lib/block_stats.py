@@ -352,9 +352,8 @@ def dense_statistics(model, calib_ids: torch.Tensor, cache_config: dict | None, 
         return compute_dense_statistics(model, calib_ids, **kwargs).to_dict()
 
     cfg = {**(cache_config or {}), "owl_m": list(owl_m)}
-    # a torch file: the column norms are tensors (format 2; format 1 was JSON without them; format 3
-    # adds the block influence)
-    d = cached("dense_statistics", {**cfg, "format": 3}, compute, fmt="torch",
+    # a torch file: the column norms are tensors
+    d = cached("dense_statistics", cfg, compute, fmt="torch",
                enabled=use_cache and cache_config is not None)
     return DenseStatistics(blocks=d["blocks"], sublayers=d["sublayers"], config=cfg, column_norms=d["column_norms"],
                            block_influence=d["block_influence"])

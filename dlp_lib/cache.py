@@ -27,34 +27,10 @@ from typing import Any, Callable
 
 import torch
 
+from .layout import STAGES, stages_of
+
 # Bumped whenever a cached quantity changes meaning in a way the code version does not see.
 CACHE_VERSION = 5
-
-# Which modules of dlp_lib compute the values of each stage (globs relative to the package).
-# A stage's key carries the hash of its modules' code (comments and docstrings excluded) and of
-# the numerical libraries, so editing the allocator invalidates plans and results, not tokens.
-# tests/test_cache.py fails when a module of the package belongs to no stage and is not listed
-# in NOT_COMPUTING.
-CODE_STAGES: dict[str, tuple[str, ...]] = {
-    "data": ("data.py", "models.py", "fingerprint.py", "architectures/*.py", "gguf_loading.py"),
-    "plan": ("block_stats.py", "calibration*.py", "engine/*.py", "architectures/*.py", "scores.py", "allocation/*.py",
-             "plan.py"),
-    "prune": ("pruning.py", "pruned_weights.py", "scores.py", "sparsegpt.py", "calibration*.py", "engine/*.py",
-              "architectures/*.py"),
-    # the compressors that consume budgets beyond masks (mixed N:M, GPTQ, SVD, structured): their
-    # results carry this version too, so editing one of them leaves every plain pruning result valid
-    "compress": ("compression/*.py",),
-    "eval": ("evaluation.py", "zeroshot.py", "zeroshot_tasks.py", "auto_alpha.py", "auto_allocation.py",
-             "placement.py"),
-    # stages of their own, so that editing them leaves every perplexity valid: fine-tuning results
-    # carry "eval" and "finetune", the measured break-even densities "inference"
-    "finetune": ("finetune/*.py",),
-    "inference": ("inference/*.py",),
-}
-NOT_COMPUTING = ("__init__.py", "__main__.py", "cache.py", "cli.py", "arguments.py", "experiment.py", "validation.py",
-                 "api.py", "explorer.py", "export.py", "sweep.py",
-                 "dense_weights.py")
-
 
 class CacheError(RuntimeError):
     pass
@@ -107,10 +83,21 @@ def _code_ast(path: Path) -> str:
 
 
 def stage_modules(stage: str) -> list[Path]:
+    """The modules whose code computes `stage` (layout.MODULES); a module the layout does not place is
+    an error here, not a module whose edits would leave old results valid."""
+    if stage not in STAGES:
+        raise ValueError(f"Unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
     package = Path(__file__).resolve().parent
-    if stage not in CODE_STAGES:
-        raise ValueError(f"Unknown stage {stage!r}; allowed: {', '.join(CODE_STAGES)}")
-    return sorted({p for pattern in CODE_STAGES[stage] for p in package.glob(pattern)})
+    modules = []
+    for path in sorted(package.rglob("*.py")):
+        name = ".".join(path.relative_to(package).with_suffix("").parts)
+        stages = stages_of(name)
+        if stages is None:
+            raise CacheError(f"dlp_lib module {name!r} has no entry in dlp_lib/layout.py's MODULES: add it there "
+                             "with its floor and the code stages it computes")
+        if stage in stages:
+            modules.append(path)
+    return modules
 
 
 @functools.lru_cache(maxsize=None)
@@ -123,6 +110,26 @@ def code_version(stage: str) -> str:
         h.update(str(path.relative_to(package)).encode())
         h.update(_code_ast(path).encode())
     return h.hexdigest()[:12]
+
+
+def versioned(stages, **fields) -> dict:
+    """The one way to build a cached value's key: the fields that determine the value, and under "code"
+    the code version of every stage whose modules computed it (`cached` refuses any other shape)."""
+    stages = tuple(dict.fromkeys(stages))
+    if "code" in fields:
+        raise ValueError("'code' is the key's code versions; name the field otherwise")
+    return {**fields, "code": {stage: code_version(stage) for stage in stages}}
+
+
+def check_versioned(config: dict) -> None:
+    """Raise ValueError unless `config` carries current code versions as `versioned` writes them."""
+    code = config.get("code")
+    if not isinstance(code, dict) or not code:
+        raise ValueError("a cache key needs the code versions of the stages that computed the value: build it with "
+                         f"cache.versioned(stages, ...) or ExperimentConfig.key(...); got code={code!r}")
+    stale = {s: v for s, v in code.items() if s not in STAGES or v != code_version(s)}
+    if stale:
+        raise ValueError(f"cache key with unknown or stale code versions {stale}; stages: {', '.join(STAGES)}")
 
 
 def config_key(config: dict) -> str:
@@ -269,6 +276,7 @@ def cached(kind: str, config: dict, compute: Callable[[], Any], *, fmt: str = "j
     """
     if fmt not in ("json", "torch"):
         raise ValueError(f"Unknown cache format {fmt!r}; allowed: json, torch")
+    check_versioned(config)
     key = config_key({"kind": kind, **config})
     folder = cache_root() / kind
     path = folder / f"{key}.{'json' if fmt == 'json' else 'pt'}"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .cache import atomic_write_bytes, cache_root, cached
+from .cache import atomic_write_bytes, cache_root, cached, versioned
 
 OFFLINE_SOURCES = ("bbc", "brown", "sotu", "mobydick")
 HUB_SOURCES = ("wikitext2", "c4", "ptb")
@@ -347,7 +347,7 @@ def token_stream(source: str | TextSource, tokenizer, split: str, *, use_cache: 
         text = docs[0] if len(docs) == 1 else "\n\n".join(d.strip() for d in docs)
         return torch.tensor(tokenizer(text, add_special_tokens=False).input_ids, dtype=torch.int32)
 
-    key = {"source": src.identity(), "split": split, "tok": _tokenizer_id(tokenizer)}
+    key = versioned(("data",), source=src.identity(), split=split, tok=_tokenizer_id(tokenizer))
     return cached("tokens", key, compute, fmt="torch", enabled=use_cache)
 
 

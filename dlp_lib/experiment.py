@@ -17,11 +17,14 @@ import torch
 from . import allocation as alloc
 from .allocation import get_allocator
 from .block_stats import DenseStatistics, dense_statistics
-from .cache import cached, code_version, config_key
+from .cache import cached, config_key, versioned
 from .data import TextSource, calibration_windows, evaluation_windows
 from .evaluation import achieved_sparsity, layer_outlier_distribution, perplexity
 from .dense_weights import DenseWeights
 from .fingerprint import model_fingerprint
+from .layout import ROLE_STAGES
+
+ROLES = tuple(ROLE_STAGES)  # data < plan < prune < eval: a later role's results depend on every earlier one
 from .calibration import check_replay
 from .models import load_model
 from .allocation import build_plan
@@ -138,35 +141,32 @@ class ExperimentConfig:
         d["group"] = self.resolved_group()
         return d
 
-    # -- cache keys: each stage's key holds the fields of its role and of every earlier stage, the
-    # identity of the weights and of the text sources, and the version of the code of those stages.
-    def _key(self, roles: tuple[str, ...], fingerprint: str) -> dict:
-        from .cache import code_version
+    # -- cache keys: a stage's key holds the fields of its role and of every earlier role, the identity
+    # of the weights and of the text sources, and the code versions of the stages that computed it.
+    def key(self, role: str | tuple[str, ...], fingerprint: str, *, code: tuple[str, ...] | None = None,
+            **extra) -> dict:
+        """The cache key of a value computed from this configuration: its fields of `role` and of every
+        earlier role (data < plan < prune < eval; a tuple names the roles exactly), the model's
+        `fingerprint`, the texts' identities, the code versions of those roles' stages
+        (layout.ROLE_STAGES) plus the stages in `code`, and `extra` fields.
+
+        key("data") is what pass 1 depends on, key("plan") the per-block budgets, key("prune") the
+        pruned weights (two configs with equal keys prune identically), key("eval") a full result."""
+        roles = (role,) if isinstance(role, str) else tuple(role)
+        unknown = [r for r in roles if r not in ROLES]
+        if unknown:
+            raise ValueError(f"Unknown configuration role(s) {unknown}; allowed: {', '.join(ROLES)}")
+        if isinstance(role, str):
+            roles = ROLES[: ROLES.index(role) + 1]
         d = self.to_dict()
-        key = {f: d[f] for f in self.fields_of(*roles)}
-        key["device"] = torch.device(self.device).type
-        key["fingerprint"] = fingerprint
-        key["calib"] = TextSource(self.calib).identity()
+        fields = {f: d[f] for f in self.fields_of(*roles)}
+        fields["device"] = torch.device(self.device).type
+        fields["fingerprint"] = fingerprint
+        fields["calib"] = TextSource(self.calib).identity()
         if "eval" in roles:
-            key["eval"] = [TextSource(s).identity() for s in self.eval]
-        key["code"] = {r: code_version(r) for r in roles}
-        return key
-
-    def data_key(self, fingerprint: str) -> dict:
-        """Model weights, numerics and calibration windows: what pass 1 (dense statistics) depends on."""
-        return self._key(("data",), fingerprint)
-
-    def plan_key(self, fingerprint: str) -> dict:
-        """data_key plus the allocator and its parameters: what the per-block budgets depend on."""
-        return self._key(("data", "plan"), fingerprint)
-
-    def pruning_key(self, fingerprint: str) -> dict:
-        """plan_key plus what consumes the budgets: two configs with equal keys prune identically."""
-        return self._key(("data", "plan", "prune"), fingerprint)
-
-    def eval_key(self, fingerprint: str) -> dict:
-        """pruning_key plus what is measured: the key of a full result."""
-        return self._key(("data", "plan", "prune", "eval"), fingerprint)
+            fields["eval"] = [TextSource(s).identity() for s in self.eval]
+        stages = [s for r in roles for s in ROLE_STAGES[r]] + list(code or ())
+        return versioned(stages, **fields, **extra)
 
 
 class Lab:
@@ -248,7 +248,7 @@ class Lab:
 
     # -- pass 1 ------------------------------------------------------------------------------
     def dense_statistics(self, cfg: ExperimentConfig) -> DenseStatistics:
-        key = cfg.data_key(self._fingerprint)
+        key = cfg.key("data", self._fingerprint)
         memo = config_key(key)
         if memo not in self._stats:
             self.ensure(None)
@@ -274,7 +274,7 @@ class Lab:
             self.ensure(None)
         plan = build_plan(cfg.allocation, cfg.sparsity, stats=stats, model=self._model, strict=cfg.strict_ratios,
                           granularity=cfg.granularity, method=cfg.method,
-                          cache_config=cfg.data_key(self._fingerprint), **cfg.allocator_params())
+                          cache_config=cfg.key("data", self._fingerprint, code=("statistics",)), **cfg.allocator_params())
         plan.config.update(model=self.model_name, method=cfg.method)
         return plan
 
@@ -290,7 +290,7 @@ class Lab:
             return None
         self._check(cfg)
         cfg = self.selected(cfg)
-        key = cfg.pruning_key(self._fingerprint)
+        key = cfg.key("prune", self._fingerprint)
         if self._pruned_key == key:
             return self._plan
         plan = self.plan(cfg)
@@ -382,9 +382,8 @@ class Lab:
         state ensure() made, cached per text: a notebook evaluating another text set reuses the
         texts done. The dense weights are restored only if some text must be evaluated."""
         if dense:
-            state = {k: v for k, v in cfg.data_key(self._fingerprint).items()
-                     if k in ("model", "revision", "fingerprint", "dtype", "device")}
-            state["code"] = code_version("data")
+            state = versioned(ROLE_STAGES["data"], **{k: v for k, v in cfg.key("data", self._fingerprint).items()
+                                                      if k in ("model", "revision", "fingerprint", "dtype", "device")})
         elif self._pruned is None:
             return self._state_perplexities(cfg, dense=True)
         elif isinstance(self._pruned, ExperimentConfig):
@@ -404,8 +403,8 @@ class Lab:
                                   progress=self.progress, desc=f"perplexity {TextSource(source).label}",
                                   compute_dtype=DTYPES[cfg.eval_dtype])
             for s in cfg.eval:
-                key = {"state": state, "text": TextSource(s).identity(), "seqlen": cfg.seqlen, "neval": cfg.neval,
-                       "eval_dtype": cfg.eval_dtype, "code": code_version("eval")}
+                key = versioned(ROLE_STAGES["eval"], state=state, text=TextSource(s).identity(), seqlen=cfg.seqlen,
+                                neval=cfg.neval, eval_dtype=cfg.eval_dtype)
                 out[TextSource(s).label] = cached("perplexity", key, lambda s=s: compute(s), enabled=self.use_cache)
         return out
 
@@ -445,7 +444,7 @@ class Lab:
                                                         device=self.device, progress=self.progress)
             return out
         enabled = self.use_cache if use_cache is None else (use_cache and self.use_cache)
-        return cached("results", cfg.eval_key(self._fingerprint), compute, enabled=enabled)
+        return cached("results", cfg.key("eval", self._fingerprint), compute, enabled=enabled)
 
 
 _LABS: dict = {}

@@ -20,7 +20,7 @@ import socket
 import sys
 import time
 
-from .cache import cached, code_version
+from .cache import cached, versioned
 from .zeroshot_tasks import CHANCE as OFFLINE_CHANCE
 from .zeroshot_tasks import DEFAULT_EXAMPLES, OFFLINE_TASKS, build_offline_suite, suite_key
 
@@ -237,10 +237,10 @@ def zero_shot_for(lab, cfg=None, tasks=("offline",), *, limit: int | float | Non
     check_batch_size(batch_size)
     if cfg is not None and cfg.model != lab.model_name:
         raise ValueError(f"This Lab holds {lab.model_name!r}, not {cfg.model!r}")
-    pruning = None if cfg is None else cfg.pruning_key(lab.fingerprint)
-    key = {"model": lab.model_name, "fingerprint": lab.fingerprint, "dtype": lab.dtype_name, "pruning": pruning,
-           "tasks": names, "limit": limit, "lm_eval": lm_eval.__version__, "code": code_version("eval"),
-           "suite": suite_key(suite_examples, suite_seed) if set(names) & set(OFFLINE_TASKS) else None}
+    pruning = None if cfg is None else cfg.key("prune", lab.fingerprint)
+    key = versioned(("eval",), model=lab.model_name, fingerprint=lab.fingerprint, dtype=lab.dtype_name, pruning=pruning,
+                    tasks=names, limit=limit, lm_eval=lm_eval.__version__,
+                    suite=suite_key(suite_examples, suite_seed) if set(names) & set(OFFLINE_TASKS) else None)
     if num_fewshot:
         key["num_fewshot"] = num_fewshot
 

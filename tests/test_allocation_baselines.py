@@ -224,7 +224,7 @@ def test_granularity_config_validation():
     cfg = ExperimentConfig(model="tiny-llama", allocation="dlp", granularity="sublayer")
     assert cfg.to_dict()["granularity"] == "sublayer"
     block = ExperimentConfig(model="tiny-llama", allocation="dlp")
-    assert cfg.plan_key("fp")["granularity"] == "sublayer" and cfg.plan_key("fp") != block.plan_key("fp")
+    assert cfg.key("plan", "fp")["granularity"] == "sublayer" and cfg.key("plan", "fp") != block.key("plan", "fp")
     with pytest.raises(ValueError, match="granularity"):
         ExperimentConfig(model="tiny-llama", allocation="uniform", granularity="sublayer")
     with pytest.raises(ValueError, match="granularity"):

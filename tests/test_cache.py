@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dlp_lib import cli, experiment
-from dlp_lib.cache import CacheError, cache_root, cached, entries, read_entry, verify
+from dlp_lib.cache import CacheError, cache_root, cached, entries, read_entry, verify, versioned
 
 
 @pytest.fixture(autouse=True)
@@ -76,19 +76,19 @@ def test_misshapen_entries_are_healed_without_a_traceback(tmp_cache, damage, why
         calls.append(1)
         return {"perplexity": 12.5}
 
-    assert cached("results", {"a": 1}, compute) == {"perplexity": 12.5}
+    assert cached("results", versioned(("eval",), a=1), compute) == {"perplexity": 12.5}
     damage(_only_entry(tmp_cache / "results"))
     with pytest.warns(UserWarning, match=why):
-        assert cached("results", {"a": 1}, compute) == {"perplexity": 12.5}
+        assert cached("results", versioned(("eval",), a=1), compute) == {"perplexity": 12.5}
     assert len(calls) == 2
     assert read_entry(_only_entry(tmp_cache / "results"))["value"] == {"perplexity": 12.5}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert cached("results", {"a": 1}, compute) == {"perplexity": 12.5} and len(calls) == 2
+        assert cached("results", versioned(("eval",), a=1), compute) == {"perplexity": 12.5} and len(calls) == 2
 
 
 def test_a_torch_entry_copied_under_another_key_is_not_returned(tmp_cache):
-    cached("dense_statistics", {"n": 1}, lambda: torch.ones(2), fmt="torch")
+    cached("dense_statistics", versioned(("data",), n=1), lambda: torch.ones(2), fmt="torch")
     first = _only_entry(tmp_cache / "dense_statistics")
     shutil.copy(first, first.with_name("0123456789abcdef0123.pt"))
     bad = verify(tmp_cache, delete=True)
@@ -97,7 +97,7 @@ def test_a_torch_entry_copied_under_another_key_is_not_returned(tmp_cache):
 
 
 def test_verify_keeps_rescued_results_and_reports_a_directory_entry(tmp_cache, capsys):
-    cached("results", {"a": 1}, lambda: {"x": 1})
+    cached("results", versioned(("eval",), a=1), lambda: {"x": 1})
     rescued = tmp_cache / "unsaved" / "result.json"
     rescued.parent.mkdir()
     rescued.write_text(json.dumps({"perplexity": {"pruned": 20.0}}))

@@ -30,7 +30,7 @@ def test_auto_dtype_resolves_per_device(monkeypatch, native):
     assert resolve_dtype("float32", "cpu") == "float32"
     cfg = ExperimentConfig(model="tiny-llama", dtype="auto")
     assert cfg.dtype == ("bfloat16" if native else "float32")  # the key names what runs, never "auto"
-    assert cfg.data_key("fp")["dtype"] == cfg.dtype
+    assert cfg.key("data", "fp")["dtype"] == cfg.dtype
 
 
 def test_bad_dtype_is_refused_with_the_choices():

@@ -40,8 +40,8 @@ def test_eval_dtype_resolution(monkeypatch, native):
     assert resolve_eval_dtype("same", "bfloat16", "cpu") == "bfloat16"
     cfg = ExperimentConfig(model="tiny-llama", eval_dtype="auto")
     assert cfg.eval_dtype == ("bfloat16" if native else "float32")  # keys name what ran, never "auto"
-    assert cfg.eval_key("fp")["eval_dtype"] == cfg.eval_dtype
-    assert "eval_dtype" not in cfg.pruning_key("fp")  # evaluation numerics never change the masks
+    assert cfg.key("eval", "fp")["eval_dtype"] == cfg.eval_dtype
+    assert "eval_dtype" not in cfg.key("prune", "fp")  # evaluation numerics never change the masks
 
 
 def test_bad_eval_dtype_is_refused_with_the_choices():

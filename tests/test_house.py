@@ -11,31 +11,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "dlp_lib"
 
-# The pipeline, bottom to top. A module may import modules of its own layer or below, never above.
-LAYERS = [
-    ("cache", "fingerprint"),
-    ("data", "models", "gguf_loading", "architectures", "scores", "plan"),
-    ("calibration", "engine", "zeroshot_tasks"),
-    ("block_stats", "sparsegpt"),
-    ("allocation",),
-    ("pruning", "pruned_weights", "compression", "evaluation", "placement"),
-    ("zeroshot", "auto_alpha", "auto_allocation"),
-    ("validation", "dense_weights", "experiment"),
-    ("arguments", "api", "explorer", "export", "sweep", "finetune", "inference"),
-    ("cli", "__main__", "__init__"),
-]
-LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
+# The pipeline's floors and each module's code stages are declared once, in dlp_lib/layout.py: a module
+# may import modules of its own floor or below, never above.
+from dlp_lib.layout import MODULES, STAGES, floor_of  # noqa: E402
 
 
 def _modules(package: Path = PACKAGE):
     for path in sorted(package.rglob("*.py")):
         rel = path.relative_to(package).with_suffix("")
         yield ".".join(rel.parts), path
-
-
-def _top(module: str) -> str:
-    head = module.split(".")[0]
-    return head
 
 
 def _resolve(target: str, names) -> str | None:
@@ -110,19 +94,23 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_every_module_has_a_layer():
-    missing = sorted({_top(m) for m, _ in _modules()} - set(LAYER_OF))
-    assert not missing, f"modules without a pipeline layer (add them to LAYERS): {missing}"
+def test_every_module_has_a_floor_and_known_stages():
+    missing = sorted(m for m, _ in _modules() if floor_of(m) is None)
+    assert not missing, f"modules without an entry in dlp_lib/layout.py's MODULES: {missing}"
+    unknown = {name: stages for name, (_, stages) in MODULES.items() if set(stages) - set(STAGES)}
+    assert not unknown, f"layout entries naming unknown stages: {unknown}"
+    stale = sorted(name for name in MODULES if not any(m == name or m.startswith(name + ".") for m, _ in _modules()))
+    assert not stale, f"layout entries for modules that do not exist: {stale}"
 
 
 def test_no_upward_imports():
     bad = []
     for module, targets in _import_graph().items():
-        mine = LAYER_OF[_top(module)]
+        mine = floor_of(module)
         for target in targets:
-            top = _top(target)
-            if top in LAYER_OF and LAYER_OF[top] > mine:
-                bad.append(f"{module} (layer {mine}) imports {target} (layer {LAYER_OF[top]})")
+            theirs = floor_of(target)
+            if theirs is not None and theirs > mine:
+                bad.append(f"{module} (floor {mine}) imports {target} (floor {theirs})")
     assert not bad, "\n".join(bad)
 
 
@@ -355,16 +343,16 @@ def test_keys_follow_the_roles():
     fp = "f"
     # an evaluation-only change keeps the pruning key, changes the result key
     other_eval = base.replace(eval=("sotu",), neval=2)
-    assert other_eval.pruning_key(fp) == base.pruning_key(fp) and other_eval.eval_key(fp) != base.eval_key(fp)
+    assert other_eval.key("prune", fp) == base.key("prune", fp) and other_eval.key("eval", fp) != base.key("eval", fp)
     # a pruning-only change keeps the plan key
-    assert base.replace(method="sparsegpt").plan_key(fp) == base.plan_key(fp)
-    assert base.replace(method="sparsegpt").pruning_key(fp) != base.pruning_key(fp)
+    assert base.replace(method="sparsegpt").key("plan", fp) == base.key("plan", fp)
+    assert base.replace(method="sparsegpt").key("prune", fp) != base.key("prune", fp)
     # a plan change keeps the data key (pass 1 is shared)
-    assert base.replace(alpha=0.05).data_key(fp) == base.data_key(fp)
-    assert base.replace(alpha=0.05).plan_key(fp) != base.plan_key(fp)
+    assert base.replace(alpha=0.05).key("data", fp) == base.key("data", fp)
+    assert base.replace(alpha=0.05).key("plan", fp) != base.key("plan", fp)
     # other weights, other keys everywhere
-    assert base.data_key("g") != base.data_key(fp)
-    for key in (base.data_key(fp), base.plan_key(fp), base.pruning_key(fp), base.eval_key(fp)):
+    assert base.key("data", "g") != base.key("data", fp)
+    for key in (base.key("data", fp), base.key("plan", fp), base.key("prune", fp), base.key("eval", fp)):
         assert key["code"] and all(len(v) == 12 for v in key["code"].values())
     # every field has a role
     import dataclasses

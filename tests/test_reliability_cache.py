@@ -110,13 +110,13 @@ def test_fingerprint_sees_every_tensor_and_ignores_threads():
 
 _WRITER = """
 import sys, torch
-from dlp_lib.cache import cached
-cached("killtest", {"n": 1}, lambda: torch.zeros(60_000_000), fmt="torch")
+from dlp_lib.cache import cached, versioned
+cached("killtest", versioned(("data",), n=1), lambda: torch.zeros(60_000_000), fmt="torch")
 """
 
 
 def test_kill_during_a_cache_write_leaves_no_partial_entry(tmp_cache):
-    from dlp_lib.cache import cached, clean_orphans
+    from dlp_lib.cache import cached, clean_orphans, versioned
     folder = tmp_cache / "killtest"
     env = {**os.environ, "DLP_CACHE_DIR": str(tmp_cache), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", _WRITER], env=env)
@@ -129,13 +129,13 @@ def test_kill_during_a_cache_write_leaves_no_partial_entry(tmp_cache):
     orphans = list(folder.glob("*.tmp"))
     assert orphans, "the writer was killed before it started writing (test timing); rerun"
     assert clean_orphans(folder, older_than=0) == orphans
-    value = cached("killtest", {"n": 1}, lambda: torch.ones(3), fmt="torch")
+    value = cached("killtest", versioned(("data",), n=1), lambda: torch.ones(3), fmt="torch")
     assert torch.equal(value, torch.ones(3))  # recomputed, not read from a torn file
 
 
 def test_cache_command(tmp_cache, capsys):
-    from dlp_lib.cache import cached
-    cached("results", {"a": 1}, lambda: {"x": 1})
+    from dlp_lib.cache import cached, versioned
+    cached("results", versioned(("eval",), a=1), lambda: {"x": 1})
     bad = tmp_cache / "results" / "deadbeef.json"
     bad.write_text("{")
     old_tmp = tmp_cache / "results" / "x.json.123.tmp"
@@ -151,14 +151,37 @@ def test_cache_command(tmp_cache, capsys):
     assert "deleted 1 entries" in capsys.readouterr().out
 
 
-def test_every_module_belongs_to_a_code_stage():
-    from dlp_lib.cache import CODE_STAGES, NOT_COMPUTING, stage_modules
+def test_stage_modules_follow_the_layout_and_refuse_an_undeclared_module(monkeypatch):
+    from dlp_lib import cache, layout
     package = ROOT / "dlp_lib"
-    staged = {p for stage in CODE_STAGES for p in stage_modules(stage)}
-    unstaged = [p.relative_to(package) for p in package.rglob("*.py")
-                if p not in staged and str(p.relative_to(package)) not in NOT_COMPUTING
-                and not (p.name == "__init__.py" and p.parent != package)]
-    assert not unstaged, f"modules in no CODE_STAGES entry (their edits would not invalidate the cache): {unstaged}"
+    names = {stage: {str(p.relative_to(package)) for p in cache.stage_modules(stage)} for stage in layout.STAGES}
+    # pass 1's statistics are their own stage: editing an allocator keeps them, editing block_stats does not
+    assert "block_stats.py" in names["statistics"] and "block_stats.py" not in names["data"]
+    assert "allocation/dlp.py" in names["plan"] and "allocation/dlp.py" not in names["statistics"]
+    assert "experiment.py" in names["eval"] and "engine/replay.py" in names["prune"]
+    assert not any("cli.py" in n for n in names.values())
+    monkeypatch.setattr(layout, "MODULES", {k: v for k, v in layout.MODULES.items() if k != "sweep"})
+    cache.code_version.cache_clear()
+    try:
+        with pytest.raises(cache.CacheError, match="'sweep' has no entry in dlp_lib/layout.py"):
+            cache.code_version("eval")
+    finally:
+        cache.code_version.cache_clear()
+
+
+def test_cached_refuses_a_key_without_current_code_versions(tmp_path, monkeypatch):
+    from dlp_lib import cache
+    monkeypatch.setenv("DLP_CACHE_DIR", str(tmp_path))
+    good = cache.versioned(("data", "eval"), n=1)
+    assert set(good["code"]) == {"data", "eval"} and cache.cached("demo", good, lambda: 7) == 7
+    for bad, says in (({"n": 1}, "needs the code versions"),
+                      ({"n": 1, "code": "abc"}, "needs the code versions"),
+                      ({"n": 1, "code": {"eval": "000000000000"}}, "stale"),
+                      ({"n": 1, "code": {"evaluation": good["code"]["eval"]}}, "unknown")):
+        with pytest.raises(ValueError, match=says):
+            cache.cached("demo", bad, lambda: 8)
+    with pytest.raises(ValueError, match="'code'"):
+        cache.versioned(("data",), code=1)
 
 
 def test_code_version_changes_with_the_code_not_the_comments(tmp_path, monkeypatch):

@@ -78,12 +78,12 @@ def alphapruning_ratios(block_alpha: Sequence[float], block_numel: Sequence[floa
 def plan_alphapruning(inputs, sparsity, *, epsilon: float | None = None, scale: str = "sparsity",
                       strict=False) -> SparsityPlan:
     """Block-wise mapping (released code's default): mean alpha_hat of each block's sublayers."""
-    from ..cache import cached
+    from ..cache import cached, versioned
 
     epsilon = ALPHAPRUNING_EPSILON.get(inputs.method, 0.2) if epsilon is None else float(epsilon)
     fingerprint = (inputs.cache_config or {}).get("fingerprint")
     block_alpha = cached(  # depends on the weights only
-        "esd_alpha", {"fingerprint": fingerprint, "estimator": "hill_xmin_peak_ks"},
+        "esd_alpha", versioned(("plan",), fingerprint=fingerprint, estimator="hill_xmin_peak_ks"),
         lambda: [float(np.mean([esd_alpha(w) for w in subs.values()])) for subs in inputs.layout],
         enabled=bool(fingerprint))
     block_numel = [sum(w.numel() for w in subs.values()) for subs in inputs.layout]

@@ -21,8 +21,7 @@ def dense_copy(lab) -> nn.Module:
 def result_key(lab, cfg) -> dict:
     """Everything that determines a compression result of cfg: data, plan, evaluation, and the
     code versions of every stage, the compressors' own ("compress") included."""
-    from ..cache import code_version
-    return {**cfg.eval_key(lab.fingerprint), "compress_code": code_version("compress")}
+    return cfg.key("eval", lab.fingerprint, code=("compress",))
 
 
 def evaluate(lab, model: nn.Module, cfg) -> dict[str, float]:

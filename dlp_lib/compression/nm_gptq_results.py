@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import time
 
-import torch
 
-from ..cache import cached, code_version
-from ..data import TextSource
+from ..cache import cached
 from ..evaluation import achieved_sparsity
 from ..scores import NMPattern
 from .gptq import check_quantization, quantize_model
@@ -20,27 +18,13 @@ from .mixed_nm import applied_plan, mixed_patterns, nm_compliance, prune_mixed_n
 UNQUANTIZED = 16  # the tables' "16 bits": the model as pruned, not quantized
 
 
-def pruning_key(lab, cfg) -> dict:
-    """Everything the pruned weights depend on."""
-    return dict(cfg.pruning_key(lab.fingerprint))
-
-
-def eval_key(cfg) -> dict:
-    return {"eval_ids": [TextSource(s).identity() for s in cfg.eval], "neval": cfg.neval, "seqlen": cfg.seqlen,
-            "eval_code": code_version("eval"), "compress_code": code_version("compress")}
-
-
-def _calibration_key(lab, cfg) -> dict:
-    """The dense model's key: only the data and the model (no method, allocation, sparsity), and
-    the code of the OBS loop it shares with SparseGPT (stage prune; the quantizer's own code is in
-    eval_key's "compress_code")."""
-    if hasattr(cfg, "data_key"):
-        key = dict(cfg.data_key(lab.fingerprint))
-    else:
-        key = {"model": cfg.model, "fingerprint": lab.fingerprint, "calib_id": TextSource(cfg.calib).identity(),
-               "nsamples": cfg.nsamples, "seqlen": cfg.seqlen, "seed": cfg.seed, "dtype": cfg.dtype,
-               "device": torch.device(cfg.device).type}
-    return {**key, "prune_code": code_version("prune")}
+def quantization_key(lab, cfg, dense: bool, **extra) -> dict:
+    """What a quantized model's perplexities depend on: the pruning of cfg (for the dense model only its
+    data, with the code of the OBS loop GPTQ shares with SparseGPT, stage prune), the evaluation, and the
+    compressors' code."""
+    if dense:
+        return cfg.key(("data", "eval"), lab.fingerprint, code=("prune", "compress"), dense=True, **extra)
+    return cfg.key("eval", lab.fingerprint, code=("compress",), dense=False, **extra)
 
 
 # ---------------------------------------------------------------- Table 17 / Figure 6
@@ -67,10 +51,8 @@ def quantized_result(lab, cfg, bits: int, group_size: int | None = None, mode: s
     if mode == "joint" and (dense or cfg.method != "sparsegpt" or cfg.nm is not None):
         raise ValueError("mode 'joint' is SparseGPT's prune-and-quantize loop: it needs a pruned (not dense) "
                          f"sparsegpt config without N:M, got dense={dense}, method={cfg.method!r}, nm={cfg.nm!r}")
-    base = _calibration_key(lab, cfg) if dense else pruning_key(lab, cfg)
-    key = {**base, **eval_key(cfg), "dense": dense, "bits": bits,
-           "group_size": None if bits == UNQUANTIZED else group_size,
-           "mode": None if bits == UNQUANTIZED else mode}
+    key = quantization_key(lab, cfg, dense, bits=bits, group_size=None if bits == UNQUANTIZED else group_size,
+                           mode=None if bits == UNQUANTIZED else mode)
 
     def compute():
         t0 = time.perf_counter()
@@ -83,7 +65,7 @@ def quantized_result(lab, cfg, bits: int, group_size: int | None = None, mode: s
             budgets.update(quantize_model(lab.model, lab.calibration(cfg), bits, group_size=group_size, mode="joint",
                                           plan=plan, device=lab.device, progress=lab.progress))
         else:
-            _restore_or_prune(lab, None if dense else cfg, base)
+            _restore_or_prune(lab, None if dense else cfg, key)
             if bits != UNQUANTIZED:
                 calib = None if mode == "rtn" else lab.calibration(cfg)
                 budgets.update(quantize_model(lab.model, calib, bits, group_size=group_size, mode=mode,
@@ -124,8 +106,9 @@ def mixed_nm_result(lab, cfg, pattern: str, allocation: str, method: str | None 
     the uniform pattern shares the uniform result (the pruned model is the same).
     """
     p, plan_cfg, plan, mixed = _mixed_allocation(lab, cfg, pattern, allocation, method, alpha)
-    base = pruning_key(lab, plan_cfg.replace(allocation="uniform", alpha=None))
-    key = {**base, **eval_key(cfg), "mixed_nm": mixed.n_kept, "m": p.m}
+    # the uniform pruning's fields (allocation, alpha) stand for the plan: the per-block N is the budget
+    key = plan_cfg.replace(allocation="uniform", alpha=None).key("eval", lab.fingerprint, code=("compress",),
+                                                                 mixed_nm=mixed.n_kept, m=p.m)
 
     def compute():
         t0 = time.perf_counter()

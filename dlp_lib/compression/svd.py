@@ -220,7 +220,7 @@ def dense_abs_mean(lab, cfg) -> dict[int, dict[str, torch.Tensor]]:
     """ASVD's statistics of the lab's dense model on cfg's calibration windows, computed once per
     process and data key (they do not depend on the plan, so every rate and allocator shares them)."""
     from ..cache import config_key
-    key = config_key(cfg.data_key(lab.fingerprint))
+    key = config_key(cfg.key("data", lab.fingerprint))
     if key not in _DENSE_ABS_MEAN:
         lab.ensure(None)
         out: dict[int, dict[str, torch.Tensor]] = {}

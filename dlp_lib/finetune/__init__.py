@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from ..cache import cache_root, cached, config_key
+from ..cache import cache_root, cached, config_key, versioned
 from ..data import TextSource
 from .layer_sampling import DLP_WEIGHTS, SAMPLERS, LayerSampler, always_trainable, block_weights, minmax_scores
 from .loop import Examples, KeepZeros, TrainConfig, check_disjoint, count_parameters, lm_windows, train
@@ -36,7 +36,6 @@ METHODS = ("lora",) + SAMPLERS
 # so DLP's sampler uses it too and the two differ only in their probabilities (LISA: full AdamW)
 LOW_RANK_METHODS = ("owlore", "dlp")
 DATA = ("lm", "tasks")
-FINETUNE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,7 @@ def _ensure(lab, cfg) -> None:
 
 
 def pruning_key(lab, cfg) -> dict | None:
-    return None if cfg is None else cfg.pruning_key(lab.fingerprint)
+    return None if cfg is None else cfg.key("prune", lab.fingerprint)
 
 
 # ------------------------------------------------------------------------------------ layer scores
@@ -178,12 +177,11 @@ def finetune(lab, cfg, spec: FinetuneSpec, *, use_cache: bool = True, progress: 
     evaluation = ({"eval": [TextSource(s).identity() for s in cfg.eval], "seqlen": cfg.seqlen, "neval": cfg.neval,
                    "eval_dtype": cfg.eval_dtype}
                   if spec.data == "lm" else {"suite": "offline"})
-    from ..cache import code_version
-    key = {"v": FINETUNE_VERSION, "code": {"eval": code_version("eval"), "finetune": code_version("finetune")}, "model": lab.model_name, "fingerprint": lab.fingerprint,
-           "dtype": lab.dtype_name, "device": torch.device(lab.device).type, "pruning": pruning_key(lab, pcfg), "spec": spec.to_dict(),
-           "evaluation": evaluation,
-           # the layer scores of owlore/dlp come from the calibration of cfg even for a dense model
-           "scores_from": None if spec.method in ("lora", "lisa") else pruning_key(lab, cfg)}
+    key = versioned(("eval", "finetune"), model=lab.model_name, fingerprint=lab.fingerprint, dtype=lab.dtype_name,
+                    device=torch.device(lab.device).type, pruning=pruning_key(lab, pcfg), spec=spec.to_dict(),
+                    evaluation=evaluation,
+                    # the layer scores of owlore/dlp come from the calibration of cfg even for a dense model
+                    scores_from=None if spec.method in ("lora", "lisa") else pruning_key(lab, cfg))
 
     def compute():
         return _finetune(lab, cfg, pcfg, spec, key, progress, checkpoint_every, use_cache)

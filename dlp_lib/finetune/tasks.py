@@ -23,10 +23,10 @@ TRAIN_SPLIT = "train"
 
 def training_items(n_per_task: int, seed: int = 0, corpora=OFFLINE_SOURCES, tasks=OFFLINE_TASKS) -> list[dict]:
     """Multiple-choice items of the offline tasks built from TRAIN documents only (seeded, deterministic; cached)."""
-    from ..cache import cached, code_version
+    from ..cache import cached, versioned
     from ..zeroshot_tasks import SUITE_VERSION
-    key = {"n": n_per_task, "seed": seed, "corpora": list(corpora), "tasks": list(tasks), "suite": SUITE_VERSION,
-           "split": TRAIN_SPLIT, "v": 1, "code": [code_version("eval"), code_version("finetune")]}
+    key = versioned(("eval", "finetune"), n=n_per_task, seed=seed, corpora=list(corpora), tasks=list(tasks),
+                    suite=SUITE_VERSION, split=TRAIN_SPLIT)
     return cached("finetune_task_items", key, lambda: _training_items(n_per_task, seed, tuple(corpora), tuple(tasks)))
 
 

@@ -160,9 +160,9 @@ def break_even_density(shape: tuple[int, int], *, fmt: str = "csr", threads: int
     """`measure_break_even`, once per (shape, threads, format, machine) in this process and, with
     `use_cache`, on disk (dlp_lib cache, kind "break_even")."""
     threads = torch.get_num_threads() if threads is None else int(threads)
-    from ..cache import code_version
-    key = {"shape": [int(s) for s in shape], "fmt": fmt, "threads": threads, "machine": machine_id(),
-           "code": code_version("inference"), **{k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}}
+    from ..cache import versioned
+    key = versioned(("inference",), shape=[int(s) for s in shape], fmt=fmt, threads=threads, machine=machine_id(),
+                    **{k: list(v) if isinstance(v, tuple) else v for k, v in options.items()})
     mem_key = repr(sorted(key.items()))
     if mem_key not in _MEASURED:
         from ..cache import cached
