@@ -138,9 +138,10 @@ def test_pass1_column_norms_are_dense_input_norms(tiny):
 
 def test_dense_statistics_cache_keeps_column_norms(tiny, tmp_path, monkeypatch):
     from dlp_lib.block_stats import dense_statistics
+    from dlp_lib.cache import versioned
     model, ids, stats = tiny
     monkeypatch.setenv("DLP_CACHE_DIR", str(tmp_path))
-    key = {"model": "tiny-llama", "test": "column-norms"}
+    key = versioned(("data", "statistics"), model="tiny-llama", test="column-norms")
     first = dense_statistics(model, ids, key, progress=False)
     assert list((tmp_path / "dense_statistics").glob("*.pt"))
     again = dense_statistics(model, ids, key, progress=False)   # read back from disk
