@@ -50,7 +50,7 @@ def tiny_llama(seed: int = 0, n_layers: int = 4, hidden: int = 64):
                          num_hidden_layers=n_layers, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=4096, bos_token_id=tok.bos_token_id,
                          eos_token_id=tok.eos_token_id, tie_word_embeddings=False)
-    config._name_or_path = TINY_MODEL
+    config.name_or_path = TINY_MODEL
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
@@ -197,7 +197,7 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, device: str | t
     elif _is_tiny(name):
         tok = _byte_tokenizer()
         model = tiny_family(name[5:].replace("-", "_"), vocab_size=len(tok))
-        model.config._name_or_path = name  # the tokenizer keeps its name: the same bytes -> the same token cache
+        model.config.name_or_path = name  # the tokenizer keeps its name: the same bytes -> the same token cache
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
