@@ -50,7 +50,7 @@ def tiny_llama(seed: int = 0, n_layers: int = 4, hidden: int = 64):
                          num_hidden_layers=n_layers, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=4096, bos_token_id=tok.bos_token_id,
                          eos_token_id=tok.eos_token_id, tie_word_embeddings=False)
-    config._name_or_path = TINY_MODEL
+    config.name_or_path = TINY_MODEL
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
@@ -119,7 +119,7 @@ def resolve_source(name: str) -> str:
         path = Path(name).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"Model path {name!r}: no such file or directory")
-        _refuse_special_file(path, "Model path")
+        check_not_special_file(path, "Model path")
         if path.is_file():
             if path.suffix.lower() != ".gguf":
                 raise ValueError(f"Model file {name!r} is not a .gguf file; pass a .gguf file, a checkpoint "
@@ -134,12 +134,18 @@ def resolve_source(name: str) -> str:
     return name
 
 
-def _refuse_special_file(path: Path, what: str) -> None:
-    mode = path.stat().st_mode
+def check_not_special_file(path: Path, what: str) -> None:
+    """`path` is a regular file, a directory or cannot be read (the caller names a missing or
+    unreachable path itself); a device, FIFO or socket is refused, named as such. The one check of
+    it: model paths here, text sources and output paths in `validation.py`."""
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError:   # absent, under a file, not permitted: as Path.exists() answers False
+        return
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         kind = ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode) else
-                "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "special")
-        raise ValueError(f"{what} {str(path)!r} is {kind} (a special file), not a regular file or directory")
+                "a FIFO, a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "special")
+        raise ValueError(f"{what} {str(path)!r} is a special file ({kind}), not a regular file or directory")
 
 
 def check_checkpoint_files(folder: Path) -> None:
@@ -151,7 +157,7 @@ def check_checkpoint_files(folder: Path) -> None:
     from safetensors import safe_open
 
     config = folder / "config.json"
-    _refuse_special_file(config, "Checkpoint config")
+    check_not_special_file(config, "Checkpoint config")
     if not config.is_file():
         raise ValueError(f"{str(config)!r} is a directory, not the checkpoint's configuration file")
     try:
@@ -166,8 +172,8 @@ def check_checkpoint_files(folder: Path) -> None:
         raise ValueError(f"{str(config)!r} holds {type(parsed).__name__} {str(parsed)[:40]}, not a model "
                          "configuration (a JSON object with model_type)")
     for weights in sorted(folder.glob("*.safetensors")):
-        _refuse_special_file(weights, "Weights file")
-        if not weights.is_file():
+        check_not_special_file(weights, "Weights file")
+        if weights.is_dir():
             raise ValueError(f"Weights file {str(weights)!r} is a directory, not a safetensors file")
         size = weights.stat().st_size
         if size == 0:
@@ -197,7 +203,7 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, device: str | t
     elif _is_tiny(name):
         tok = _byte_tokenizer()
         model = tiny_family(name[5:].replace("-", "_"), vocab_size=len(tok))
-        model.config._name_or_path = name  # the tokenizer keeps its name: the same bytes -> the same token cache
+        model.config.name_or_path = name  # the tokenizer keeps its name: the same bytes -> the same token cache
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

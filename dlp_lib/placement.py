@@ -80,6 +80,12 @@ def block_device_map(model: nn.Module, devices: list[str]) -> dict[str, str]:
     return out
 
 
+def _has_tied_parameters(model: nn.Module) -> bool:
+    """Whether two parameter names share one tensor (tied embeddings): restoring the weights by
+    assignment unties them, so they are tied again afterwards."""
+    return len(list(model.named_parameters(remove_duplicate=False))) > len(list(model.parameters()))
+
+
 @contextlib.contextmanager
 def dispatched(model: nn.Module, device_map: dict[str, str]):
     """The model placed per `device_map` for the duration (accelerate hooks); afterwards on the CPU, hook-free."""
@@ -87,7 +93,7 @@ def dispatched(model: nn.Module, device_map: dict[str, str]):
     from accelerate.hooks import remove_hook_from_module
 
     main = next(d for d in device_map.values() if d != "disk")
-    tied = getattr(model, "_tied_weights_keys", None)
+    tied = _has_tied_parameters(model)
     with tempfile.TemporaryDirectory(prefix="dlp_offload_") as offload_dir:
         if "disk" in device_map.values():
             # accelerate's disk offload moves the weights to the meta device and reloads them per

@@ -159,7 +159,8 @@ def _check_text_file(source) -> None:
         version = None
     if version is not None and version in _CHECKED_FILES:
         return
-    _check_not_special(p, "text file")   # /dev/null or a FIFO: named as such, not "does not exist"
+    from .models import check_not_special_file
+    check_not_special_file(p, "text file")   # /dev/null or a FIFO: named as such, not "does not exist"
     source.file_text()
     if version is not None:
         _CHECKED_FILES[version] = True
@@ -265,11 +266,6 @@ def _check_not_an_input(path: Path, what: str, inputs) -> None:
                          "choose another output path")
 
 
-def _check_not_special(path: Path, what: str) -> None:
-    if path.exists() and not path.is_file() and not path.is_dir():
-        raise ValueError(f"{what} {str(path)!r} is a special file (a device, FIFO or socket), not a regular file")
-
-
 def check_output_file(path: Path | None, what: str, inputs=()) -> None:
     """The file can be written (its folder exists or can be made, and is writable) and is no input."""
     if path is None:
@@ -277,7 +273,8 @@ def check_output_file(path: Path | None, what: str, inputs=()) -> None:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{what} {str(path)!r} is a directory; give a file path")
-    _check_not_special(path, what)
+    from .models import check_not_special_file
+    check_not_special_file(path, what)
     _check_not_an_input(path, what, inputs)
     _check_dir_writable(path.parent, what, path)
 

@@ -294,22 +294,27 @@ def test_expert_statistics_come_from_routed_tokens(family):
 
 
 @pytest.mark.parametrize("family", ["mixtral", "qwen2_moe"])
-def test_expert_gate_without_transformers_private_method(family):
-    """The experts' gate comes from transformers' private `_apply_gate` where it exists; an experts
-    module without it (another transformers version) gets the default gate, act(gate) * up, which
-    equals the module's own here."""
-    import types
-
+def test_expert_gate_with_and_without_transformers_private_method(family, monkeypatch):
+    """The experts' gate comes from transformers' private `_apply_gate` where the experts module has
+    one (the module's own gate, whatever it computes); without it (another transformers version)
+    the default gate, act(gate) * up, computed here independently."""
     from dlp_lib.engine.statistics import _gated
     experts = decoder_blocks(_model(family))[1].mlp.experts
     gate_up = torch.randn(5, experts.gate_up_proj.shape[1], generator=torch.Generator().manual_seed(0))
-    own = experts._apply_gate(gate_up)
-    assert own.shape == (5, gate_up.shape[1] // 2)
-    torch.testing.assert_close(_gated(experts, gate_up), own, rtol=0, atol=0)
-    without = types.SimpleNamespace(act_fn=experts.act_fn)  # an experts module of a transformers without it
-    torch.testing.assert_close(_gated(without, gate_up), own)
     gate, up = gate_up.chunk(2, dim=-1)
-    torch.testing.assert_close(_gated(without, gate_up), F.silu(gate) * up)
+    default = F.silu(gate) * up
+    torch.testing.assert_close(_gated(experts, gate_up), default)
+    monkeypatch.setattr(type(experts), "_apply_gate", lambda self, x: x[..., ::2] * 3.0, raising=True)
+    torch.testing.assert_close(_gated(experts, gate_up), gate_up[..., ::2] * 3.0, rtol=0, atol=0)
+    monkeypatch.delattr(type(experts), "_apply_gate")
+    assert not hasattr(experts, "_apply_gate")
+    torch.testing.assert_close(_gated(experts, gate_up), default, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2", "mixtral"])
+def test_tiny_families_use_eager_attention(family):
+    """Eager attention is asked for through the config's public `attn_implementation` argument."""
+    assert tiny_family(family).config._attn_implementation == "eager"
 
 
 def test_expert_without_routed_tokens_is_refused():

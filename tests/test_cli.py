@@ -107,9 +107,10 @@ def test_names_come_from_their_registries():
     for name in ("prune", "compress", "finetune"):
         action = next(a for a in _subparser(name)._actions if "--allocation" in a.option_strings)
         assert action.choices is None and f"one of {', '.join(allocator_names())} (" in action.help, name
-    assert _choices("decode-bench", "--allocation") == tuple(allocator_names())
-    for name in ("prune", "decode-bench"):
-        assert _choices(name, "--method") == tuple(METHODS), name
+    assert _choices("prune", "--method") == tuple(METHODS)
+    for option, names in (("--allocation", allocator_names()), ("--method", METHODS)):
+        action = next(a for a in _subparser("decode-bench")._actions if option in a.option_strings)
+        assert action.choices is None and f"one of {', '.join(names)}" in action.help, option
     for name in ("prune", "compress", "finetune", "zero-shot"):
         assert _choices(name, "--dtype") == tuple(DTYPE_CHOICES), name
 
@@ -126,6 +127,28 @@ def test_decode_bench_default_output_is_under_the_current_directory(fresh_labs, 
     with pytest.raises(AssertionError, match="loaded before"):
         cli.main(["decode-bench", "--model", "tiny-llama", "--quick", "--no-progress", "--format", "bsr"])
     assert checked == [(Path("benchmarks") / "results" / "decode_tiny-llama_bsr_quick.json", "--out")]
+
+
+@pytest.mark.parametrize("option, field", [("--allocation", "allocation"), ("--method", "method")])
+def test_decode_bench_refuses_a_bad_registry_name_in_one_line(option, field, fresh_labs, no_model_load, run_cli):
+    """decode-bench checks its method and allocator with validation's functions, before the model
+    loads: one `error:` line naming the bad value and the allowed ones, exit code 2."""
+    from dlp_lib.allocation import allocator_names
+    from dlp_lib.pruning import METHODS
+    allowed = {"allocation": allocator_names(), "method": METHODS}[field]
+    code, out, err = run_cli("decode-bench", "--model", "tiny-llama", "--quick", "--no-progress", option, "nope")
+    assert code == 2 and out == ""
+    assert err == f"error: {field} = 'nope' is not allowed; allowed: {', '.join(allowed)}\n"
+
+
+@pytest.mark.parametrize("option, value", [("--allocation", "owl"), ("--method", "magnitude")])
+def test_decode_bench_takes_a_good_registry_name(option, value, fresh_labs, no_model_load, tmp_path, monkeypatch):
+    from dlp_lib import cli
+    a = cli.build_parser().parse_args(["decode-bench", "--model", "tiny-llama", option, value])
+    assert getattr(a, option[2:]) == value
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AssertionError, match="loaded before"):   # past every check, at the model load
+        cli.main(["decode-bench", "--model", "tiny-llama", "--quick", "--no-progress", option, value])
 
 
 def test_compress_builds_its_configuration_without_rewriting_its_arguments(fresh_labs, monkeypatch):

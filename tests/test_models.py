@@ -46,6 +46,12 @@ def test_gpt2_blocks_and_conv1d_weights_are_found():
     assert subs["mlp.c_fc"].weight.data_ptr() == blocks[0].mlp.c_fc.weight.data_ptr()
 
 
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_tiny_models_carry_their_name(name):
+    model, _ = load_model(name)
+    assert model.config.name_or_path == name
+
+
 def test_tiny_llama_is_deterministic():
     a, _ = load_model("tiny-llama")
     b, _ = load_model("tiny-llama")

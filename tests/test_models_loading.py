@@ -93,7 +93,7 @@ def _replace_with_dev_null(p):
     ("model.safetensors", lambda p: p.write_bytes(b"garbage " * 64), "is truncated or not a safetensors file"),
     ("model.safetensors", lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
     ("model.safetensors", _replace_with_dir, "is a directory, not a safetensors file"),
-    ("model.safetensors", _replace_with_dev_null, "is a character device (a special file)"),
+    ("model.safetensors", _replace_with_dev_null, "is a special file (a character device)"),
     ("config.json", lambda p: p.write_text('{"model_type": "llama", '), "is not valid JSON (line 1, column 25"),
     ("config.json", lambda p: p.write_text("[1, 2]"), "holds list [1, 2], not a model configuration"),
     ("config.json", lambda p: p.write_bytes(b"\xff\xfe\x00"), "is not UTF-8 text"),
@@ -126,7 +126,7 @@ def gguf_files(tmp_path_factory):
     ("cut.gguf", "is truncated or damaged (1000 bytes"),
     ("empty.gguf", "is empty (0 bytes)"),
     ("text.gguf", "does not start with the GGUF magic bytes (starts with b'hell')"),
-    ("fifo.gguf", "is a FIFO (named pipe) (a special file)"),
+    ("fifo.gguf", "is a special file (a FIFO, a named pipe)"),
 ])
 def test_a_damaged_gguf_is_named_in_one_line(capsys, tmp_cache, gguf_files, file, message):
     code, err = _prune(capsys, gguf_files / file)
@@ -136,7 +136,7 @@ def test_a_damaged_gguf_is_named_in_one_line(capsys, tmp_cache, gguf_files, file
 
 def test_dev_null_as_the_model(capsys, tmp_cache):
     code, err = _prune(capsys, "/dev/null")
-    assert code == 2 and "'/dev/null' is a character device (a special file)" in err, err
+    assert code == 2 and "'/dev/null' is a special file (a character device)" in err, err
 
 
 def test_an_intact_checkpoint_still_loads(checkpoint):
@@ -144,3 +144,21 @@ def test_an_intact_checkpoint_still_loads(checkpoint):
     reference, _ = tiny_llama()
     for (name, p), (_, q) in zip(model.named_parameters(), reference.named_parameters()):
         assert torch.equal(p, q), name
+
+
+def test_one_special_file_check_for_models_text_and_outputs(tmp_path):
+    """Model paths, text sources and output paths are refused by the same function, in the same words;
+    a regular file, a directory and a missing path pass it (the caller names a missing path)."""
+    from dlp_lib.models import check_not_special_file
+    from dlp_lib.validation import check_output_file
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    (tmp_path / "plain.txt").write_text("x")
+    for fine in (tmp_path / "plain.txt", tmp_path, tmp_path / "missing"):
+        check_not_special_file(fine, "--out")
+    expected = f"--out {str(fifo)!r} is a special file (a FIFO, a named pipe), not a regular file or directory"
+    with pytest.raises(ValueError) as direct:
+        check_not_special_file(fifo, "--out")
+    with pytest.raises(ValueError) as output:
+        check_output_file(fifo, "--out")
+    assert str(direct.value) == str(output.value) == expected

@@ -34,6 +34,18 @@ def test_dispatched_forward_equals_the_plain_forward_and_leaves_no_hooks(name):
         assert torch.equal(model(x).logits, ref)
 
 
+def test_tied_embeddings_are_tied_again_after_a_disk_dispatch():
+    from dlp_lib.placement import _has_tied_parameters
+    untied, _ = load_model("tiny-llama")
+    assert not untied.config.tie_word_embeddings and not _has_tied_parameters(untied)
+    model, _ = load_model("tiny-gpt2")
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    assert _has_tied_parameters(model)
+    with dispatched(model, block_device_map(model, ["cpu", "disk"])):
+        pass
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+
+
 def test_block_map_splits_blocks_contiguously_embeddings_first_head_last():
     model, _ = load_model("tiny-llama")          # 4 blocks
     m = block_device_map(model, ["cuda:0", "cuda:1", "cuda:2"])

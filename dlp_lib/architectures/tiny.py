@@ -64,8 +64,7 @@ def tiny_family(name: str, seed: int = 0, vocab_size: int = VOCAB):
     if name not in FAMILIES:
         raise ValueError(f"Unknown tiny family {name!r}; allowed: {', '.join(FAMILIES)}")
     cfg_cls, model_cls, kwargs = _spec(name, vocab_size)
-    config = cfg_cls(**kwargs)
-    config._attn_implementation = "eager"
+    config = cfg_cls(**kwargs, attn_implementation="eager")
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     model = model_cls(config).eval()

@@ -103,7 +103,7 @@ STATISTICS = {"wanda": WandaNorms, "hessian": HessianAccumulator, "abs_mean": Ab
 # ---------------------------------------------------------------- mixture-of-experts inputs
 def _expert_matrix(experts: nn.Module, name: str, e: int) -> torch.Tensor:
     """Expert e's matrix of parameter `name` as (C_out, C_in)."""
-    w = experts._parameters[name][e]
+    w = experts.get_parameter(name)[e]
     return w.t() if getattr(experts, "is_transposed", False) else w
 
 
@@ -131,24 +131,25 @@ def _expert_inputs(experts: nn.Module, hidden: torch.Tensor, top_k_index: torch.
     if getattr(experts, "has_post_expert_norm", False):
         raise UnsupportedModelError(f"{type(experts).__name__} normalises after each expert; per-expert "
                                     "statistics are not implemented for it")
-    first = "gate_up_proj" if "gate_up_proj" in experts._parameters else "up_proj"
+    own = dict(experts.named_parameters(recurse=False))
+    first = "gate_up_proj" if "gate_up_proj" in own else "up_proj"
     has_bias = getattr(experts, "has_bias", False)
     out = torch.zeros_like(hidden, dtype=torch.float32)
     inputs: dict[int, dict[str, torch.Tensor]] = {}
-    n_experts = experts._parameters[first].shape[0]
+    n_experts = own[first].shape[0]
     for e in range(n_experts):
         token_idx, pos = torch.where(top_k_index == e)
         if token_idx.numel() == 0:
             continue
         x = hidden[token_idx]                                              # (S_e, H)
         h = nn.functional.linear(x, _expert_matrix(experts, first, e),
-                                 experts._parameters[first + "_bias"][e] if has_bias else None)
+                                 own[first + "_bias"][e] if has_bias else None)
         if first == "gate_up_proj":
             h = _gated(experts, h)
         else:
             h = experts.act_fn(h)
         y = nn.functional.linear(h, _expert_matrix(experts, "down_proj", e),
-                                 experts._parameters["down_proj_bias"][e] if has_bias else None)
+                                 own["down_proj_bias"][e] if has_bias else None)
         out.index_add_(0, token_idx, (y * top_k_weights[token_idx, pos, None]).float())
         inputs[e] = {first: x, "down_proj": h}
     return inputs, out

@@ -76,15 +76,6 @@ class BitmaskMatrix:
         self._gemv(*self._ptrs, x.data_ptr(), y.data_ptr(), rows, cols, threads, int(vectorised))
         return y
 
-    def to_dense(self) -> torch.Tensor:
-        """The stored matrix as a dense fp32 tensor (the bf16-rounded kept weights, zeros elsewhere)."""
-        rows, cols = self.shape
-        words = self.mask.to(torch.int64) & 0xFFFFFFFF
-        keep = ((words.unsqueeze(-1) >> torch.arange(WORD_BITS)) & 1).bool().view(rows, -1)[:, :cols]
-        out = torch.zeros(rows, cols, dtype=torch.bfloat16)
-        out[keep] = self.values[:self.nnz].view(torch.bfloat16)
-        return out.to(torch.float32)
-
 
 class BitmaskLinear(nn.Module):
     """y = x W^T + b with W in the bitmask-bf16 format (module twin of `SparseLinear`)."""
@@ -111,9 +102,6 @@ class BitmaskLinear(nn.Module):
         if self.bias is not None:
             y = y + self.bias
         return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
-
-    def to_dense_weight(self) -> torch.Tensor:
-        return self.W.to_dense()
 
     def stored_bytes(self) -> int:
         return self.W.nbytes()

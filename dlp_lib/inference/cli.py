@@ -28,8 +28,10 @@ def add_arguments(p: argparse.ArgumentParser, results_dir: Path = RESULTS_DIR) -
                    help="compressed format for layers below the break-even density")
     p.add_argument("--break-even", type=float, default=None,
                    help="override the measured break-even density (a layer is compressed below it)")
-    p.add_argument("--method", default="wanda", choices=METHODS)
-    p.add_argument("--allocation", default="dlp", choices=allocator_names(), metavar="ALLOCATION",
+    # no argparse choices for registry names: run() checks them with validation's functions, so a bad
+    # name gets the same one-line error as prune's (exit code 2 from the CLI), before the model loads
+    p.add_argument("--method", default="wanda", metavar="METHOD", help=f"pruning method, one of {', '.join(METHODS)}")
+    p.add_argument("--allocation", default="dlp", metavar="ALLOCATION",
                    help=f"layerwise allocator, one of {', '.join(allocator_names())}")
     p.add_argument("--nsamples", type=int, default=8,
                    help="calibration windows for pruning (speed depends on the layer densities, not on "
