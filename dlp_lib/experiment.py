@@ -282,7 +282,7 @@ class Lab:
     def ensure(self, cfg: ExperimentConfig | None) -> SparsityPlan | None:
         """Make the model pruned exactly as `cfg` says (dense for None); returns the plan used.
 
-        Configs that differ only in what is evaluated share the pruning (equal `pruning_key`)."""
+        Configs that differ only in what is evaluated share the pruning (equal `key("prune", ...)`)."""
         if cfg is None:
             if self._pruned is not None:
                 self._dense.restore(self._model)
@@ -413,7 +413,7 @@ class Lab:
         return self._state_perplexities(cfg, dense=True)
 
     def run(self, cfg: ExperimentConfig, *, use_cache: bool | None = None) -> dict:
-        """Plan, prune, evaluate; the result dict is cached on disk under cfg.eval_key.
+        """Plan, prune, evaluate; the result dict is cached on disk under cfg.key("eval", ...).
 
         use_cache=False recomputes this result (and, if the Lab was made with use_cache=False,
         every stage before it). Allocation "auto": the chosen candidate's result, with the choice

@@ -4,7 +4,7 @@ measure different things (other texts, the LOD, zero-shot, fine-tuning) prune on
 Pruning changes only the prunable weights of the decoder blocks. Magnitude and Wanda only zero
 weights: a keep-mask of one bit per weight, applied to the dense weights, gives the pruned model
 back bit for bit. SparseGPT also updates the kept weights (the OBS step), so their values are
-stored too. Entries are cached by the pruning key (`ExperimentConfig.pruning_key`), which holds
+stored too. Entries are cached by the pruning key (`ExperimentConfig.key("prune", ...)`), which holds
 the weights' fingerprint and the code version of every stage up to pruning.
 """
 from __future__ import annotations
