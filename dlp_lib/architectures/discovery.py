@@ -91,7 +91,7 @@ class PrunableWeight:
 
     @property
     def parameter(self) -> nn.Parameter:
-        return self.module._parameters[self.param_name]
+        return self.module.get_parameter(self.param_name)
 
     @property
     def weight(self) -> torch.Tensor:

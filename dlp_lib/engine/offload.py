@@ -40,27 +40,26 @@ class BlockMover:
     def _slots(block: nn.Module) -> list:
         slots, ids = [], set()
         for module in block.modules():
-            for name, p in module._parameters.items():
-                if p is not None and id(p) not in ids:
+            for name, p in module.named_parameters(recurse=False, remove_duplicate=False):
+                if id(p) not in ids:
                     ids.add(id(p))
                     slots.append((module, name, True))
-            for name, b in module._buffers.items():
-                if b is not None:
-                    slots.append((module, name, False))
+            for name, _ in module.named_buffers(recurse=False, remove_duplicate=False):
+                slots.append((module, name, False))
         return slots
 
     @staticmethod
     def _get(slot) -> torch.Tensor:
         module, name, is_param = slot
-        return module._parameters[name].data if is_param else module._buffers[name]
+        return module.get_parameter(name).data if is_param else module.get_buffer(name)
 
     @staticmethod
     def _set(slot, tensor: torch.Tensor) -> None:
         module, name, is_param = slot
         if is_param:
-            module._parameters[name].data = tensor
+            module.get_parameter(name).data = tensor
         else:
-            module._buffers[name] = tensor
+            setattr(module, name, tensor)  # a registered buffer's name: nn.Module replaces the buffer
 
     def fetch(self, block: nn.Module) -> Staged | None:
         slots = self._slots(block)

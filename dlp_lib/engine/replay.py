@@ -22,6 +22,7 @@ GPU / offload path: see `dlp_lib.engine.offload`. Calibration activations live o
 """
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -33,6 +34,9 @@ from tqdm.auto import tqdm
 from ..architectures.discovery import PrunableWeight, UnsupportedModelError, decoder_blocks, prunable_weights
 from .offload import BlockMover, normalize_device, Staged
 from .statistics import STATISTICS, SublayerHooks
+
+# The model objects whose replay was checked in this process (weakly held: a freed model drops out).
+REPLAY_CHECKED: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
 
 
 class _StopForward(Exception):
@@ -270,7 +274,7 @@ class CalibrationEngine:
         model object, on the first two calibration windows cut to `replay_check_length`). A model split across devices (the offload
         layout: blocks on the CPU, the rest on the GPU) cannot run its own forward: whoever split it
         checks before splitting (`check_replay`)."""
-        if getattr(self.model, "_dlp_replay_checked", False):
+        if self.model in REPLAY_CHECKED:
             return
         if len({p.device for p in self.model.parameters()}) > 1:
             return
@@ -280,7 +284,7 @@ class CalibrationEngine:
         ids = self.calib_ids[:REPLAY_CHECK_SEQUENCES, :length]
         fits = ids.shape[0] == REPLAY_CHECK_SEQUENCES and ids.shape[1] == length
         check_replay(self.model, ids if fits else replay_check_ids(self.model, length))
-        self.model._dlp_replay_checked = True
+        REPLAY_CHECKED.add(self.model)
 
     # -- block loop ----------------------------------------------------------------------
     def _forward_block(self, block, acts: list[torch.Tensor], calls: list[tuple[tuple, dict]], rec: BlockCalls,
