@@ -2,8 +2,9 @@
 
 The choice prunes the model with every candidate and scores each on held-out calibration text,
 so it needs a `Lab` (the model, its calibration data, the cache): `dlp_lib.runs.auto_allocation`
-makes it (`selected`, `run_auto`) and hands the Lab the chosen candidate before any budget is built. Registered here so that the CLI, the configuration's validation and the
-notebooks know the name."""
+makes it (`selected`, `run_auto`) and hands the Lab the chosen candidate before any budget is
+built. Registered here so that the CLI, the configuration's validation and the notebooks know the
+name."""
 from __future__ import annotations
 
 from .registry import register
