@@ -176,6 +176,7 @@ def test_svd_result_on_the_lab_follows_the_dlp_plan(tmp_cache):
     from dlp_lib.experiment import ExperimentConfig, get_lab
     cfg = ExperimentConfig.from_profile("smoke", allocation="dlp")
     lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=False)
+    lab.ensure(None)  # the process-wide Lab may hold an earlier test's pruning
     before = {k: v.clone() for k, v in lab.model.state_dict().items()}
     res = svd_result(lab, cfg, 0.3, "plain")
     assert res["ratios"] == pytest.approx(lab.plan(cfg.replace(sparsity=0.3)).ratios)
