@@ -5,8 +5,9 @@ compression (masks, N:M, ...) -> evaluation. See ARCHITECTURE.md.
 """
 from .allocation import (allocate_dlp, allocate_owl, allocate_uniform, allocator_names, build_plan, get_allocator,
                          paper_alpha, register, relative_importance)
-from .experiment import PROFILES, ExperimentConfig, Lab, get_lab, run_experiment
+from .experiment import PROFILES, ExperimentConfig, Lab, get_lab
 from .plan import SparsityPlan
+from .runs.experiment import run_experiment
 from .api import dense_statistics, perplexity, plan, prune  # noqa: E402  (after .plan: the name `plan` is the function)
 
 __version__ = "0.2.0"

@@ -61,7 +61,7 @@ def config_arguments(p: argparse.ArgumentParser, *, dtype_default: str | None = 
     p.add_argument("--allocation", default="dlp", metavar="ALLOCATION",
                    help=f"layerwise allocator, one of {', '.join(allocator_names())} ({_allocation_help()})")
     p.add_argument("--alpha", type=parse_alpha, help="DLP alpha; default: paper Table 19 for the sparsity; 'auto': "
-                   "chosen on held-out calibration windows (train split), see dlp_lib.auto_alpha")
+                   "chosen on held-out calibration windows (train split), see dlp_lib.runs.auto_alpha")
     p.add_argument("--statistic", choices=LAYER_STATISTICS,
                    help="DLP layer statistic F: median (paper, default) or mean (authors' released code), ...")
     p.add_argument("--lamda", type=float, help="OWL lambda (default 0.08)")

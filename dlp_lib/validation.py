@@ -138,7 +138,7 @@ def validate_config(cfg) -> None:
         check_nm_sparsity(cfg.sparsity, NMPattern.parse(cfg.nm))
         if cfg.allocation != "uniform":
             _fail("allocation", cfg.allocation, "a config's nm is one pattern for every block; use 'uniform' with "
-                  "nm, or mixed N:M (per-block N, Table 15): dlp_lib.compression.nm_gptq_results.mixed_nm_result, "
+                  "nm, or mixed N:M (per-block N, Table 15): dlp_lib.runs.nm_gptq.mixed_nm_result, "
                   "or `prune --nm N:M --allocation dlp`")
     for s in (cfg.calib, *cfg.eval):
         source = TextSource(s)

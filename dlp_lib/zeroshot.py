@@ -5,8 +5,8 @@
 version, the add_bos_token choice, the limit and the task versions with every result.
 Task names: the paper's seven lm-eval tasks (need the Hugging Face hub), any other lm-eval
 task, the offline suite `offline` (dlp_continuation, dlp_lastword; `zeroshot_tasks`), or
-`paper` for the seven paper tasks. `zero_shot_for` evaluates a Lab's dense or pruned model
-and caches the result on disk keyed by the full configuration, the suite and the limit.
+`paper` for the seven paper tasks. `dlp_lib.runs.zeroshot.zero_shot_for` evaluates a Lab's dense
+or pruned model and caches the result on disk keyed by the full configuration, the suite and the limit.
 """
 from __future__ import annotations
 
@@ -20,9 +20,8 @@ import socket
 import sys
 import time
 
-from .cache import cached, versioned
 from .zeroshot_tasks import CHANCE as OFFLINE_CHANCE
-from .zeroshot_tasks import DEFAULT_EXAMPLES, OFFLINE_TASKS, build_offline_suite, suite_key
+from .zeroshot_tasks import DEFAULT_EXAMPLES, OFFLINE_TASKS, build_offline_suite
 
 # The paper's zero-shot tasks (Table 4), lm-eval names; they need the Hugging Face hub.
 PAPER_TASKS = ("boolq", "rte", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa")
@@ -222,49 +221,6 @@ def evaluate_zero_shot(model, tokenizer, tasks, *, limit: int | float | None = N
                                                      "seed": suite_seed, "key": suite_dir.name},
             "seconds": time.perf_counter() - t0}
     return {"tasks": per_task, "mean_acc": sum(t["acc"] for t in per_task.values()) / len(per_task), "meta": meta}
-
-
-def zero_shot_for(lab, cfg=None, tasks=("offline",), *, limit: int | float | None = None, batch_size: int = 16,
-                  use_cache: bool = True, suite_examples: int = DEFAULT_EXAMPLES, suite_seed: int = 0,
-                  num_fewshot: int = 0) -> dict:
-    """Zero-shot (or few-shot) result of a Lab's model, pruned per `cfg` (dense if None); cached on
-    disk (Table 4 sweeps)."""
-    import lm_eval
-
-    names = resolve_tasks(tasks)
-    check_num_fewshot(num_fewshot)
-    check_limit(limit)
-    check_batch_size(batch_size)
-    if cfg is not None and cfg.model != lab.model_name:
-        raise ValueError(f"This Lab holds {lab.model_name!r}, not {cfg.model!r}")
-    pruning = None if cfg is None else cfg.key("prune", lab.fingerprint)
-    key = versioned(("eval",), model=lab.model_name, fingerprint=lab.fingerprint, dtype=lab.dtype_name, pruning=pruning,
-                    tasks=names, limit=limit, lm_eval=lm_eval.__version__,
-                    suite=suite_key(suite_examples, suite_seed) if set(names) & set(OFFLINE_TASKS) else None)
-    if num_fewshot:
-        key["num_fewshot"] = num_fewshot
-
-    def compute():
-        lab.ensure(cfg)
-        spread = bool(getattr(lab, "eval_devices", None))  # placed over several devices for the forward
-        with lab.evaluation_placement() if spread else contextlib.nullcontext():
-            return evaluate_zero_shot(lab.model, lab.tokenizer, names, limit=limit, batch_size=batch_size,
-                                      device=None if spread else lab.device, suite_examples=suite_examples,
-                                      suite_seed=suite_seed, progress=getattr(lab, "progress", False),
-                                      num_fewshot=num_fewshot)
-    return cached("zeroshot", key, compute, enabled=use_cache and lab.use_cache)
-
-
-def sweep(lab, base, tasks=("offline",), *, allocations, limit=None, methods=("magnitude", "wanda", "sparsegpt"),
-          batch_size: int = 16) -> dict:
-    """Table 4 grid: {("dense", "dense"): result, (method, allocation): result} at base.sparsity (cached)."""
-    runs = {("dense", "dense"): zero_shot_for(lab, None, tasks, limit=limit, batch_size=batch_size)}
-    for m in methods:
-        for a in allocations:
-            runs[(m, a)] = zero_shot_for(lab, base.replace(method=m, allocation=a), tasks, limit=limit,
-                                         batch_size=batch_size)
-    lab.ensure(None)
-    return runs
 
 
 def frame(runs: dict):

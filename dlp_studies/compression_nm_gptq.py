@@ -10,7 +10,7 @@ from typing import Sequence
 import pandas as pd
 
 from dlp_lib.compression.mixed_nm import grid_has_room
-from dlp_lib.compression.nm_gptq_results import UNQUANTIZED, mixed_nm_result, quantized_result
+from dlp_lib.runs.nm_gptq import UNQUANTIZED, mixed_nm_result, quantized_result
 from dlp_lib.scores import NMPattern
 
 from .verdicts import (A_BETTER, B_BETTER, FAILS, HOLDS, NOISE, NOT_TESTED, WITHIN_NOISE, compare, finish,

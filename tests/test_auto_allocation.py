@@ -1,11 +1,11 @@
-"""`--allocation auto` (dlp_lib.auto_allocation): Uniform always a candidate, ties to Uniform, cached."""
+"""`--allocation auto` (dlp_lib.runs.auto_allocation): Uniform always a candidate, ties to Uniform, cached."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from dlp_lib.auto_allocation import TIE_NATS, candidates, pick
+from dlp_lib.runs.auto_allocation import TIE_NATS, candidates, pick
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -18,7 +18,7 @@ def lab(tiny_lab):
 
 @pytest.fixture()
 def small_grid(monkeypatch):
-    import dlp_lib.auto_allocation as auto
+    import dlp_lib.runs.auto_allocation as auto
     monkeypatch.setattr(auto, "AUTO_ALPHA_GRID", (0.1,))
 
 
@@ -48,7 +48,7 @@ def test_ties_go_to_uniform():
 
 
 def test_selection_never_worse_than_uniform_and_cached(tmp_cache, lab, small_grid, monkeypatch):
-    from dlp_lib.auto_allocation import select_allocation
+    from dlp_lib.runs.auto_allocation import select_allocation
     cfg = _auto()
     first = select_allocation(lab, cfg)
     assert [c["allocation"] for c in first["scores"]] == [c["allocation"] for c in candidates((0.1,))]
@@ -67,21 +67,29 @@ def test_selection_never_worse_than_uniform_and_cached(tmp_cache, lab, small_gri
 
 
 def test_recomputed_selection_reads_cached_scores(tmp_cache, lab, small_grid):
-    from dlp_lib.auto_allocation import select_allocation
+    from dlp_lib.runs.auto_allocation import select_allocation
     first = select_allocation(lab, _auto())
     again = select_allocation(lab, _auto(), use_cache=False)
     assert again["scores"] == first["scores"] and again["pick"] == first["pick"]
 
 
-def test_lab_run_resolves_auto_to_the_pick(tmp_cache, lab, small_grid):
-    result = lab.run(_auto())
+def test_run_auto_resolves_auto_to_the_pick(tmp_cache, lab, small_grid):
+    from dlp_lib.runs.auto_allocation import run_auto, selected
+    result = run_auto(lab, _auto())
     pick_ = result["allocation_selection"]["pick"]
     assert result["config"]["allocation"] == pick_["allocation"]
-    assert lab.plan(_auto()).ratios == result["ratios"]
+    assert lab.plan(selected(lab, _auto())).ratios == result["ratios"]
+
+
+def test_the_lab_takes_the_chosen_configuration_only(lab):
+    """Choosing needs results on a Lab (dlp_lib.runs, above it): the Lab refuses "auto" before any work."""
+    for step in (lab.run, lab.plan, lab.ensure):
+        with pytest.raises(ValueError, match="allocation 'auto' is chosen .* by dlp_lib.runs.auto_allocation"):
+            step(_auto())
 
 
 def test_alpha_is_refused_with_auto(tmp_cache, lab):
-    from dlp_lib.auto_allocation import select_allocation
+    from dlp_lib.runs.auto_allocation import select_allocation
     with pytest.raises(ValueError, match="not used by allocation 'auto'"):
         select_allocation(lab, _auto(alpha=0.1))
 

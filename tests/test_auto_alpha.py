@@ -1,4 +1,4 @@
-"""Automatic alpha (dlp_lib.auto_alpha): calibration data only, from the grid, deterministic, CLI."""
+"""Automatic alpha (dlp_lib.runs.auto_alpha): calibration data only, from the grid, deterministic, CLI."""
 from __future__ import annotations
 
 import json
@@ -26,7 +26,7 @@ def _smoke(**kw):
 
 
 def test_returns_alpha_from_grid_with_scores(tmp_cache, lab):
-    from dlp_lib.auto_alpha import select_alpha
+    from dlp_lib.runs.auto_alpha import select_alpha
     out = select_alpha(lab, _smoke(), grid=GRID)
     assert out["alpha"] in GRID
     assert out["criterion"] == "calib_nll"
@@ -36,7 +36,7 @@ def test_returns_alpha_from_grid_with_scores(tmp_cache, lab):
 
 
 def test_deterministic_and_cached(tmp_cache, lab):
-    from dlp_lib.auto_alpha import select_alpha
+    from dlp_lib.runs.auto_alpha import select_alpha
     cfg = _smoke()
     first = select_alpha(lab, cfg, grid=GRID, use_cache=False)
     stored = select_alpha(lab, cfg, grid=GRID)  # recomputed (nothing cached yet), then stored
@@ -47,7 +47,7 @@ def test_deterministic_and_cached(tmp_cache, lab):
 
 def test_uses_no_evaluation_text(tmp_cache, lab, monkeypatch):
     """Only the calibration source's train split is read; no evaluation window is ever built."""
-    from dlp_lib.auto_alpha import select_alpha
+    from dlp_lib.runs.auto_alpha import select_alpha
     splits = []
     real_stream = data_mod.token_stream
 
@@ -72,7 +72,7 @@ def test_uses_no_evaluation_text(tmp_cache, lab, monkeypatch):
 
 
 def test_heldout_windows_differ_from_calibration(tmp_cache, lab):
-    from dlp_lib.auto_alpha import heldout_windows
+    from dlp_lib.runs.auto_alpha import heldout_windows
     cfg = _smoke()
     held = heldout_windows(lab, cfg)
     calib = lab.calibration(cfg)
@@ -81,7 +81,7 @@ def test_heldout_windows_differ_from_calibration(tmp_cache, lab):
 
 
 def test_rejects_non_dlp(tmp_cache, lab):
-    from dlp_lib.auto_alpha import select_alpha
+    from dlp_lib.runs.auto_alpha import select_alpha
     with pytest.raises(ValueError, match="dlp"):
         select_alpha(lab, _smoke(allocation="owl"), grid=GRID)
 
@@ -107,7 +107,7 @@ def test_cli_alpha_grid_needs_auto(capsys):
 
 
 def test_score_reuses_the_model_lab_run_just_pruned(tmp_cache, lab, monkeypatch):
-    from dlp_lib.auto_alpha import alpha_score
+    from dlp_lib.runs.auto_alpha import alpha_score
     cfg = _smoke()
     lab.run(cfg.replace(alpha=0.1, eval=("sotu",)))  # eval fields do not change the pruning
     calls = []

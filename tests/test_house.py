@@ -195,6 +195,39 @@ def test_the_private_name_check_sees_both_spellings(tmp_path):
     assert not any("public" in f for f in found)
 
 
+def _lab_parameters(package: Path, floor, lab_floor: int) -> list[str]:
+    """Every function (or lambda) with a parameter named `lab` in a module whose floor is below
+    `lab_floor` (the Lab's)."""
+    found = []
+    for module, path in _modules(package):
+        if floor(module) is None or floor(module) >= lab_floor:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                a = node.args
+                if any(arg.arg == "lab" for arg in a.posonlyargs + a.args + a.kwonlyargs):
+                    found.append(f"{module}:{node.lineno} {getattr(node, 'name', 'lambda')}(lab, ...)")
+    return found
+
+
+def test_nothing_below_the_lab_takes_a_lab():
+    """A function that takes a Lab depends on it at run time: below `experiment` (which holds the Lab)
+    that dependency would run upward whatever the imports say. Such functions live in `runs/` (above
+    the Lab) or take what they need as arguments."""
+    found = _lab_parameters(PACKAGE, floor_of, floor_of("experiment"))
+    assert not found, "functions below the Lab's floor that take a lab:\n" + "\n".join(found)
+
+
+def test_the_lab_parameter_check_fires(tmp_path):
+    files = {"__init__.py": "", "low.py": "def result(lab, cfg):\n    return lab.run(cfg)\n\n\n"
+                                         "def fine(model):\n    return model\n",
+             "keyword.py": "class C:\n    def m(self, *, lab=None):\n        return lab\n",
+             "lab.py": "class Lab:\n    pass\n", "high.py": "def result(lab, cfg):\n    return lab.run(cfg)\n"}
+    floors = {"__init__": 2, "low": 0, "keyword": 0, "lab": 1, "high": 2}
+    found = _lab_parameters(_plant(tmp_path, files), floors.get, floors["lab"])
+    assert sorted(f.split(" ")[0] for f in found) == ["keyword:2", "low:1"], found
+
+
 def test_architecture_lists_every_subcommand():
     import argparse
 

@@ -1,4 +1,4 @@
-"""Cached mixed N:M and quantization-after-pruning results on a Lab (dlp_lib.compression.nm_gptq_results)."""
+"""Cached mixed N:M and quantization-after-pruning results on a Lab (dlp_lib.runs.nm_gptq)."""
 import gc
 import weakref
 
@@ -6,7 +6,7 @@ import pytest
 
 
 def test_bit_widths_of_one_pruning_start_from_the_pruned_model_and_nothing_keeps_the_lab(tmp_cache):
-    from dlp_lib.compression.nm_gptq_results import quantized_result
+    from dlp_lib.runs.nm_gptq import quantized_result
     from dlp_lib.experiment import ExperimentConfig, Lab
     lab = Lab("tiny-llama", progress=False)
     cfg = ExperimentConfig.from_profile("smoke", method="sparsegpt", allocation="dlp", sparsity=0.6, nsamples=2,

@@ -54,7 +54,7 @@ def test_bad_compress_values_fail_before_loading(run_cli, no_model_load, args, m
 
 def test_compress_keeps_each_techniques_defaults():
     from dlp_lib import cli
-    from dlp_lib.compression.command import technique_config
+    from dlp_lib.runs.compress_command import technique_config
     from dlp_lib.compression.svd import SVDConfig
     a = cli.build_parser().parse_args(["compress", "--technique", "svd", "--reduction", "0.3"])
     assert technique_config(a) == SVDConfig() and SVDConfig().variant == "asvd"

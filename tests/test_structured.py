@@ -193,7 +193,7 @@ def test_rejects_non_llama_blocks_and_bad_plans():
 
 
 def test_structured_result_on_the_lab(tmp_cache):
-    from dlp_lib.compression.structured import structured_result
+    from dlp_lib.runs.structured import structured_result
     from dlp_lib.experiment import ExperimentConfig, get_lab
     cfg = ExperimentConfig.from_profile("smoke", allocation="dlp")
     lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=False)

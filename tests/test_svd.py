@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from dlp_lib.calibration import STATISTICS, CalibrationEngine
-from dlp_lib.compression.svd import (SVDConfig, count_parameters, factorize, low_rank_linear, svd_compress,
+from dlp_lib.compression.report import count_parameters
+from dlp_lib.compression.svd import (SVDConfig, factorize, low_rank_linear, svd_compress,
                                      svd_rank)
 from dlp_lib.models import decoder_blocks, linear_sublayers, tiny_llama
 from dlp_lib.plan import SparsityPlan
@@ -171,10 +172,11 @@ def test_needs_calibration_for_activation_variants():
 
 
 def test_svd_result_on_the_lab_follows_the_dlp_plan(tmp_cache):
-    from dlp_lib.compression.svd import svd_result
+    from dlp_lib.runs.svd import svd_result
     from dlp_lib.experiment import ExperimentConfig, get_lab
     cfg = ExperimentConfig.from_profile("smoke", allocation="dlp")
     lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=False)
+    lab.ensure(None)  # the process-wide Lab may hold an earlier test's pruning
     before = {k: v.clone() for k, v in lab.model.state_dict().items()}
     res = svd_result(lab, cfg, 0.3, "plain")
     assert res["ratios"] == pytest.approx(lab.plan(cfg.replace(sparsity=0.3)).ratios)
@@ -204,8 +206,8 @@ def test_saved_and_reloaded_svd_model_gives_identical_logits(tmp_path):
 def test_compress_command_checks_before_loading_and_writes_json(tmp_path, tmp_cache):
     import argparse
     import json
-    from dlp_lib.compression.command import add_arguments, run, technique_config
     from dlp_lib.experiment import ExperimentConfig, get_lab
+    from dlp_lib.runs.compress_command import add_arguments, run, technique_config
     parser = add_arguments(argparse.ArgumentParser())
     with pytest.raises(ValueError, match="reduction"):
         technique_config(parser.parse_args(["--technique", "svd", "--reduction", "1.5"]))
@@ -217,7 +219,7 @@ def test_compress_command_checks_before_loading_and_writes_json(tmp_path, tmp_ca
     lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=False)
     args = parser.parse_args(["--technique", "svd", "--reduction", "0.2", "--variant", "plain",
                               "--json", str(tmp_path / "r.json")])
-    assert run(args, lab, cfg) == 0
+    assert run(args, cfg, lab) == 0
     res = json.loads((tmp_path / "r.json").read_text())
     assert res["ratios"] == [0.2] * 4 and res["variant"] == "plain"
 
@@ -226,8 +228,8 @@ def test_shared_asvd_statistics_give_the_same_model_as_the_engine_pass(tmp_cache
     """svd_result's once-per-data-key ASVD statistics == svd_compress running the engine itself."""
     import copy
 
-    from dlp_lib.compression.svd import dense_abs_mean, svd_model
     from dlp_lib.experiment import ExperimentConfig, get_lab
+    from dlp_lib.runs.svd import dense_abs_mean, svd_model
     cfg = ExperimentConfig.from_profile("smoke", allocation="dlp", sparsity=0.3)
     lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=False)
     shared, plan, _, _ = svd_model(lab, cfg, 0.3, SVDConfig(variant="asvd"))

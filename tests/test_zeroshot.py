@@ -65,7 +65,8 @@ def test_zero_shot_for_evaluates_the_pruned_model():
     from dlp_lib.experiment import ExperimentConfig, get_lab
     lab = get_lab("tiny-llama", progress=False)
     cfg = ExperimentConfig.from_profile("smoke", sparsity=0.5, allocation="uniform", method="magnitude")
-    first = zeroshot.zero_shot_for(lab, cfg, "dlp_lastword", limit=2, suite_examples=N, use_cache=False)
+    from dlp_lib.runs.zeroshot import zero_shot_for
+    first = zero_shot_for(lab, cfg, "dlp_lastword", limit=2, suite_examples=N, use_cache=False)
     assert lab.pruned_config == cfg and set(first["tasks"]) == {"dlp_lastword"}
 
 

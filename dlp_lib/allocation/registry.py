@@ -40,7 +40,7 @@ class Allocator:
     source: str                           # where it comes from, one line
     granularities: tuple[str, ...] = ("block",)
     stats_not_for: tuple[str, ...] = field(default=())  # methods for which "stats" is not needed
-    auto_candidate: bool = False          # tried by `--allocation auto` (dlp_lib.auto_allocation)
+    auto_candidate: bool = False          # tried by `--allocation auto` (dlp_lib.runs.auto_allocation)
 
     def needs_stats(self, method: str) -> bool:
         return "stats" in self.needs and method not in self.stats_not_for

@@ -1,5 +1,13 @@
-"""What every compressor that removes parameters reports against its budget."""
+"""What every compressor that removes parameters reports against its budget, and how parameters are counted."""
 from __future__ import annotations
+
+from torch import nn
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Distinct parameters of the model (tied embeddings counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
 
 
 class BlockParameterReport:

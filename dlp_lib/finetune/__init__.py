@@ -199,7 +199,7 @@ def _evaluate(lab, cfg, spec: FinetuneSpec, model, progress: bool) -> dict:
 def _before(lab, cfg, pcfg, spec: FinetuneSpec, key: dict, progress: bool, use_cache: bool) -> dict:
     """The untrained model's metrics, cached apart from the training runs (shared by every method and seed)."""
     if spec.data == "tasks":
-        from ..zeroshot import zero_shot_for
+        from ..runs.zeroshot import zero_shot_for
         return {"zero_shot": zero_shot_for(lab, pcfg, "offline", limit=spec.eval_limit, use_cache=use_cache,
                                            num_fewshot=spec.num_fewshot)}
     bkey = {k: key[k] for k in ("code", "model", "fingerprint", "dtype", "device", "pruning", "evaluation")}

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import math
 
-from .allocation.dlp import ALPHA_GRID
-from .cache import cached
-from .data import TextSource
-from .evaluation import perplexity
+from ..allocation.dlp import ALPHA_GRID
+from ..cache import cached
+from ..data import TextSource
+from ..evaluation import perplexity
 
 CRITERIA = ("calib_nll",)
 HELDOUT_SEED_OFFSET = 10_007   # held-out windows: a seed no calibration default uses

@@ -5,7 +5,7 @@ runs against it on Gemma-3 (notebook 15, "Where DLP holds"). So for a model of t
 every candidate allocator (those registered with `auto_candidate=True`: Uniform, DLP, its mirror,
 the depth ramp, block influence; each that takes `alpha` over `AUTO_ALPHA_GRID`) prunes the model
 exactly as `Lab.run` would, and is scored by the next-token NLL of the pruned model on held-out
-calibration windows (`auto_alpha.heldout_score`, the machinery of `--alpha auto`: windows of the
+calibration windows (`runs.auto_alpha.heldout_score`, the machinery of `--alpha auto`: windows of the
 calibration source's train split drawn with another seed; no evaluation text is read).
 
 The rule (`pick`): a candidate replaces Uniform only if its score is lower than Uniform's by more
@@ -23,9 +23,9 @@ from __future__ import annotations
 import time
 import warnings
 
-from .allocation import AgainstDepthWarning, RatioRangeWarning, auto_candidates, get_allocator
+from ..allocation import AgainstDepthWarning, RatioRangeWarning, auto_candidates, get_allocator
 from .auto_alpha import heldout_score, heldout_spec
-from .cache import cached
+from ..cache import cached
 
 AUTO_ALPHA_GRID = (0.05, 0.1, 0.15)  # alphas tried for each candidate that takes one
 TIE_NATS = 1e-3                      # a candidate must beat Uniform by more (0.1% in perplexity)
@@ -106,8 +106,16 @@ def chosen_config(cfg, selection: dict):
     return cfg.replace(allocation=selection["pick"]["allocation"], alpha=selection["pick"]["alpha"])
 
 
+def selected(lab, cfg):
+    """cfg itself, or for allocation "auto" the candidate chosen on held-out calibration text (cached)."""
+    return cfg if cfg.allocation != "auto" else chosen_config(cfg, select_allocation(lab, cfg))
+
+
 def run_auto(lab, cfg, *, use_cache: bool | None = None) -> dict:
-    """`Lab.run` of the chosen candidate, with the selection under "allocation_selection"."""
+    """`Lab.run` of cfg; for allocation "auto" of the chosen candidate, with the selection under
+    "allocation_selection"."""
+    if cfg.allocation != "auto":
+        return lab.run(cfg, use_cache=use_cache)
     selection = select_allocation(lab, cfg, use_cache=use_cache is not False)
     result = dict(lab.run(chosen_config(cfg, selection), use_cache=use_cache))
     result["allocation_selection"] = selection

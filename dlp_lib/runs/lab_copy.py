@@ -1,14 +1,9 @@
 """The Lab glue of the compressors that rebuild a copy of the dense model (SVD, structured):
-the copy, its parameter count, the result's cache key and its perplexities."""
+the copy, the result's cache key and its perplexities."""
 from __future__ import annotations
 
 import torch
 from torch import nn
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Distinct parameters of the model (tied embeddings counted once)."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def dense_copy(lab) -> nn.Module:

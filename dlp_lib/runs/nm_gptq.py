@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import time
 
-
 from ..cache import cached
+from ..compression.gptq import check_quantization, quantize_model
+from ..compression.mixed_nm import applied_plan, mixed_patterns, nm_compliance, prune_mixed_nm
 from ..evaluation import achieved_sparsity
 from ..scores import NMPattern
-from .gptq import check_quantization, quantize_model
-from .mixed_nm import applied_plan, mixed_patterns, nm_compliance, prune_mixed_nm
 
 UNQUANTIZED = 16  # the tables' "16 bits": the model as pruned, not quantized
 
@@ -128,7 +127,7 @@ def mixed_nm_result(lab, cfg, pattern: str, allocation: str, method: str | None 
 def add_arguments(parser) -> None:
     """Options of `python -m dlp_lib prune` for Appendix E.2/E.4. Mixed N:M needs no option of its
     own: it is `--nm N:M` with a non-uniform `--allocation` (see `wants`)."""
-    from .gptq import BITS, MODES
+    from ..compression.gptq import BITS, MODES
 
     g = parser.add_argument_group("quantization after pruning (paper Appendix E.4, GPTQ)")
     g.add_argument("--quantize-bits", type=int, choices=BITS,

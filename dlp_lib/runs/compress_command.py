@@ -2,7 +2,7 @@
 (paper Appendix E: Table 16 SVD, Table 14 structured pruning).
 
 The CLI (layer above) owns the shared options (profile, model, allocation, alpha, calibration,
-evaluation, device, ...), builds the ExperimentConfig and the Lab, and calls `run(args, lab, cfg)`;
+evaluation, device, ...), builds the ExperimentConfig and the Lab, and calls `run(args, cfg, lab)`;
 this module adds only the technique's own options and checks them before the model loads.
 """
 from __future__ import annotations
@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .structured import StructuredConfig, structured_result
-from .svd import VARIANTS, SVDConfig, svd_result
+from ..compression.structured import StructuredConfig
+from ..compression.svd import VARIANTS, SVDConfig
+from .structured import structured_result
+from .svd import svd_result
 
 HELP = "compress a model with SVD (Table 16) or structured pruning (Table 14) following an allocator's budgets"
 
@@ -61,7 +63,7 @@ def technique_config(a: argparse.Namespace) -> SVDConfig | StructuredConfig:
     return StructuredConfig(**{k: v for k, v in given.items() if v is not None})
 
 
-def run(a: argparse.Namespace, lab, cfg) -> int:
+def run(a: argparse.Namespace, cfg, lab) -> int:
     """Compress a copy of lab's dense model following cfg's allocator at a.reduction; print, save, write json."""
     tcfg = technique_config(a)
     if a.technique == "svd":
