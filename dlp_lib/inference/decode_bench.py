@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
+from ..runs.auto_allocation import selected
 from .break_even import break_even_density, machine_id
 from .decode import greedy_decode
 from .sparsify import sparsify_model
@@ -41,16 +42,6 @@ class DecodeGrid:
             raise ValueError(f"new_tokens and repeats must be >= 1, got {self.new_tokens}, {self.repeats}")
         if self.break_even is not None and not 0 <= self.break_even <= 1:   # nan fails too
             raise ValueError(f"break_even = {self.break_even} is not allowed; expected a density in [0, 1]")
-
-
-def prune_lab(lab, cfg) -> None:
-    """Prune the Lab's model as cfg says."""
-    lab.ensure(cfg)
-
-
-def dense_lab(lab) -> None:
-    """Return the Lab's model to its dense weights."""
-    lab.ensure(None)
 
 
 def iqr(values) -> float:
@@ -105,7 +96,7 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
     write partial results: on a shared machine a long grid may not finish)."""
     old_threads = torch.get_num_threads()
     prompt_ids = lab.tokenizer(PROMPT, return_tensors="pt").input_ids[:, :64]
-    dense_lab(lab)
+    lab.ensure(None)
     dense_report = sparsify_model(lab.model, fmt=grid.fmt, break_even=0.0, inplace=False)
     dense_model = dense_report.model
     out = {"grid": {**asdict(grid), "sparsities": list(grid.sparsities), "threads": list(grid.threads)},
@@ -126,7 +117,7 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
         for sparsity in tqdm(grid.sparsities, desc="decode benchmark", disable=not progress):
             cfg = base_cfg.replace(sparsity=sparsity, method=grid.method, allocation=grid.allocation)
             t0 = time.perf_counter()
-            prune_lab(lab, cfg)
+            lab.ensure(selected(lab, cfg))  # allocation auto: the candidate chosen on held-out text
             prune_s = time.perf_counter() - t0
             from ..evaluation import achieved_sparsity
             achieved = achieved_sparsity(lab.model)
@@ -185,6 +176,6 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
                 checkpoint(out)
     finally:
         torch.set_num_threads(old_threads)
-        dense_lab(lab)
+        lab.ensure(None)
     out["load_end"] = os.getloadavg()
     return out

@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 from ..calibration import BlockVisit, CalibrationEngine
 from ..models import decoder_blocks, linear_sublayers
 from ..pruning import METHODS, prune_sublayers
-from .decode_bench import dense_lab
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ def time_dlp_ratios(lab, cfg) -> dict:
     its statistics (pass 1 without its forward) and the allocation from them (`lab.plan` with the
     statistics already in memory)."""
     from ..block_stats import grouped_pool_statistics
-    dense_lab(lab)
+    lab.ensure(None)
     stats = lab.dense_statistics(cfg)  # column norms of the dense inputs (cached pass 1)
     t_reduce = c_reduce = 0.0
     for block, norms in zip(decoder_blocks(lab.model), stats.column_norms):
@@ -119,13 +118,13 @@ def time_dlp_ratios(lab, cfg) -> dict:
 def run_metric_time(lab, base_cfg, grid: MetricTimeGrid, *, progress: bool = True) -> dict:
     """Seconds of the pruning metric summed over the model's blocks, per (method, allocation),
     `grid.repeats` interleaved repeats, with 95% t-intervals; DLP's ratio computation apart."""
-    dense_lab(lab)
+    lab.ensure(None)
     blocks = decoder_blocks(lab.model)
     timed = list(range(len(blocks))) if grid.blocks is None else list(grid.blocks)
     if any(not (0 <= b < len(blocks)) for b in timed):
         raise ValueError(f"blocks must be in [0, {len(blocks)}), got {grid.blocks}")
     plans = {a: lab.plan(base_cfg.replace(allocation=a, sparsity=grid.sparsity)) for a in grid.allocations}
-    dense_lab(lab)
+    lab.ensure(None)
     block_stats = collect_block_statistics(lab.model, lab.calibration(base_cfg), device=lab.device, progress=progress)
     scale = len(blocks) / len(timed)
     times = {m: {a: [] for a in grid.allocations} for m in grid.methods}
