@@ -100,7 +100,7 @@ def compress_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def finetune_arguments(p: argparse.ArgumentParser) -> None:
-    from .finetune import add_arguments
+    from .finetune.command import add_arguments
     add_arguments(p)
 
 
@@ -368,8 +368,9 @@ def cmd_compress(a) -> int:
 
 
 def cmd_finetune(a) -> int:
-    from .finetune import run
-    return run(a)
+    from .finetune.command import checked_config, run
+    cfg = checked_config(a)  # every option fails here, before the model loads
+    return run(a, cfg, lab_for(cfg, progress=not a.quiet))
 
 
 def cmd_decode_bench(a) -> int:

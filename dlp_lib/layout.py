@@ -64,7 +64,9 @@ MODULES: dict[str, tuple[int, tuple[str, ...]]] = {
     "export": (9, ()),
     "sweep": (9, ()),
     "finetune": (9, ("finetune",)),
+    "finetune.command": (9, ()),    # the subcommand's options and glue: editing them keeps fine-tuning results
     "inference": (9, ("inference",)),
+    "inference.cli": (9, ()),       # decode-bench's options and glue
     # floor 10: the command line
     "cli": (10, ()),
     "__main__": (10, ()),

@@ -9,7 +9,8 @@ import torch
 
 pytest.importorskip("peft")
 
-from dlp_lib.finetune import FinetuneSpec, add_arguments, spec_from_args  # noqa: E402
+from dlp_lib.finetune import FinetuneSpec  # noqa: E402
+from dlp_lib.finetune.command import add_arguments, spec_from_args  # noqa: E402
 from dlp_lib.finetune.layer_sampling import (LayerSampler, always_trainable, draw_without_replacement,  # noqa: E402
                                              probabilities)
 from dlp_lib.finetune.loop import (Examples, KeepZeros, TrainConfig, check_disjoint, lr_factor,  # noqa: E402
@@ -478,19 +479,24 @@ def test_table18_cannot_tell_where_the_noise_covers_the_papers_gap():
 
 def test_cli_run_end_to_end(tmp_path, capsys):
     import json
-    from dlp_lib.finetune import run
+    from dlp_lib.experiment import lab_for
+    from dlp_lib.finetune.command import checked_config, run
+
+    def run_cli(args):
+        cfg = checked_config(args)
+        return run(args, cfg, lab_for(cfg, progress=False))
     p = argparse.ArgumentParser()
     add_arguments(p)
     args = p.parse_args(["--profile", "smoke", "--method", "dlp", "--data", "lm", "--prune-method", "wanda",
                          "--steps", "3", "--batch-size", "2", "--train-seqlen", "32", "--max-windows", "8",
                          "--gamma", "1", "--interval", "2", "--no-cache", "--quiet", "--json", str(tmp_path / "r.json")])
-    assert run(args) == 0
+    assert run_cli(args) == 0
     out = json.loads((tmp_path / "r.json").read_text())
     assert len(out["curve"]["loss"]) == 3 and out["zeros_kept"] and len(out["active_blocks"]) == 2
     assert "perplexity brown" in capsys.readouterr().out
     bad = p.parse_args(["--profile", "smoke", "--method", "lisa", "--gamma", "9", "--data", "lm", "--quiet"])
     with pytest.raises(ValueError, match="gamma=9 exceeds"):
-        run(bad)
+        run_cli(bad)
 
 
 def test_training_leaves_the_callers_rng_alone():

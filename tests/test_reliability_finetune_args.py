@@ -102,7 +102,7 @@ def test_finetune_and_prune_build_one_configuration_from_the_same_options():
     configuration written out field by field."""
     from dlp_lib import cli
     from dlp_lib.experiment import ExperimentConfig
-    from dlp_lib.finetune import spec_from_args
+    from dlp_lib.finetune.command import spec_from_args
     parser = cli.build_parser()
     finetune, _ = spec_from_args(parser.parse_args(["finetune", *SHARED, "--sparsity", "0.6", "--data", "lm"]))
     prune = cli.prune_config(parser.parse_args(["prune", *SHARED, "--sparsity", "0.6", "--method", "wanda"]))
@@ -119,7 +119,7 @@ def test_finetune_defaults_are_unchanged_and_its_seed_is_the_training_seed():
     the profile's are 16-bit); its --seed seeds the training, not the calibration sample."""
     from dlp_lib import cli
     from dlp_lib.experiment import ExperimentConfig
-    from dlp_lib.finetune import spec_from_args
+    from dlp_lib.finetune.command import spec_from_args
     parser = cli.build_parser()
     cfg, spec = spec_from_args(parser.parse_args(["finetune", "--profile", "smoke", "--seed", "3"]))
     assert cfg == ExperimentConfig(model="tiny-llama", method="wanda", allocation="dlp", sparsity=0.7, owl_m=5.0,
