@@ -61,7 +61,7 @@ def prune_arguments(p: argparse.ArgumentParser) -> None:
                    help="also report lm-eval 0-shot accuracy of the pruned model: 'offline' (dlp_continuation, "
                         "dlp_lastword), 'paper' or task names such as boolq,rte (need the Hugging Face hub)")
     p.add_argument("--zero-shot-limit", type=int, help="examples per zero-shot task (default: all)")
-    from .runs.nm_gptq import add_arguments as quantization_arguments
+    from .runs.quantize_command import add_arguments as quantization_arguments
     quantization_arguments(p)
 
 
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def prune_config(a) -> ExperimentConfig:
     """prune's configuration: its --method, --group and a sparsity that an --nm pattern implies when not given."""
-    from .runs.nm_gptq import mixed_nm_requested
+    from .runs.quantize_command import mixed_nm_requested
     nm = None if mixed_nm_requested(a) else a.nm  # mixed N:M: the plan at the pattern's sparsity, per-block N later
     sparsity = a.sparsity
     if sparsity is None:
@@ -197,7 +197,7 @@ def _preflight(a, cfg: ExperimentConfig):
             raise ValueError(f"--export-recipe: llm-compressor has no one-shot {cfg.method} modifier with per-layer "
                              f"sparsity; use --method {' or '.join(RECIPE_MODIFIERS)}")
     check_writable()
-    from .runs import nm_gptq as compression
+    from .runs import quantize_command as compression
     compression.check_args(a, cfg)
     if compression.wants(a) and (a.zero_shot or a.export_recipe or a.alpha == "auto" or cfg.allocation == "auto"
                                  or (a.save and not compression.mixed_nm_requested(a))):
@@ -219,12 +219,13 @@ def cmd_prune(a) -> int:
     cfg = prune_config(a)                                        # parse (and validate)
     tasks = _preflight(a, cfg)
     lab = lab_for(cfg, progress=not a.quiet, use_cache=not a.no_cache, eval_devices=a.eval_devices)   # load
-    from .runs import nm_gptq as compression
+    from .runs import quantize_command as compression
     if compression.wants(a):                                     # mixed N:M, or quantization after pruning
         result = compression.run(a, cfg, lab)
         if a.save:
             from .export import save_pruned_checkpoint
-            save_pruned_checkpoint(a.save, lab.model, lab.tokenizer, *compression.prune_mixed_nm_for_saving(a, cfg, lab, result))
+            from .runs.nm_gptq import prune_mixed_nm_for_saving
+            save_pruned_checkpoint(a.save, lab.model, lab.tokenizer, *prune_mixed_nm_for_saving(a, cfg, lab, result))
             result["saved_to"] = str(a.save)
         if a.json:
             _write_result(a.json, result)

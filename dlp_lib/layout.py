@@ -57,7 +57,8 @@ MODULES: dict[str, tuple[int, tuple[str, ...]]] = {
     "runs.structured": (8, ("compress",)),
     "runs.nm_gptq": (8, ("compress",)),
     "runs.compress_command": (8, ()),   # the compress subcommand's glue: computes nothing itself
-    # floor 9: front doors and what runs on a Lab
+    "runs.quantize_command": (8, ()),   # prune's options for compression after pruning, and their glue
+    # floor 9: front doors, and the subcommands with a module of their own
     "arguments": (9, ()),
     "api": (9, ()),
     "explorer": (9, ()),

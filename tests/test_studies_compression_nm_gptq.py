@@ -108,7 +108,7 @@ def test_smoke_pipeline_on_tiny(tmp_path, monkeypatch):
     # the command-line path (what `prune --quantize-bits` / `prune --nm N:M --allocation dlp` call)
     import argparse
 
-    from dlp_lib.runs import nm_gptq as res
+    from dlp_lib.runs import quantize_command as res
     parser = argparse.ArgumentParser()
     parser.add_argument("--nm")
     parser.add_argument("--allocation", default="dlp")
@@ -127,7 +127,7 @@ def test_smoke_pipeline_on_tiny(tmp_path, monkeypatch):
 def test_cli_preflight_refuses_bad_combinations():
     import argparse
 
-    from dlp_lib.runs import nm_gptq as res
+    from dlp_lib.runs import quantize_command as res
     from dlp_lib.experiment import ExperimentConfig
 
     parser = argparse.ArgumentParser()
