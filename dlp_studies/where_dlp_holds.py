@@ -72,9 +72,10 @@ def configs(grid: dict, profile: str):
 def run(grid: dict, profile: str, *, progress: bool = False) -> pd.DataFrame:
     """One row per configuration: perplexity per text, their geometric mean, and auto's pick."""
     from dlp_lib.experiment import lab_for
+    from dlp_lib.runs.auto_allocation import run_auto
     rows = []
     for cfg in configs(grid, profile):
-        result = lab_for(cfg, progress=progress).run(cfg)
+        result = run_auto(lab_for(cfg, progress=progress), cfg)   # allocation auto: the held-out choice
         ppl = result["perplexity"]["pruned"]
         row = {"model": cfg.model, "method": cfg.method, "sparsity": cfg.sparsity, "allocation": cfg.allocation,
                "seed": cfg.seed, **ppl, "ppl (geo. mean)": float(np.exp(np.mean(np.log(list(ppl.values())))))}
