@@ -23,8 +23,6 @@ from .evaluation import achieved_sparsity, layer_outlier_distribution, perplexit
 from .dense_weights import DenseWeights
 from .fingerprint import model_fingerprint
 from .layout import ROLE_STAGES
-
-ROLES = tuple(ROLE_STAGES)  # data < plan < prune < eval: a later role's results depend on every earlier one
 from .calibration import check_replay
 from .models import load_model
 from .allocation import build_plan
@@ -32,6 +30,8 @@ from .plan import SparsityPlan
 from . import pruned_weights
 from .pruning import default_group, prune_model
 from .scores import NMPattern
+
+ROLES = tuple(ROLE_STAGES)  # data < plan < prune < eval: a later role's results depend on every earlier one
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -248,7 +248,7 @@ class Lab:
 
     # -- pass 1 ------------------------------------------------------------------------------
     def dense_statistics(self, cfg: ExperimentConfig) -> DenseStatistics:
-        key = cfg.key("data", self._fingerprint)
+        key = cfg.key("data", self._fingerprint, code=("statistics",))   # pass 1: data + the statistics' code
         memo = config_key(key)
         if memo not in self._stats:
             self.ensure(None)
@@ -275,7 +275,7 @@ class Lab:
             self.ensure(None)
         plan = build_plan(cfg.allocation, cfg.sparsity, stats=stats, model=self._model, strict=cfg.strict_ratios,
                           granularity=cfg.granularity, method=cfg.method,
-                          cache_config=cfg.key("data", self._fingerprint, code=("statistics",)), **cfg.allocator_params())
+                          cache_config=cfg.key("data", self._fingerprint), **cfg.allocator_params())
         plan.config.update(model=self.model_name, method=cfg.method)
         return plan
 

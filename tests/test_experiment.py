@@ -68,3 +68,19 @@ def test_per_text_perplexities_are_shared_between_text_sets(tmp_cache, tmp_path,
     lab.mark_modified("test")
     with pytest.raises(RuntimeError, match="modified outside the Lab"):
         lab._state_perplexities(cfg)
+
+
+def test_every_stage_is_keyed_by_the_code_that_computed_it(tmp_cache):
+    """Each cached kind carries the code versions of exactly the stages that computed it: pass 1 the
+    data and the statistics (not the allocators), a pruning up to prune, a result up to eval."""
+    from dlp_lib.cache import entries, read_entry
+    lab = Lab("tiny-llama", progress=False)
+    lab.run(ExperimentConfig.from_profile("smoke", allocation="dlp", sparsity=0.5))
+    stages = {}
+    for path in entries(tmp_cache):
+        entry = read_entry(path)
+        stages.setdefault(entry["kind"], set()).add(frozenset(entry["config"]["code"]))
+    assert stages["dense_statistics"] == {frozenset(("data", "statistics"))}
+    assert stages["pruned_weights"] == {frozenset(("data", "statistics", "plan", "prune"))}
+    assert stages["results"] == {frozenset(("data", "statistics", "plan", "prune", "eval"))}
+    assert stages["perplexity"] == {frozenset(("eval",))}
