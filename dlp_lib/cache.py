@@ -298,8 +298,10 @@ def cached(kind: str, config: dict, compute: Callable[[], Any], *, fmt: str = "j
     entry = _new_entry(kind, key, config, value, fmt)
     if fmt == "json":
         atomic_write_json(path, entry)
-    else:
-        atomic_torch_save(path, entry)
+        # the value as every later read gives it (keys sorted, tuples as lists): a result must not depend
+        # on whether it was computed now or read back, or a figure's panel order would follow the cache
+        return json.loads(json.dumps(value, sort_keys=True, default=str))
+    atomic_torch_save(path, entry)
     return value
 
 

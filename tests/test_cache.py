@@ -117,3 +117,13 @@ def test_an_empty_cache_dir_setting_is_an_error_not_the_current_directory(monkey
     assert cli.main(["prune", "--profile", "smoke", "--quiet"]) == 2
     assert "DLP_CACHE_DIR is set but empty" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_computed_value_equals_its_read_back(tmp_cache):
+    """A miss returns what a hit will: the same key order and JSON types, so nothing downstream (a table's
+    rows, a figure's panels) depends on whether the cache was cold."""
+    value = {"sotu": 1.5, "brown": 2.5, "mobydick": (3, 4)}
+    computed = cached("results", versioned(("eval",), a=2), lambda: value)
+    again = cached("results", versioned(("eval",), a=2), lambda: 1 / 0)
+    assert computed == again == {"brown": 2.5, "mobydick": [3, 4], "sotu": 1.5}
+    assert list(computed) == list(again) == ["brown", "mobydick", "sotu"]
