@@ -17,9 +17,12 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(argv=None) -> dict:
-    from dlp_lib.inference.cli import add_arguments, run
+    from dlp_lib.experiment import lab_for
+    from dlp_lib.inference.cli import add_arguments, checked_config, run
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    return run(add_arguments(p, results_dir=ROOT / "benchmarks" / "results").parse_args(argv))
+    args = add_arguments(p, results_dir=ROOT / "benchmarks" / "results").parse_args(argv)
+    cfg = checked_config(args)  # every option fails here, before the model loads
+    return run(args, cfg, lab_for(cfg, progress=not args.no_progress))
 
 
 if __name__ == "__main__":

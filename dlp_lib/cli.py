@@ -375,8 +375,9 @@ def cmd_finetune(a) -> int:
 
 
 def cmd_decode_bench(a) -> int:
-    from .inference.cli import run
-    run(a)
+    from .inference.cli import checked_config, run
+    cfg = checked_config(a)  # every option fails here, before the model loads
+    run(a, cfg, lab_for(cfg, progress=not a.no_progress))
     return 0
 
 

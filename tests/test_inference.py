@@ -248,14 +248,17 @@ def test_decode_bench_command_writes_json(tmp_path):
     import argparse
     import json
 
-    from dlp_lib.inference.cli import add_arguments, run
+    from dlp_lib.experiment import lab_for
+    from dlp_lib.inference.cli import add_arguments, checked_config, run
     out = tmp_path / "decode.json"
     args = add_arguments(argparse.ArgumentParser()).parse_args(
         ["--model", "tiny-llama", "--sparsities", "0.8", "--threads", "1", "--new-tokens", "3", "--repeats", "1",
          "--break-even", "0.5", "--nsamples", "2", "--seqlen", "32", "--out", str(out), "--no-progress"])
-    run(args)
+    cfg = checked_config(args)
+    run(args, cfg, lab_for(cfg, progress=False))
     d = json.loads(out.read_text())
     assert d["provenance"]["commit"] and d["grid"]["sparsities"] == [0.8]
     assert d["sparsities"][0]["threads"]["1"]["format_counts"]["csr"] > 0
     with pytest.raises(ValueError, match="sparsities"):
-        run(add_arguments(argparse.ArgumentParser()).parse_args(["--model", "tiny-llama", "--sparsities", "1.5"]))
+        checked_config(add_arguments(argparse.ArgumentParser()).parse_args(["--model", "tiny-llama", "--sparsities",
+                                                                           "1.5"]))

@@ -49,11 +49,6 @@ def _kth_sorted(sorted_flat: Sequence[torch.Tensor], k: int) -> float:
     return float(torch.tensor([lo], dtype=torch.int32).view(torch.float32))
 
 
-def kth_smallest(tensors: Sequence[torch.Tensor], k: int) -> float:
-    """Exact k-th smallest (1-based) of non-negative scores spread over several tensors (never concatenated)."""
-    return _kth_sorted(_sorted_flat(tensors), k)
-
-
 def threshold_ratios_sorted(sorted_flat: Sequence[torch.Tensor], sparsity: float) -> np.ndarray:
     """Per-tensor fraction of entries below the one global threshold that removes `sparsity` of all
     entries, from each tensor's ascending values."""

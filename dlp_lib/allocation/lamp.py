@@ -14,18 +14,11 @@ from .registry import register
 
 
 def _sorted_lamp(weight: torch.Tensor) -> torch.Tensor:
-    """LAMP scores in ascending-|w| order (they are non-decreasing along it)."""
+    """LAMP scores (Lee et al., 2021; SPEC: w_u^2 / sum_{v >= u} w_v^2 over the sublayer's weights in
+    ascending order), in ascending-|w| order (they are non-decreasing along it)."""
     sorted_w2 = torch.sort(weight.detach().double().pow(2).flatten(), stable=True).values
     suffix = sorted_w2.flip(0).cumsum(0).flip(0).clamp_min(torch.finfo(torch.float64).tiny)
     return sorted_w2 / suffix
-
-
-def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
-    """LAMP (Lee et al., 2021; SPEC): w_u^2 / sum_{v >= u} w_v^2 over the sublayer's weights in ascending order."""
-    order = torch.sort(weight.detach().double().pow(2).flatten(), stable=True).indices
-    out = torch.empty(weight.numel(), dtype=torch.float64)
-    out[order] = _sorted_lamp(weight)
-    return out.float().view_as(weight)
 
 
 def lamp_ratios(weights: Sequence[torch.Tensor], sparsity: float) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""Command-line entry points of the sparse-inference benchmarks, as `add_arguments` / `run` pairs
-(used by benchmarks/decode_speed.py; the main CLI mounts them as its `decode-bench` command).
+"""Command-line entry point of the decoding benchmark in the shape of every subcommand:
+`add_arguments(p)`, `checked_config(args)` (every option checked, before a model loads) and
+`run(args, cfg, lab)` (used by benchmarks/decode_speed.py; the main CLI mounts it as `decode-bench`).
 
 The folder the default output goes to is the caller's to say (`add_arguments(p, results_dir)`); the
 library never writes next to its own files."""
@@ -46,36 +47,52 @@ def add_arguments(p: argparse.ArgumentParser, results_dir: Path = RESULTS_DIR) -
     return p
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Prune at every sparsity, time dense vs compressed decoding, write the JSON, print a summary."""
-    from ..cache import check_writable
-    from ..experiment import ExperimentConfig, get_lab
-    from ..validation import (check_context_length, check_output_file, cost_notice, input_paths,
-                              model_context_limit)
-    from .decode_bench import DecodeGrid, run_decode_benchmark
-    from .provenance import provenance
-
+def grid_from_args(args: argparse.Namespace):
+    """The benchmark's grid (sparsities, threads, tokens, repeats, format, pruning), checked."""
+    from .decode_bench import DecodeGrid
     grid_args = dict(QUICK) if args.quick else {}
     for name in ("sparsities", "threads", "new_tokens", "repeats"):
         if getattr(args, name) is not None:
             grid_args[name] = tuple(getattr(args, name)) if isinstance(getattr(args, name), list) else getattr(args, name)
-    grid = DecodeGrid(**grid_args, fmt=args.fmt, break_even=args.break_even, method=args.method,
+    return DecodeGrid(**grid_args, fmt=args.fmt, break_even=args.break_even, method=args.method,
                       allocation=args.allocation)
+
+
+def output_path(args: argparse.Namespace) -> Path:
+    fmt_tag = "" if args.fmt == "csr" else f"_{args.fmt}"  # csr keeps the historical name
+    return args.out or args.results_dir / f"decode_{args.model}{fmt_tag}{'_quick' if args.quick else ''}.json"
+
+
+def checked_config(args: argparse.Namespace):
+    """The pruning configuration the benchmark prunes with, after every option was checked (before
+    any model loads)."""
+    from ..cache import check_writable
+    from ..experiment import ExperimentConfig
+    from ..validation import (check_context_length, check_output_file, cost_notice, input_paths,
+                              model_context_limit)
+    grid_from_args(args)
     profile = "smoke" if args.model == "tiny-llama" else "default"
     # fp32 whatever the profile says: torch's CPU sparse kernels (CSR/BSR/COO matmul) have no bf16
     # implementation, and dense and compressed layers must run the same arithmetic (the bitmask
     # format rounds its stored weights to bf16 but computes in fp32 too)
     cfg = ExperimentConfig.from_profile(profile, model=args.model, method=args.method, allocation=args.allocation,
                                         nsamples=args.nsamples, seqlen=args.seqlen, dtype="float32")
-    fmt_tag = "" if args.fmt == "csr" else f"_{args.fmt}"  # csr keeps the historical name
-    out = args.out or args.results_dir / f"decode_{args.model}{fmt_tag}{'_quick' if args.quick else ''}.json"
-    check_output_file(out, "--out", input_paths(cfg.model, (cfg.calib,)))   # before the model loads
+    check_output_file(output_path(args), "--out", input_paths(cfg.model, (cfg.calib,)))
     check_context_length("--seqlen", cfg.seqlen, model_context_limit(cfg.model), cfg.model)
     check_writable()
     notice = cost_notice(cfg, ExperimentConfig.from_profile(profile))
     if notice:
         print(notice, file=sys.stderr)
-    lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=not args.no_progress)
+    return cfg
+
+
+def run(args: argparse.Namespace, cfg, lab) -> dict:
+    """Prune at every sparsity, time dense vs compressed decoding, write the JSON, print a summary."""
+    from .decode_bench import run_decode_benchmark
+    from .provenance import provenance
+
+    grid = grid_from_args(args)
+    out = output_path(args)
     out.parent.mkdir(parents=True, exist_ok=True)
     prov = provenance()
 
