@@ -94,14 +94,15 @@ class BitmaskLinear(nn.Module):
         return cls(layer.weight, layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x2 = x.reshape(-1, self.in_features)                       # (tokens, C_in)
-        if x2.shape[0] == 1:
-            y = self.W.matvec(x2[0]).unsqueeze(0)
+        if x.numel() == self.in_features:                          # one token: as few tensor ops as possible
+            y = self.W.matvec(x.reshape(-1))                       # (C_out,)
         else:
-            y = torch.stack([self.W.matvec(row) for row in x2])
+            y = torch.stack([self.W.matvec(row) for row in x.reshape(-1, self.in_features)])  # (tokens, C_out)
         if self.bias is not None:
             y = y + self.bias
-        return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+        if y.dtype != x.dtype:
+            y = y.to(x.dtype)
+        return y.view(*x.shape[:-1], self.out_features)
 
     def stored_bytes(self) -> int:
         return self.W.nbytes()

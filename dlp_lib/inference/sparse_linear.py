@@ -9,8 +9,9 @@ access moves the real break-even lower still. The break-even is therefore *measu
 machine (`break_even.py`) and a layer is stored sparse only below it.
 
 Both classes take x (..., C_in) and return (..., C_out) with the same arithmetic path for dense
-and sparse (a plain `torch.mv` for one token, a matrix product otherwise), so a speedup measured
-between them is the format's, not the framework's. They are deliberately not `nn.Linear`
+and sparse (a plain `torch.mv` for one token, a matrix product otherwise) and the same few tensor
+operations around it (a decoded token makes ~200 of these calls; each tensor operation costs a
+microsecond or more), so a speedup measured between them is the format's, not the framework's. They are deliberately not `nn.Linear`
 subclasses: `linear_sublayers` must not find them again and prune a compressed matrix.
 """
 from __future__ import annotations
@@ -46,11 +47,13 @@ class DenseLinear(nn.Module):
         return cls(layer.weight, layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x2 = x.reshape(-1, self.in_features)                       # (tokens, C_in)
-        y = torch.mv(self.weight, x2[0]).unsqueeze(0) if x2.shape[0] == 1 else x2 @ self.weight.t()
+        if x.numel() == self.in_features:                          # one token: as few tensor ops as possible
+            y = torch.mv(self.weight, x.reshape(-1))               # (C_out,)
+        else:
+            y = x.reshape(-1, self.in_features) @ self.weight.t()  # (tokens, C_out)
         if self.bias is not None:
             y = y + self.bias
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return y.view(*x.shape[:-1], self.out_features)
 
     def stored_bytes(self) -> int:
         """Bytes of the weight read per token (the bias is counted by the caller's report)."""
@@ -117,11 +120,10 @@ class SparseLinear(nn.Module):
         return cls(layer.weight, layer.bias, fmt=fmt, blocksize=blocksize)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x2 = x.reshape(-1, self.in_features)                       # (tokens, C_in)
-        if x2.shape[0] == 1 and self.format == "csr":
-            y = torch.mv(self.W, x2[0]).unsqueeze(0)
+        if x.numel() == self.in_features and self.format == "csr":  # one token
+            y = torch.mv(self.W, x.reshape(-1))                      # (C_out,)
         else:
-            y = torch.sparse.mm(self.W, x2.t().contiguous()).t()
+            y = torch.sparse.mm(self.W, x.reshape(-1, self.in_features).t().contiguous()).t()  # (tokens, C_out)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*x.shape[:-1], self.out_features)
