@@ -241,13 +241,12 @@ LOAD_MAX = 0.5   # 1-minute load average at a benchmark's start above which othe
 CONTENTION_MAX = 1.05   # single-thread wall time / CPU time above which the benchmark waited for a core
 
 
-def contention(result: dict, reference: dict | None = None) -> float | None:
+def contention(result: dict) -> float | None:
     """How much the JSON's single-thread timings were stretched by other processes: the median wall / CPU
-    time of its paired timings where it records both (decode JSONs: ms per token; metric-time JSONs: total
-    seconds per method and allocation, one thread); for a JSON without CPU times (the DeepSparse benchmark),
-    its torch-dense ms per token at one thread over that of `reference`, an uncontended decode JSON of the
-    same model (the same code path timed on the same machine). None where neither applies. Unlike the load
-    average, this does not count the benchmark's own earlier work (measure_all.sh runs its steps back to back)."""
+    time of its paired timings where it records both (decode JSONs: ms per token; the DeepSparse benchmark:
+    ms per token of its torch paths; metric-time JSONs: total seconds per method and allocation, one
+    thread). None where the JSON records no CPU times. Unlike the load average, this does not count the
+    benchmark's own earlier work (measure_all.sh runs its steps back to back)."""
     if "sparsities" in result:   # decode_speed.py
         ratios = [w / c for e in result["sparsities"] for r in [e["threads"].get("1", {})]
                   for wall, cpu in (("dense_ms_per_token", "dense_cpu_ms_per_token"),
@@ -258,20 +257,17 @@ def contention(result: dict, reference: dict | None = None) -> float | None:
         ratios = [sum(wall) / sum(result["cpu_seconds"][m][a]) for m, d in result["seconds"].items()
                   for a, wall in d.items() if sum(result["cpu_seconds"].get(m, {}).get(a, [0])) > 0]
         return statistics.median(ratios) if ratios else None
-    if "configs" in result and reference is not None and contention(reference) is not None \
-            and contention(reference) <= CONTENTION_MAX:   # the DeepSparse benchmark
-        ours = [c["threads"]["1"]["paths"]["torch-dense"]["median_ms"] for c in result["configs"]
-                if c["threads"].get("1", {}).get("paths", {}).get("torch-dense")]
-        ref = [e["threads"]["1"]["dense_median_ms"] for e in reference["sparsities"]
-               if "dense_median_ms" in e["threads"].get("1", {})]
-        return statistics.median(ours) / statistics.median(ref) if ours and ref else None
+    if "configs" in result:   # the DeepSparse benchmark (benchmarks/deepsparse/bench.py)
+        ratios = [w / c for cfg in result["configs"] for p in cfg["threads"].get("1", {}).get("paths", {}).values()
+                  if "cpu_ms_per_token" in p for w, c in zip(p["ms_per_token"], p["cpu_ms_per_token"]) if c > 0]
+        return statistics.median(ratios) if ratios else None
     return None
 
 
-def loaded(result: dict, reference: dict | None = None) -> bool:
+def loaded(result: dict) -> bool:
     """Whether a benchmark JSON was measured while other processes shared the cores: by its `contention`
-    where the JSON (or its reference) allows it, else by its 1-minute load average at the start."""
-    c = contention(result, reference)
+    where the JSON records CPU times, else by its 1-minute load average at the start."""
+    c = contention(result)
     if c is not None:
         return c > CONTENTION_MAX
     start = result.get("load_start") or result.get("provenance", {}).get("loadavg")
@@ -280,10 +276,10 @@ def loaded(result: dict, reference: dict | None = None) -> bool:
     return float(start[0]) > LOAD_MAX
 
 
-def _source(result: dict, reference: dict | None = None) -> str:
+def _source(result: dict) -> str:
     p = result.get("provenance", {})
     start = result.get("load_start") or p["loadavg"]
-    c = contention(result, reference)
+    c = contention(result)
     return (f"commit {str(p.get('commit', '?'))[:7]}{'+uncommitted' if p.get('dirty') else ''}, load {start[0]:.1f}"
             + (f", contention {c:.2f}" if c is not None else ""))
 
@@ -315,7 +311,7 @@ def headline_verdict(table5: list[dict], metric: dict, decode: dict, threads: in
                           f"to {hi['speedup']:.2f}x at {hi['sparsity']:.0%}", "1.8x at 50% to 3.7x at 90%", words[-1]))
     ds_best = None
     if four is not None:
-        four_loaded = loaded(four, reference=decode)
+        four_loaded = loaded(four)
         for r in four_path_rows(four, threads, allocations=("dlp",)):
             ds, iqr = r["DeepSparse sparse/dense"], r["DeepSparse sparse/dense IQR"]
             if ds == NOT_MEASURED:
@@ -353,11 +349,11 @@ def headline_verdict(table5: list[dict], metric: dict, decode: dict, threads: in
     if ds_best:
         why.append(f"DeepSparse {ds_best[0]:.2f}x at {ds_best[1]:.0%}")
     bad = [n for n, is_loaded in (("Table 5", decode_loaded), ("Table 6", metric_loaded),
-                                  ("DeepSparse", four is not None and loaded(four, reference=decode))) if is_loaded]
+                                  ("DeepSparse", four is not None and loaded(four))) if is_loaded]
     if bad:
         why.append("timings from a loaded machine: " + ", ".join(bad))
     notes = [f"Sources: decode JSON {_source(decode)}; metric-time JSON {_source(metric)}"
-             + (f"; DeepSparse JSON {_source(four, decode)}" if four is not None else "") + ". A JSON whose "
+             + (f"; DeepSparse JSON {_source(four)}" if four is not None else "") + ". A JSON whose "
              f"contention (`speed.contention`: single-thread wall / CPU time) exceeds {CONTENTION_MAX}, or, where "
              f"it cannot be computed, whose 1-minute load average at the start exceeds {LOAD_MAX}, was measured "
              "while other processes shared the cores: its rows say 'cannot tell'."]

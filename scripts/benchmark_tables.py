@@ -177,18 +177,13 @@ def gpu_speed_markdown(d: dict, source: str) -> str:
     return "\n".join(lines)
 
 
-def _machine_line(d: dict, source: str, reference: dict | None = None) -> str:
+def _machine_line(d: dict, source: str) -> str:
     """Who measured a decode JSON, and whether other processes shared the cores (`speed.loaded`)."""
     p = d["provenance"]
     load = (d.get("load_start") or p["loadavg"])[0]
-    c = speed.contention(d, reference)
-    if c is None:
-        how = f"1-min load {load:.2f} at the start"
-    elif "configs" in d:   # the DeepSparse benchmark: no CPU times of its own
-        how = f"its torch-dense ms/token over the CSR run's {c:.3f}"
-    else:
-        how = f"single-thread wall / CPU time {c:.3f}"
-    state = "not contended" if not speed.loaded(d, reference) else "contended: not reportable"
+    c = speed.contention(d)
+    how = f"1-min load {load:.2f} at the start" if c is None else f"single-thread wall / CPU time {c:.3f}"
+    state = "not contended" if not speed.loaded(d) else "contended: not reportable"
     return f"{p['machine']}, commit `{p['commit'][:7]}`, {p['date'][:10]}, {how} ({state}), {_link(source)}"
 
 
@@ -232,7 +227,7 @@ def decode_markdown(d: dict, source: str) -> str:
     return "\n".join(lines)
 
 
-def four_paths_markdown(d: dict, source: str, reference: dict | None = None) -> str:
+def four_paths_markdown(d: dict, source: str) -> str:
     """Table 5 with the paper's own engine: decode speed of the DLP model in torch (dense), our two formats
     and DeepSparse 1.8.0 (dense and sparse), from benchmarks/deepsparse/bench.py's JSON. Each speedup is
     the median of paired ratios over interleaved repeats (IQR in brackets); the paper's Table 5 is
@@ -241,7 +236,7 @@ def four_paths_markdown(d: dict, source: str, reference: dict | None = None) -> 
     checks = [c["logit_check"] for c in d["configs"] if "logit_check" in c]
     worst = max(c["deepsparse_vs_torch_max_abs"] for c in checks) if checks else None
     lines = [f"`benchmarks/deepsparse/bench.py`: {g['method']} + DLP, {g['new_tokens']} tokens, {g['repeats']} "
-             f"interleaved repeats, {_machine_line(d, source, reference)}. DeepSparse's logits match torch's within "
+             f"interleaved repeats, {_machine_line(d, source)}. DeepSparse's logits match torch's within "
              + (f"{worst:.1e} (tolerance {d['logit_tolerance']:g}, logits up to "
                 f"{max(c['logit_scale'] for c in checks):.0f}, same argmax: "
                 f"{all(c['argmax_agree'] for c in checks)}) on {checks[0]['steps']} tokens of each model."
@@ -273,7 +268,7 @@ def four_paths_markdown(d: dict, source: str, reference: dict | None = None) -> 
 
 
 RESULTS = "benchmarks/results"
-BLOCKS = {   # README marker name: (JSON under benchmarks/results/, generator[, reference JSON passed to it])
+BLOCKS = {   # README marker name: (JSON under benchmarks/results/, generator)
     "bench-cpu-cost": ("cpu_smollm2-135m_default16.json", cpu_cost_markdown),
     "bench-eval-dtype": ("eval_dtype_smollm2-135m.json", eval_dtype_markdown),
     "bench-cpu-dtype": ("cpu_dtype_smollm2-135m.json", cpu_dtype_markdown),
@@ -282,8 +277,7 @@ BLOCKS = {   # README marker name: (JSON under benchmarks/results/, generator[, 
     "bench-gpu-speed": ("h200_llama2-7b_run3.json", gpu_speed_markdown),
     "bench-decode-csr": ("decode_smollm2-135m.json", decode_markdown),
     "bench-decode-bitmask": ("decode_smollm2-135m_bitmask.json", decode_markdown),
-    # the DeepSparse JSON records no CPU times: its contention is judged against the CSR run's dense timings
-    "bench-four-paths": ("deepsparse_smollm2-135m.json", four_paths_markdown, "decode_smollm2-135m.json"),
+    "bench-four-paths": ("deepsparse_smollm2-135m.json", four_paths_markdown),
 }
 
 
@@ -294,9 +288,8 @@ def markers(name: str) -> tuple[str, str]:
 def blocks(root: Path = ROOT) -> dict[str, str]:
     """Every block's markdown, generated from the committed JSONs."""
     out = {}
-    for name, (file, generate, *reference) in BLOCKS.items():
+    for name, (file, generate) in BLOCKS.items():
         source = f"{RESULTS}/{file}"
-        extra = {"reference": json.loads((root / RESULTS / reference[0]).read_text())} if reference else {}
-        out[name] = generate(json.loads((root / source).read_text()), source, **extra)
+        out[name] = generate(json.loads((root / source).read_text()), source)
     return out
 

@@ -198,7 +198,7 @@ def source_numbers(folder: Path) -> set[str]:
     """Every number the generated sources hold: the executed notebooks' outputs, the committed
     benchmark and result JSONs and the paper's own numbers (dlp_studies/paper.py)."""
     texts = [(ROOT / "dlp_studies" / "paper.py").read_text()]
-    texts += [p.read_text() for p in sorted((ROOT / "benchmarks").rglob("*.json"))]
+    texts += [p.read_text() for p in sorted((ROOT / "benchmarks" / "results").glob("*.json"))]   # not a venv's JSONs
     texts += [p.read_text() for p in sorted((ROOT / "results").glob("*.json"))]   # committed result JSONs (the survey)
     texts += list(benchmark_tables.blocks().values())   # the benchmark JSONs' numbers as the tables round them
     for path in sorted(folder.glob("*.ipynb")):

@@ -101,12 +101,18 @@ def test_contention_not_the_load_average_decides_where_cpu_times_are_recorded():
     assert speed.contention(m) == pytest.approx(1.5) and speed.loaded(m)
 
 
-def test_deepsparse_json_is_judged_against_an_uncontended_decode_run():
+def test_deepsparse_json_is_judged_by_its_own_torch_paths_cpu_times():
     four = four_json(1.3, 1.45, 0.01)
-    four["configs"][0]["threads"]["1"]["paths"]["torch-dense"] = {"median_ms": 51.0}
-    assert speed.contention(four, timed_decode_json(0.1, 1.0)) == pytest.approx(51.0 / 50.0)
-    assert not speed.loaded(four, timed_decode_json(0.1, 1.0))
-    four["configs"][0]["threads"]["1"]["paths"]["torch-dense"] = {"median_ms": 80.0}
-    assert speed.loaded(four, timed_decode_json(0.1, 1.0))
-    # without a reference (or with a contended one) the load average at its start decides
-    assert speed.loaded(four) and speed.loaded(four, timed_decode_json(0.1, 1.5))
+    paths = four["configs"][0]["threads"]["1"]["paths"]
+    paths["torch-dense"] = {"ms_per_token": [51.0, 52.0, 50.0], "cpu_ms_per_token": [50.0, 50.0, 50.0]}
+    paths["ours-bitmask"] = {"ms_per_token": [25.0, 25.0], "cpu_ms_per_token": [25.0, 25.0]}
+    # ratios 1.02, 1.04, 1.0, 1.0, 1.0: median 1.0 (the high load average at the start does not decide)
+    assert speed.contention(four) == pytest.approx(1.0)
+    assert not speed.loaded(four)
+    paths["torch-dense"]["ms_per_token"] = [80.0, 80.0, 80.0]
+    paths["ours-bitmask"]["ms_per_token"] = [40.0, 40.0]
+    assert speed.contention(four) == pytest.approx(1.6) and speed.loaded(four)
+    # a JSON without CPU times (DeepSparse's own paths only): the load average at its start decides
+    del paths["torch-dense"], paths["ours-bitmask"]
+    assert speed.contention(four) is None and speed.loaded(four)
+    assert not speed.loaded(four_json(0.1, 1.45, 0.01))

@@ -2,6 +2,8 @@
 through four paths, in one run, on this CPU:
 
   torch-dense     the fp32 model on the plain matmul path (`DenseLinear`, torch.mv)
+                  (every torch path decodes through --runtime's loop: lean by default, the same
+                  modules without Hugging Face's per-token overhead, as DeepSparse's graph has none)
   ours-<format>   our compressed layers (csr: torch CSR fp32/int32; bitmask: bitmask + bf16 values,
                   our C++ kernel), each layer compressed below its measured break-even density
   ours-bitmask-dense  the unpruned model in the bitmask format (bf16 values, all mask bits set): the
@@ -76,13 +78,14 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
-def summarize(runs: dict[str, list[float]]) -> dict:
-    """Per path: ms/token runs, median, IQR, tokens/s; paired speedups over each dense baseline run."""
+def summarize(runs: dict[str, list[float]], cpu: dict[str, list[float]]) -> dict:
+    """Per path: ms/token runs (and the process CPU ms/token of each, for the torch paths), median, IQR,
+    tokens/s; paired speedups over each dense baseline run."""
     from dlp_lib.inference.decode_bench import iqr
     out = {}
     for path, ms in runs.items():
         out[path] = {"ms_per_token": ms, "median_ms": statistics.median(ms), "iqr_ms": iqr(ms),
-                     "tokens_per_s": 1e3 / statistics.median(ms)}
+                     "tokens_per_s": 1e3 / statistics.median(ms), **({"cpu_ms_per_token": cpu[path]} if path in cpu else {})}
         for base in ("torch-dense", "ds-dense", "ours-bitmask-dense"):
             if base in runs and path != base:
                 ratios = [b / m for b, m in zip(runs[base], ms)]
@@ -100,6 +103,7 @@ def cpu_flags() -> list[str]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from dlp_lib.inference.decode import RUNTIMES
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--sparsities", type=float, nargs="+", help=f"default {FULL['sparsities']}")
@@ -109,6 +113,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, nargs="+", help=f"default {FULL['threads']}")
     p.add_argument("--new-tokens", type=int, help=f"default {FULL['new_tokens']}")
     p.add_argument("--repeats", type=int, help=f"default {FULL['repeats']}")
+    p.add_argument("--runtime", default="lean", choices=RUNTIMES,
+                   help="decoding loop of the torch paths: lean (no HF per-token overhead, as in an engine) or hf")
     p.add_argument("--check-steps", type=int, default=8, help="tokens on which DeepSparse's logits are checked")
     p.add_argument("--nsamples", type=int, default=8, help="calibration windows for pruning")
     p.add_argument("--seqlen", type=int, default=256)
@@ -147,12 +153,15 @@ def main(argv=None) -> dict:
 
     from dlp_lib.experiment import ExperimentConfig, get_lab
     from dlp_lib.inference.decode_bench import PROMPT
+    from dlp_lib.inference.lean_decode import check_lean_model
     from dlp_lib.inference.provenance import provenance
     cfg = ExperimentConfig.from_profile("smoke" if args.model.startswith("tiny-") else "default", model=args.model,
                                         method=args.method, nsamples=args.nsamples, seqlen=args.seqlen,
                                         dtype="float32")
     configs = [None] + [cfg.replace(sparsity=s, allocation=a) for a in args.allocations for s in args.sparsities]
     lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=False)
+    if args.runtime == "lean":  # before any export or pruning: the model must be one the lean loop runs
+        check_lean_model(lab.model)
     prompt = lab.tokenizer(PROMPT, return_tensors="pt").input_ids[:, :64]
     out_path = args.out or ROOT / "benchmarks" / "results" / f"deepsparse_{args.model}{'_quick' if args.quick else ''}.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,7 +192,6 @@ def run_grid(args, lab, configs, prompt, worker, result, checkpoint) -> None:
 
     from dlp_lib.evaluation import achieved_sparsity
     from dlp_lib.inference.break_even import break_even_density
-    from dlp_lib.inference.decode import greedy_decode
     from dlp_lib.inference.decoder_step import DecoderStep, export_onnx, step_logits
     from dlp_lib.inference.sparsify import sparsify_model
     from dlp_lib.models import decoder_blocks, linear_modules, linear_sublayers
@@ -247,20 +255,24 @@ def run_grid(args, lab, configs, prompt, worker, result, checkpoint) -> None:
                         "bytes_per_token": rep.bytes_per_token()}
             paths = (*PATHS_FIXED, *[f"ours-{f}" for f in args.formats], *(("ours-bitmask-dense",) if dense_bitmask else ()))
             runs = {t: {p: [] for p in paths} for t in args.threads}
+            cpu = {t: {p: [] for p in paths if not p.startswith("ds-")} for t in args.threads}
             for _ in range(args.repeats):  # interleaved: every path once per repeat and thread count
                 for t in args.threads:
                     torch.set_num_threads(t)
                     r = runs[t]
-                    r["torch-dense"].append(_torch_ms(greedy_decode, dense_model, prompt, args.new_tokens))
-                    for fmt in args.formats:
-                        r[f"ours-{fmt}"].append(_torch_ms(greedy_decode, ours[(t, fmt)].model, prompt, args.new_tokens))
+                    torch_paths = [("torch-dense", dense_model), *[(f"ours-{fmt}", ours[(t, fmt)].model)
+                                                                   for fmt in args.formats]]
                     if dense_bitmask is not None:
-                        r["ours-bitmask-dense"].append(_torch_ms(greedy_decode, dense_bitmask, prompt, args.new_tokens))
+                        torch_paths.append(("ours-bitmask-dense", dense_bitmask))
+                    for path, model in torch_paths:
+                        wall, cpu_ms = _torch_ms(model, prompt, args.new_tokens, args.runtime)
+                        r[path].append(wall)
+                        cpu[t][path].append(cpu_ms)
                     for path, key in (("ds-dense", f"dense/{t}"), ("ds-sparse", f"{name}/{t}")):
                         r[path].append(worker(op="decode", key=key, prompt=prompt[0].tolist(),
                                               new_tokens=args.new_tokens)["ms_per_token"])
             for t in args.threads:
-                entry["threads"][str(t)]["paths"] = summarize(runs[t])
+                entry["threads"][str(t)]["paths"] = summarize(runs[t], cpu[t])
             result["configs"].append(entry)
             print(f"{name}: " + "; ".join(
                 f"{t} thr " + ", ".join(f"{p} {v['tokens_per_s']:.1f} tok/s" for p, v in
@@ -273,9 +285,12 @@ def run_grid(args, lab, configs, prompt, worker, result, checkpoint) -> None:
         tmp.rmdir()
 
 
-def _torch_ms(decode, model, ids, new_tokens) -> float:
-    _, times = decode(model, ids, new_tokens)
-    return 1e3 * sum(times) / len(times)
+def _torch_ms(model, ids, new_tokens, runtime) -> tuple[float, float]:
+    """(wall, process CPU) ms per token of one greedy decode of a torch path."""
+    from dlp_lib.inference.decode import greedy_decode
+    cpu: list[float] = []
+    _, times = greedy_decode(model, ids, new_tokens, runtime=runtime, cpu_times=cpu)
+    return 1e3 * sum(times) / len(times), 1e3 * sum(cpu) / len(cpu)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser, results_dir: Path = RESULTS_DIR) -
     the JSON goes into `results_dir`."""
     from ..allocation import allocator_names
     from ..pruning import METHODS
+    from .decode import RUNTIMES
     p.add_argument("--model", default="smollm2-135m", help="model name (smollm2-135m, tiny-llama, a checkpoint)")
     p.add_argument("--sparsities", type=float, nargs="+", help="DLP target sparsities (default 0.1 .. 0.9)")
     p.add_argument("--threads", type=int, nargs="+", help="torch thread counts (default 1 2)")
@@ -27,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser, results_dir: Path = RESULTS_DIR) -
     p.add_argument("--repeats", type=int, help="interleaved dense/sparse runs per point (default 3)")
     p.add_argument("--format", dest="fmt", default="csr", choices=("csr", "bsr", "coo", "bitmask"),
                    help="compressed format for layers below the break-even density")
+    p.add_argument("--runtime", default="lean", choices=RUNTIMES,
+                   help="decoding loop of both arms: lean (Llama-style models, no HF per-token overhead) or hf "
+                        "(HF's forward, any model)")
     p.add_argument("--break-even", type=float, default=None,
                    help="override the measured break-even density (a layer is compressed below it)")
     # no argparse choices for registry names: run() checks them with validation's functions, so a bad
@@ -55,7 +59,7 @@ def grid_from_args(args: argparse.Namespace):
         if getattr(args, name) is not None:
             grid_args[name] = tuple(getattr(args, name)) if isinstance(getattr(args, name), list) else getattr(args, name)
     return DecodeGrid(**grid_args, fmt=args.fmt, break_even=args.break_even, method=args.method,
-                      allocation=args.allocation)
+                      allocation=args.allocation, runtime=args.runtime)
 
 
 def output_path(args: argparse.Namespace) -> Path:

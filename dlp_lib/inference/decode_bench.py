@@ -12,7 +12,8 @@ from tqdm.auto import tqdm
 
 from ..runs.auto_allocation import selected
 from .break_even import break_even_density, machine_id
-from .decode import greedy_decode
+from .decode import check_runtime, greedy_decode
+from .lean_decode import check_lean_model
 from .sparsify import sparsify_model
 
 # A fixed prompt: every model decodes its continuation; the same tokens for every sparsity.
@@ -32,6 +33,7 @@ class DecodeGrid:
     break_even_repeats: int = 7           # repeats of each break-even timing
     method: str = "wanda"                 # pruning metric (paper Table 5: Wanda)
     allocation: str = "dlp"               # layerwise allocation (paper Table 5: DLP)
+    runtime: str = "lean"                 # decoding loop of both arms: lean (no HF per-token overhead) or hf
 
     def __post_init__(self):
         if not self.sparsities or any(not (0 < s < 1) for s in self.sparsities):
@@ -42,6 +44,7 @@ class DecodeGrid:
             raise ValueError(f"new_tokens and repeats must be >= 1, got {self.new_tokens}, {self.repeats}")
         if self.break_even is not None and not 0 <= self.break_even <= 1:   # nan fails too
             raise ValueError(f"break_even = {self.break_even} is not allowed; expected a density in [0, 1]")
+        check_runtime(self.runtime)
 
 
 def iqr(values) -> float:
@@ -53,10 +56,10 @@ def iqr(values) -> float:
     return float(q[2] - q[0])
 
 
-def _ms_per_token(model, prompt_ids, new_tokens) -> tuple[float, float, torch.Tensor]:
+def _ms_per_token(model, prompt_ids, new_tokens, runtime) -> tuple[float, float, torch.Tensor]:
     """(wall ms per token, CPU ms per token, tokens) of one greedy decode."""
     cpu: list[float] = []
-    tokens, times = greedy_decode(model, prompt_ids, new_tokens, cpu_times=cpu)
+    tokens, times = greedy_decode(model, prompt_ids, new_tokens, runtime=runtime, cpu_times=cpu)
     return 1e3 * sum(times) / len(times), 1e3 * sum(cpu) / len(cpu), tokens
 
 
@@ -91,12 +94,14 @@ def _thresholds(model, grid: DecodeGrid, threads: int) -> dict:
 def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = True, checkpoint=None) -> dict:
     """For every sparsity: prune with `grid.method` + `grid.allocation`, swap layers (compressed
     below the break-even, `DenseLinear` above), and time greedy decoding of the pruned and the
-    dense model (both on the plain matmul path) in alternating runs. The HF dense model's own
-    path is timed too, for reference only. `checkpoint(out)` is called after every sparsity (to
+    dense model (both on the plain matmul path, both through `grid.runtime`'s loop) in alternating
+    runs. The HF dense model through HF's own loop is timed too, for reference only. `checkpoint(out)` is called after every sparsity (to
     write partial results: on a shared machine a long grid may not finish)."""
     old_threads = torch.get_num_threads()
     prompt_ids = lab.tokenizer(PROMPT, return_tensors="pt").input_ids[:, :64]
     lab.ensure(None)
+    if grid.runtime == "lean":  # before any pruning: the model must be one the lean loop runs
+        check_lean_model(lab.model)
     dense_report = sparsify_model(lab.model, fmt=grid.fmt, break_even=0.0, inplace=False)
     dense_model = dense_report.model
     out = {"grid": {**asdict(grid), "sparsities": list(grid.sparsities), "threads": list(grid.threads)},
@@ -110,8 +115,9 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
             torch.set_num_threads(t)
             thresholds[t] = _thresholds(lab.model, grid, t)
             out["break_even"][str(t)] = {f"{s[0]}x{s[1]}": v for s, v in thresholds[t].items()}
-            hf = [_ms_per_token(lab.model, prompt_ids, grid.new_tokens)[0] for _ in range(max(1, grid.repeats // 2))]
-            dl = [_ms_per_token(dense_model, prompt_ids, grid.new_tokens)[0] for _ in range(max(1, grid.repeats // 2))]
+            hf = [_ms_per_token(lab.model, prompt_ids, grid.new_tokens, "hf")[0] for _ in range(max(1, grid.repeats // 2))]
+            dl = [_ms_per_token(dense_model, prompt_ids, grid.new_tokens, grid.runtime)[0]
+                  for _ in range(max(1, grid.repeats // 2))]
             out["hf_dense"][str(t)] = {"ms_per_token": hf, "median": statistics.median(hf),
                                        "dense_linear_ms_per_token": dl, "dense_linear_median": statistics.median(dl)}
         for sparsity in tqdm(grid.sparsities, desc="decode benchmark", disable=not progress):
@@ -136,8 +142,9 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
                     if not compressed[t]:  # every layer dense: the very model of the baseline, not timed
                         continue
                     torch.set_num_threads(t)
-                    d_ms, d_cpu, _ = _ms_per_token(dense_model, prompt_ids, grid.new_tokens)
-                    s_ms, s_cpu, sparse_tokens = _ms_per_token(reports[t].model, prompt_ids, grid.new_tokens)
+                    d_ms, d_cpu, _ = _ms_per_token(dense_model, prompt_ids, grid.new_tokens, grid.runtime)
+                    s_ms, s_cpu, sparse_tokens = _ms_per_token(reports[t].model, prompt_ids, grid.new_tokens,
+                                                               grid.runtime)
                     for k, v in (("dense", d_ms), ("sparse", s_ms), ("dense_cpu", d_cpu), ("sparse_cpu", s_cpu)):
                         runs[t][k].append(v)
             for t in grid.threads:
@@ -162,9 +169,9 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
                     "speedup": statistics.median(r["dense"]) / statistics.median(r["sparse"]),
                     "speedup_paired_median": statistics.median(ratios), "speedup_paired_iqr": iqr(ratios)}
             entry["load_after"] = os.getloadavg()
-            # the compressed model must decode what the masked HF model decodes (bf16-rounded for the
-            # bitmask format; fp32 sums in another order may flip a near-tie late in a long
-            # continuation: the first differing step is kept)
+            # the compressed model must decode what the masked HF model decodes through HF's own loop
+            # (bf16-rounded for the bitmask format; fp32 sums in another order may flip a near-tie
+            # late in a long continuation: the first differing step is kept)
             if sparse_tokens is not None:
                 hf_tokens, _ = greedy_decode(_reference_model(lab.model, grid.fmt), prompt_ids, grid.new_tokens)
                 diff = (hf_tokens != sparse_tokens).nonzero()

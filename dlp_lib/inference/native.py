@@ -1,4 +1,5 @@
-"""Build and load the bitmask-bf16 matrix-vector kernel (bitmask_kernel.cpp).
+"""Build and load the project's C++ kernels: the bitmask-bf16 matrix-vector product
+(bitmask_kernel.cpp) and the one-token attention of the lean decoder (attention_kernel.cpp).
 
 Why a plain shared library through ctypes, not `torch.utils.cpp_extension.load` or numba: the
 kernel needs only the system C++ compiler (g++ with OpenMP, present wherever torch's own CPU
@@ -18,7 +19,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("bitmask_kernel.cpp")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("bitmask_kernel.cpp", "attention_kernel.cpp"))
 CXX_FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
 
 _LIB: ctypes.CDLL | None = None
@@ -40,15 +41,16 @@ def compiler() -> str:
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if not cxx:
         raise KernelBuildError("no C++ compiler found (set CXX or install g++: apt-get install -y g++); the "
-                               "bitmask format needs it, the torch formats (csr, bsr, coo) do not")
+                               "bitmask format and the lean decoder need it, the torch formats (csr, bsr, coo) do not")
     return cxx
 
 
 def library_path() -> Path:
-    """Where the compiled kernel for this source, compiler flags and CPU lives."""
+    """Where the library compiled from these sources, compiler flags and CPU lives."""
     from ..cache import cache_root
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CXX_FLAGS).encode() + _cpu_flags().encode())
-    return cache_root() / "kernels" / f"bitmask_bf16_{digest.hexdigest()[:16]}.so"
+    digest = hashlib.sha256(b"".join(src.read_bytes() for src in SOURCES) + " ".join(CXX_FLAGS).encode()
+                            + _cpu_flags().encode())
+    return cache_root() / "kernels" / f"dlp_kernels_{digest.hexdigest()[:16]}.so"
 
 
 def load() -> ctypes.CDLL:
@@ -61,16 +63,18 @@ def load() -> ctypes.CDLL:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
             out = Path(tmp) / path.name
-            proc = subprocess.run([compiler(), *CXX_FLAGS, str(SOURCE), "-o", str(out)], capture_output=True,
+            proc = subprocess.run([compiler(), *CXX_FLAGS, *map(str, SOURCES), "-o", str(out)], capture_output=True,
                                   text=True)
             if proc.returncode != 0:
-                raise KernelBuildError(f"compiling {SOURCE.name} failed:\n{proc.stderr.strip()}")
+                raise KernelBuildError(f"compiling {', '.join(src.name for src in SOURCES)} failed:\n{proc.stderr.strip()}")
             os.replace(out, path)  # atomic: a concurrent process sees the whole library or none
     lib = ctypes.CDLL(str(path))
     lib.dlp_bitmask_bf16_gemv.restype = None
     lib.dlp_bitmask_bf16_gemv.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
                                                                   ctypes.c_int]
     lib.dlp_bitmask_has_avx512.restype = ctypes.c_int
+    lib.dlp_rope_attend.restype = None
+    lib.dlp_rope_attend.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 5 + [ctypes.c_float, ctypes.c_void_p]
     _LIB = lib
     return lib
 

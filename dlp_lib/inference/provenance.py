@@ -18,8 +18,10 @@ def provenance(root: Path | None = None) -> dict:
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, check=True).stdout.strip())
+        # results a benchmark run rewrites (measure_all.sh writes several JSONs in turn) are not code changes
+        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                     ".", ":!benchmarks/results"], capture_output=True, text=True,
+                                    check=True).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = None, None
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
