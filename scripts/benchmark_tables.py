@@ -192,6 +192,11 @@ def _paper_speedup(sparsity: float) -> str:
     return f"{paper[round(sparsity, 2)]:.1f}x" if round(sparsity, 2) in paper else ""
 
 
+def _loop(grid: dict) -> str:
+    """Which decoding loop both arms ran (JSONs written before the lean decoder timed HF's loop)."""
+    return {"hf": "Hugging Face's forward", "lean": "the lean decoder"}[grid.get("runtime", "hf")]
+
+
 def decode_markdown(d: dict, source: str) -> str:
     """Table 5 analogue in one of our formats: batch-1 greedy decoding of the pruned model against the dense
     model in the same run (paired, interleaved repeats), every sparsity and thread count of
@@ -200,7 +205,8 @@ def decode_markdown(d: dict, source: str) -> str:
     g = d["grid"]
     n_layers = sum(next(iter(d["sparsities"][0]["threads"].values()))["format_counts"].values())
     lines = [f"`benchmarks/decode_speed.py --format {g['fmt']}`: {g['method']} + {g['allocation']}, "
-             f"{g['new_tokens']} tokens, {g['repeats']} interleaved repeats, {_machine_line(d, source)}:", "",
+             f"{g['new_tokens']} tokens, {g['repeats']} interleaved repeats, both arms through {_loop(g)}, "
+             f"{_machine_line(d, source)}:", "",
              f"| sparsity | threads | {g['fmt']} layers | speedup (IQR) | memory-traffic bound | of the bound "
              "| paper (DeepSparse, 7B) |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for t in g["threads"]:
@@ -224,6 +230,10 @@ def decode_markdown(d: dict, source: str) -> str:
             i += 1
     lines += ["", f"Layers: {n_layers} linear layers in the blocks (the tied lm_head stays dense and is counted in "
               "the bound)."]
+    ref = d.get("hf_dense", {}).get("1")
+    if ref and g.get("runtime", "hf") != "hf":
+        lines[-1] += (f" The dense model, 1 thread: {ref['median']:.1f} ms/token as loaded, through Hugging Face's "
+                      f"forward; {ref['dense_linear_median']:.1f} through {_loop(g)}, the baseline of the speedups.")
     return "\n".join(lines)
 
 
@@ -236,7 +246,7 @@ def four_paths_markdown(d: dict, source: str) -> str:
     checks = [c["logit_check"] for c in d["configs"] if "logit_check" in c]
     worst = max(c["deepsparse_vs_torch_max_abs"] for c in checks) if checks else None
     lines = [f"`benchmarks/deepsparse/bench.py`: {g['method']} + DLP, {g['new_tokens']} tokens, {g['repeats']} "
-             f"interleaved repeats, {_machine_line(d, source)}. DeepSparse's logits match torch's within "
+             f"interleaved repeats, torch paths through {_loop(g)}, {_machine_line(d, source)}. DeepSparse's logits match torch's within "
              + (f"{worst:.1e} (tolerance {d['logit_tolerance']:g}, logits up to "
                 f"{max(c['logit_scale'] for c in checks):.0f}, same argmax: "
                 f"{all(c['argmax_agree'] for c in checks)}) on {checks[0]['steps']} tokens of each model."

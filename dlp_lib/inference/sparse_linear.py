@@ -11,8 +11,9 @@ machine (`break_even.py`) and a layer is stored sparse only below it.
 Both classes take x (..., C_in) and return (..., C_out) with the same arithmetic path for dense
 and sparse (a plain `torch.mv` for one token, a matrix product otherwise) and the same few tensor
 operations around it (a decoded token makes ~200 of these calls; each tensor operation costs a
-microsecond or more), so a speedup measured between them is the format's, not the framework's. They are deliberately not `nn.Linear`
-subclasses: `linear_sublayers` must not find them again and prune a compressed matrix.
+microsecond or more), so a speedup measured between them is the format's, not the framework's.
+They are deliberately not `nn.Linear` subclasses: `linear_sublayers` must not find them again and
+prune a compressed matrix.
 """
 from __future__ import annotations
 
