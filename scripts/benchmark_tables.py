@@ -193,8 +193,8 @@ def _paper_speedup(sparsity: float) -> str:
 
 
 def _loop(grid: dict) -> str:
-    """Which decoding loop both arms ran (JSONs written before the lean decoder timed HF's loop)."""
-    return {"hf": "Hugging Face's forward", "lean": "the lean decoder"}[grid.get("runtime", "hf")]
+    """Which decoding loop both arms ran."""
+    return {"hf": "Hugging Face's forward", "lean": "the lean decoder"}[grid["runtime"]]
 
 
 def decode_markdown(d: dict, source: str) -> str:

@@ -255,13 +255,16 @@ WHOLE_PACKAGE_TESTS = ("studies",)   # test_studies.py: dlp_studies' paper, plot
 
 
 def _code_names(root: Path = ROOT) -> set[str]:
-    """Names of the code's modules and scripts (.py, .sh) and of the folders holding them."""
+    """Names of the code's modules and scripts (.py, .sh) and of the folders holding them (not of
+    what a hidden folder holds, e.g. the DeepSparse benchmark's own virtual environment)."""
     names = set()
     for folder in CODE_ROOTS:
         for path in (root / folder).rglob("*"):
-            if path.suffix in (".py", ".sh") and "__pycache__" not in path.parts:
+            inside = path.relative_to(root / folder).parts
+            if path.suffix in (".py", ".sh") and "__pycache__" not in inside and not any(
+                    part.startswith(".") for part in inside):
                 names.add(path.stem)
-                names.update(part for part in path.relative_to(root / folder).parts[:-1])
+                names.update(inside[:-1])
     names |= {f"studies_{p.stem}" for p in (root / "dlp_studies").glob("*.py") if not p.stem.startswith("_")}
     return {n for n in names if not n.startswith("_")}
 

@@ -1,14 +1,17 @@
-"""The lean decoder computes what Hugging Face's forward computes: its C++ attention against a textbook
-float64 computation, its logits against HF's on Llama-style tiny families and the real model, its
-greedy tokens against HF's loop, and clear errors for what it cannot run."""
+"""The lean decoder computes what Hugging Face's forward computes: its C++ attention, RMSNorm and
+gated activation against textbook float64 computations, every format's bound one-token product
+against the layer's own forward, its logits against HF's on Llama-style tiny families and the real
+model, its greedy tokens against HF's loop, and clear errors for what it cannot run."""
 import math
 
 import pytest
 import torch
+from torch import nn
 
-from dlp_lib.inference import greedy_decode, sparsify_model
+from dlp_lib.inference import DenseLinear, SparseLinear, greedy_decode, sparsify_model
 from dlp_lib.inference import native
-from dlp_lib.inference.lean_decode import LeanDecoder
+from dlp_lib.inference.bitmask import BitmaskLinear
+from dlp_lib.inference.lean_decode import LeanDecoder, bind_projection
 from dlp_lib.models import load_model
 
 
@@ -39,6 +42,52 @@ def test_attention_kernel_equals_textbook_attention(heads, kv_heads, D, pos):
     torch.testing.assert_close(out.double().view(heads, D), ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(K[:, pos].double(), kr, rtol=1e-6, atol=1e-6)     # the cache slot was written
     assert torch.equal(V[:, pos], v.view(kv_heads, D))
+
+
+def test_rms_norm_and_gated_activation_kernels_equal_float64():
+    g = torch.Generator().manual_seed(3)
+    h, w = torch.randn(576, generator=g) * 3, torch.randn(576, generator=g)
+    out = torch.empty(576)
+    native.load().dlp_rms_norm(h.data_ptr(), w.data_ptr(), 576, 1e-5, out.data_ptr())
+    h64 = h.double()
+    ref = w.double() * h64 / torch.sqrt((h64 * h64).mean() + 1e-5)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-6, atol=1e-6)
+    gate, up = torch.randn(1536, generator=g) * 4, torch.randn(1536, generator=g)
+    act = torch.empty(1536)
+    native.load().dlp_silu_mul(gate.data_ptr(), up.data_ptr(), 1536, act.data_ptr())
+    g64 = gate.double()
+    torch.testing.assert_close(act.double(), g64 / (1 + torch.exp(-g64)) * up.double(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["linear", "dense", "csr", "bsr", "coo", "bitmask"])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_bound_product_equals_the_layers_forward(kind, with_bias):
+    g = torch.Generator().manual_seed(7)
+    linear = nn.Linear(64, 48, bias=with_bias)
+    with torch.no_grad():
+        linear.weight.mul_(torch.rand(linear.weight.shape, generator=g) > 0.6)
+    module = {"linear": lambda: linear, "dense": lambda: DenseLinear.from_linear(linear),
+              "bitmask": lambda: BitmaskLinear.from_linear(linear)}.get(
+        kind, lambda: SparseLinear.from_linear(linear, fmt=kind))()
+    x, y = torch.empty(64), torch.full((48,), float("nan"))
+    product = bind_projection(module, x, y)
+    for seed in (1, 2):                                  # the call reads what x holds when it runs
+        x.copy_(torch.randn(64, generator=torch.Generator().manual_seed(seed)))
+        with torch.no_grad():
+            product()
+            ref = module(x.clone())
+        torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_bound_product_refuses_bad_buffers_and_unknown_modules():
+    layer = DenseLinear(torch.randn(8, 4))
+    with pytest.raises(ValueError, match=r"y must be a contiguous float32 CPU vector of shape \(8,\), got "
+                                         r"torch.float32 \(4,\)"):
+        layer.bind_matvec(torch.empty(4), torch.empty(4))
+    with pytest.raises(ValueError, match=r"x must be .* shape \(4,\), got torch.float64"):
+        BitmaskLinear(torch.randn(8, 4)).bind_matvec(torch.empty(4, dtype=torch.float64), torch.empty(8))
+    with pytest.raises(ValueError, match=r"cannot bind a Conv1d projection"):
+        bind_projection(nn.Conv1d(4, 8, 1), torch.empty(4), torch.empty(8))
 
 
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-qwen2", "tiny-mistral"])

@@ -11,10 +11,15 @@ call it once per token.
 """
 from __future__ import annotations
 
+import ctypes
+from functools import partial
+from typing import Callable
+
 import torch
 from torch import nn
 
 from . import native
+from .bound_matvec import check_matvec_buffers
 
 WORD_BITS = 32
 
@@ -76,6 +81,16 @@ class BitmaskMatrix:
         self._gemv(*self._ptrs, x.data_ptr(), y.data_ptr(), rows, cols, threads, int(vectorised))
         return y
 
+    def bind_matvec(self, x: torch.Tensor, y: torch.Tensor, *, threads: int | None = None) -> Callable[[], None]:
+        """A call that writes W x into y for whatever x holds then: the kernel with every argument
+        converted once, here (`threads` defaults to torch's now). x and y must outlive the call."""
+        rows, cols = self.shape
+        check_matvec_buffers(cols, rows, x, y)
+        threads = torch.get_num_threads() if threads is None else int(threads)
+        args = [ctypes.c_void_p(p) for p in (*self._ptrs, x.data_ptr(), y.data_ptr())]
+        return partial(self._gemv, *args, ctypes.c_int64(rows), ctypes.c_int64(cols), ctypes.c_int(threads),
+                       ctypes.c_int(1))
+
 
 class BitmaskLinear(nn.Module):
     """y = x W^T + b with W in the bitmask-bf16 format (module twin of `SparseLinear`)."""
@@ -103,6 +118,18 @@ class BitmaskLinear(nn.Module):
         if y.dtype != x.dtype:
             y = y.to(x.dtype)
         return y.view(*x.shape[:-1], self.out_features)
+
+    def bind_matvec(self, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+        """The one-token product into preallocated buffers (the lean decoder's per-token call)."""
+        product = self.W.bind_matvec(x, y)
+        if self.bias is None:
+            return product
+        bias = self.bias
+
+        def product_plus_bias() -> None:
+            product()
+            y.add_(bias)
+        return product_plus_bias
 
     def stored_bytes(self) -> int:
         return self.W.nbytes()

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .lean_decode import LLAMA_STYLE_TYPES, attention_geometry
+
 MASKED = -1e9  # additive bias of a slot not yet written (exp underflows to exactly 0 in fp32)
 
 
@@ -35,15 +37,13 @@ class DecoderStep(nn.Module):
     def __init__(self, model: nn.Module, context: int):
         super().__init__()
         cfg = model.config
-        if getattr(cfg, "model_type", None) not in ("llama", "mistral", "qwen2"):
-            raise ValueError(f"DecoderStep supports Llama-style models (llama, mistral, qwen2); got "
+        if getattr(cfg, "model_type", None) not in LLAMA_STYLE_TYPES:
+            raise ValueError(f"DecoderStep supports Llama-style models ({', '.join(LLAMA_STYLE_TYPES)}); got "
                              f"model_type {getattr(cfg, 'model_type', None)!r}")
         if context < 1:
             raise ValueError(f"context must be >= 1 cache slots, got {context}")
         self.model, self.context = model, int(context)
-        self.heads = cfg.num_attention_heads
-        self.kv_heads = getattr(cfg, "num_key_value_heads", None) or self.heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
+        self.heads, self.kv_heads, self.head_dim = attention_geometry(cfg)
         positions = torch.arange(self.context + 1).unsqueeze(0)
         probe = torch.zeros(1, dtype=next(model.parameters()).dtype)
         cos, sin = model.model.rotary_emb(probe, positions)            # (1, context + 1, head_dim)

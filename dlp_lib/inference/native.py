@@ -1,5 +1,6 @@
 """Build and load the project's C++ kernels: the bitmask-bf16 matrix-vector product
-(bitmask_kernel.cpp) and the one-token attention of the lean decoder (attention_kernel.cpp).
+(bitmask_kernel.cpp) and the lean decoder's one-token attention, RMSNorm and gated activation
+(lean_kernels.cpp).
 
 Why a plain shared library through ctypes, not `torch.utils.cpp_extension.load` or numba: the
 kernel needs only the system C++ compiler (g++ with OpenMP, present wherever torch's own CPU
@@ -19,7 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("bitmask_kernel.cpp", "attention_kernel.cpp"))
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("bitmask_kernel.cpp", "lean_kernels.cpp"))
 CXX_FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
 
 _LIB: ctypes.CDLL | None = None
@@ -75,6 +76,10 @@ def load() -> ctypes.CDLL:
     lib.dlp_bitmask_has_avx512.restype = ctypes.c_int
     lib.dlp_rope_attend.restype = None
     lib.dlp_rope_attend.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 5 + [ctypes.c_float, ctypes.c_void_p]
+    lib.dlp_rms_norm.restype = None
+    lib.dlp_rms_norm.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p]
+    lib.dlp_silu_mul.restype = None
+    lib.dlp_silu_mul.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
     _LIB = lib
     return lib
 

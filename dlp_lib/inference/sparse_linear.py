@@ -18,9 +18,12 @@ prune a compressed matrix.
 from __future__ import annotations
 
 import warnings
+from typing import Callable
 
 import torch
 from torch import nn
+
+from .bound_matvec import check_matvec_buffers, dense_matvec
 
 # Formats a pruned layer may be stored in: torch's (multiplied by kernels torch maintains on CPU)
 # and the project's bitmask-bf16 format (bitmask.py, its own C++ kernel).
@@ -55,6 +58,10 @@ class DenseLinear(nn.Module):
         if self.bias is not None:
             y = y + self.bias
         return y.view(*x.shape[:-1], self.out_features)
+
+    def bind_matvec(self, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+        """The one-token product into preallocated buffers (the lean decoder's per-token call)."""
+        return dense_matvec(self.weight, self.bias, x, y)
 
     def stored_bytes(self) -> int:
         """Bytes of the weight read per token (the bias is counted by the caller's report)."""
@@ -128,6 +135,20 @@ class SparseLinear(nn.Module):
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*x.shape[:-1], self.out_features)
+
+    def bind_matvec(self, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+        """The one-token product into preallocated buffers (the lean decoder's per-token call)."""
+        check_matvec_buffers(self.in_features, self.out_features, x, y)
+        W, bias, X = self.W, self.bias, x.view(-1, 1)
+
+        def product() -> None:
+            if self.format == "csr":
+                y.copy_(torch.mv(W, x))
+            else:
+                y.copy_(torch.sparse.mm(W, X).view(-1))
+            if bias is not None:
+                y.add_(bias)
+        return product
 
     def stored_bytes(self) -> int:
         return compressed_bytes(self.W)

@@ -1,8 +1,13 @@
-// The attention of one decoded token in a Llama-style layer, batch 1, fp32 (lean_decode.py):
-// rotary embedding of q and k, the token's k and v written into the KV cache, then softmax
-// attention of every query head over cache slots 0..pos (grouped-query: query head h reads
-// kv head h / (heads / kv_heads)). One call replaces ~25 small torch ops per layer, whose
-// dispatch cost (~100 us per layer) is as large as a sparse layer's weight reads.
+// The one-token kernels of the lean decoder (lean_decode.py), batch 1, fp32: everything of a
+// Llama-style layer but its weight products. Each replaces several small torch ops whose dispatch
+// costs (1-12 us each, a few hundred per token) would otherwise sit in both arms of a speed
+// comparison and pull every ratio toward 1.
+//
+// dlp_rope_attend, the attention of one decoded token: rotary embedding of q and k, the token's k
+// and v written into the KV cache, then softmax attention of every query head over cache slots
+// 0..pos (grouped-query: query head h reads kv head h / (heads / kv_heads)). One call replaces ~25
+// small torch ops per layer, whose dispatch cost (~100 us per layer) is as large as a sparse
+// layer's weight reads.
 //
 // Layouts (row-major, contiguous):
 //   q    float [heads * D]          rotated in place
@@ -84,6 +89,20 @@ void dlp_rope_attend(float* q, float* k, const float* v, float* K, float* V, con
             for (int64_t d = 0; d < D; ++d) o[d] += w * vt[d];
         }
     }
+}
+
+// out = h / sqrt(mean(h^2) + eps) * w (RMSNorm, as HF's Llama/Qwen2/Mistral norms in fp32); the mean
+// of squares is accumulated in double, so it is at least as accurate as torch's fp32 reduction.
+void dlp_rms_norm(const float* h, const float* w, int64_t n, float eps, float* out) {
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(h[i]) * h[i];
+    const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+    for (int64_t i = 0; i < n; ++i) out[i] = w[i] * (h[i] * r);
+}
+
+// out = silu(g) * u = g / (1 + exp(-g)) * u, the gated MLP's activation.
+void dlp_silu_mul(const float* g, const float* u, int64_t n, float* out) {
+    for (int64_t i = 0; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
 }  // extern "C"
