@@ -2,9 +2,9 @@
 # Re-measure every speed number of notebook 12 on an IDLE machine, one command:
 #   benchmarks/measure_all.sh            (from the repository root, the project's venv in .venv or $PYTHON)
 # Writes benchmarks/results/{decode_smollm2-135m.json, decode_smollm2-135m_bitmask.json,
-# deepsparse_smollm2-135m.json, metric_time_smollm2-135m.json}. 68 minutes on an idle 2-core Xeon
-# (2026-12-07, both arms through the lean decoder): decode csr 8.5 min, decode bitmask 16 min, DeepSparse
-# set-up under 1 min (first time, from PyPI) and four paths 40 min, Table 6 3 min.
+# deepsparse_smollm2-135m.json, metric_time_smollm2-135m.json}. 61 minutes on an idle 2-core Xeon
+# (2026-12-07, both arms through the lean decoder): decode csr 6.5 min, decode bitmask 12.5 min, DeepSparse
+# set-up under 1 min (first time, from PyPI) and four paths 39 min, Table 6 3 min.
 # Refuses to start on a loaded machine (1-minute load average above LOAD_MAX, default 0.5): timings
 # taken while other processes compete for the cores are not reportable. The DeepSparse step is
 # skipped (with the reason) where its environment cannot be built (Python != 3.11).

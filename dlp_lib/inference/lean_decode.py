@@ -82,8 +82,8 @@ class LayerCalls:
 
 class LeanDecoder:
     """Greedy-decoding state of one sequence: `prefill(prompt_ids)` then `step(token)` per token,
-    each returning the next-token logits (vocab,). The projections are bound at construction with
-    torch's thread count then."""
+    each returning the next-token logits (vocab,). The projections are bound at construction, with
+    torch's thread count then: a module swapped or re-threaded afterwards needs a new decoder."""
 
     def __init__(self, model: nn.Module, context: int):
         check_lean_model(model)
