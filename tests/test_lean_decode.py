@@ -107,6 +107,24 @@ def test_lean_logits_equal_hf_forward(name):
             LeanDecoder(model, context=9)
 
 
+def test_lean_logits_equal_hf_forward_with_a_narrowed_mlp():
+    """Structured pruning leaves layers with different MLP widths: each uses its own prefix of the buffers."""
+    model, _ = load_model("tiny-llama")
+    mlp = model.model.layers[1].mlp
+    keep = mlp.gate_proj.out_features - 24
+    with torch.no_grad():
+        for name, rows in (("gate_proj", True), ("up_proj", True), ("down_proj", False)):
+            old = getattr(mlp, name)
+            new = nn.Linear(old.in_features if rows else keep, keep if rows else old.out_features, bias=False)
+            new.weight.copy_(old.weight[:keep] if rows else old.weight[:, :keep])
+            setattr(mlp, name, new)
+        ids = torch.randint(3, 200, (1, 6), generator=torch.Generator().manual_seed(4))
+        ref = model(ids).logits[0]
+    dec = LeanDecoder(model, context=6)
+    got = [dec.prefill(ids[:, :2])] + [dec.step(int(t)) for t in ids[0, 2:]]
+    torch.testing.assert_close(torch.stack(got[:-1]), ref[1:-1], rtol=1e-4, atol=1e-4)
+
+
 def test_lean_greedy_tokens_equal_hf_loop_on_compressed_layers():
     model, _ = load_model("tiny-llama")
     with torch.no_grad():

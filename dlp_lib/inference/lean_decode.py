@@ -77,6 +77,7 @@ class LayerCalls:
     post_norm: int                     # address of the post-attention RMSNorm weight (hidden,)
     gate: Callable[[], None]           # x -> gate
     up: Callable[[], None]             # x -> up
+    inter: int                         # this layer's MLP width (structured pruning may narrow it)
     down: Callable[[], None]           # activation -> residual update
 
 
@@ -109,24 +110,26 @@ class LeanDecoder:
         self._attend, self._rms_norm, self._silu_mul = lib.dlp_rope_attend, lib.dlp_rms_norm, lib.dlp_silu_mul
         # the buffers every bound call reads and writes, reused by every layer and token
         q_dim, kv_dim = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        inter = self.inner.layers[0].mlp.gate_proj.out_features
+        inter = max(layer.mlp.gate_proj.out_features for layer in self.inner.layers)
         self.h = torch.empty(self.hidden)        # the residual stream
         self.x = torch.empty(self.hidden)        # normed input of a projection group
         self.q, self.k, self.v = torch.empty(q_dim), torch.empty(kv_dim), torch.empty(kv_dim)
         self.attn_out = torch.empty(q_dim)
         self.update = torch.empty(self.hidden)   # o_proj / down_proj output, added to h
-        self.gate, self.up, self.act = torch.empty(inter), torch.empty(inter), torch.empty(inter)
+        self.gate, self.up, self.act = torch.empty(inter), torch.empty(inter), torch.empty(inter)  # a layer uses a prefix
         self.layers = [self._bind(i, layer) for i, layer in enumerate(self.inner.layers)]
 
     def _bind(self, i: int, layer: nn.Module) -> LayerCalls:
         attn, mlp = layer.self_attn, layer.mlp
+        n = mlp.gate_proj.out_features
+        gate, up, act = self.gate[:n], self.up[:n], self.act[:n]
         return LayerCalls(
             layer.input_layernorm.weight.data_ptr(),
             bind_projection(attn.q_proj, self.x, self.q), bind_projection(attn.k_proj, self.x, self.k),
             bind_projection(attn.v_proj, self.x, self.v), self.K[i].data_ptr(), self.V[i].data_ptr(),
             bind_projection(attn.o_proj, self.attn_out, self.update), layer.post_attention_layernorm.weight.data_ptr(),
-            bind_projection(mlp.gate_proj, self.x, self.gate), bind_projection(mlp.up_proj, self.x, self.up),
-            bind_projection(mlp.down_proj, self.act, self.update))
+            bind_projection(mlp.gate_proj, self.x, gate), bind_projection(mlp.up_proj, self.x, up), n,
+            bind_projection(mlp.down_proj, act, self.update))
 
     @torch.no_grad()
     def prefill(self, prompt_ids: torch.Tensor) -> torch.Tensor:
@@ -153,7 +156,7 @@ class LeanDecoder:
         h, x, update = self.h, self.x, self.update
         hp, xp, n, eps = h.data_ptr(), x.data_ptr(), self.hidden, self.eps
         q, k, v, out = self.q.data_ptr(), self.k.data_ptr(), self.v.data_ptr(), self.attn_out.data_ptr()
-        gate, up, act, inter = self.gate.data_ptr(), self.up.data_ptr(), self.act.data_ptr(), self.gate.numel()
+        gate, up, act = self.gate.data_ptr(), self.up.data_ptr(), self.act.data_ptr()
         cos, sin = self.cos[pos].data_ptr(), self.sin[pos].data_ptr()
         h.copy_(self.inner.embed_tokens.weight[token])
         for layer in self.layers:
@@ -168,7 +171,7 @@ class LeanDecoder:
             self._rms_norm(hp, layer.post_norm, n, eps, xp)
             layer.gate()
             layer.up()
-            self._silu_mul(gate, up, inter, act)
+            self._silu_mul(gate, up, layer.inter, act)
             layer.down()
             h.add_(update)
         self.position = pos + 1
