@@ -20,6 +20,9 @@ if awk -v l="$load" -v m="$LOAD_MAX" 'BEGIN { exit !(l > m) }'; then
   echo "refusing to measure: 1-minute load average $load > LOAD_MAX=$LOAD_MAX (other processes share the cores)"
   exit 2
 fi
+# PASSIVE: idle OpenMP threads sleep, so a pool left idle by one arm does not spin on a core while the
+# other arm runs (DeepSparse's worker is a separate process); the price is a thread wake-up per parallel
+# product, which the 2-thread rows include (README, speed section)
 export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 step() { echo "== $(date -u +%H:%M:%S) $*"; }
 step "Table 5, torch CSR path (full grid)";     "$PY" benchmarks/decode_speed.py --no-progress
