@@ -18,6 +18,7 @@ prune a compressed matrix.
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from typing import Callable
 
 import torch
@@ -140,12 +141,10 @@ class SparseLinear(nn.Module):
         """The one-token product into preallocated buffers (the lean decoder's per-token call)."""
         check_matvec_buffers(self.in_features, self.out_features, x, y)
         W, bias, X = self.W, self.bias, x.view(-1, 1)
+        multiply = partial(torch.mv, W, x) if self.format == "csr" else (lambda: torch.sparse.mm(W, X).view(-1))
 
         def product() -> None:
-            if self.format == "csr":
-                y.copy_(torch.mv(W, x))
-            else:
-                y.copy_(torch.sparse.mm(W, X).view(-1))
+            y.copy_(multiply())
             if bias is not None:
                 y.add_(bias)
         return product
