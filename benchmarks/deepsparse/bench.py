@@ -192,6 +192,7 @@ def run_grid(args, lab, configs, prompt, worker, result, checkpoint) -> None:
 
     from dlp_lib.evaluation import achieved_sparsity
     from dlp_lib.inference.break_even import break_even_density
+    from dlp_lib.inference.decode_bench import ms_per_token
     from dlp_lib.inference.decoder_step import DecoderStep, export_onnx, step_logits
     from dlp_lib.inference.sparsify import sparsify_model
     from dlp_lib.models import decoder_blocks, linear_modules, linear_sublayers
@@ -265,7 +266,7 @@ def run_grid(args, lab, configs, prompt, worker, result, checkpoint) -> None:
                     if dense_bitmask is not None:
                         torch_paths.append(("ours-bitmask-dense", dense_bitmask))
                     for path, model in torch_paths:
-                        wall, cpu_ms = _torch_ms(model, prompt, args.new_tokens, args.runtime)
+                        wall, cpu_ms, _ = ms_per_token(model, prompt, args.new_tokens, args.runtime)
                         r[path].append(wall)
                         cpu[t][path].append(cpu_ms)
                     for path, key in (("ds-dense", f"dense/{t}"), ("ds-sparse", f"{name}/{t}")):
@@ -283,14 +284,6 @@ def run_grid(args, lab, configs, prompt, worker, result, checkpoint) -> None:
         for f in tmp.glob("*"):
             f.unlink()
         tmp.rmdir()
-
-
-def _torch_ms(model, ids, new_tokens, runtime) -> tuple[float, float]:
-    """(wall, process CPU) ms per token of one greedy decode of a torch path."""
-    from dlp_lib.inference.decode import greedy_decode
-    cpu: list[float] = []
-    _, times = greedy_decode(model, ids, new_tokens, runtime=runtime, cpu_times=cpu)
-    return 1e3 * sum(times) / len(times), 1e3 * sum(cpu) / len(cpu)
 
 
 if __name__ == "__main__":

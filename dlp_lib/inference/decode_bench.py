@@ -56,7 +56,7 @@ def iqr(values) -> float:
     return float(q[2] - q[0])
 
 
-def _ms_per_token(model, prompt_ids, new_tokens, runtime) -> tuple[float, float, torch.Tensor]:
+def ms_per_token(model, prompt_ids, new_tokens, runtime) -> tuple[float, float, torch.Tensor]:
     """(wall ms per token, CPU ms per token, tokens) of one greedy decode."""
     cpu: list[float] = []
     tokens, times = greedy_decode(model, prompt_ids, new_tokens, runtime=runtime, cpu_times=cpu)
@@ -95,8 +95,9 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
     """For every sparsity: prune with `grid.method` + `grid.allocation`, swap layers (compressed
     below the break-even, `DenseLinear` above), and time greedy decoding of the pruned and the
     dense model (both on the plain matmul path, both through `grid.runtime`'s loop) in alternating
-    runs. The HF dense model through HF's own loop is timed too, for reference only. `checkpoint(out)` is called after every sparsity (to
-    write partial results: on a shared machine a long grid may not finish)."""
+    runs. The HF dense model through HF's own loop is timed too, for reference only. `checkpoint(out)`
+    is called after every sparsity (to write partial results: on a shared machine a long grid may not
+    finish)."""
     old_threads = torch.get_num_threads()
     prompt_ids = lab.tokenizer(PROMPT, return_tensors="pt").input_ids[:, :64]
     lab.ensure(None)
@@ -115,8 +116,8 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
             torch.set_num_threads(t)
             thresholds[t] = _thresholds(lab.model, grid, t)
             out["break_even"][str(t)] = {f"{s[0]}x{s[1]}": v for s, v in thresholds[t].items()}
-            hf = [_ms_per_token(lab.model, prompt_ids, grid.new_tokens, "hf")[0] for _ in range(max(1, grid.repeats // 2))]
-            dl = [_ms_per_token(dense_model, prompt_ids, grid.new_tokens, grid.runtime)[0]
+            hf = [ms_per_token(lab.model, prompt_ids, grid.new_tokens, "hf")[0] for _ in range(max(1, grid.repeats // 2))]
+            dl = [ms_per_token(dense_model, prompt_ids, grid.new_tokens, grid.runtime)[0]
                   for _ in range(max(1, grid.repeats // 2))]
             out["hf_dense"][str(t)] = {"ms_per_token": hf, "median": statistics.median(hf),
                                        "dense_linear_ms_per_token": dl, "dense_linear_median": statistics.median(dl)}
@@ -142,8 +143,8 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
                     if not compressed[t]:  # every layer dense: the very model of the baseline, not timed
                         continue
                     torch.set_num_threads(t)
-                    d_ms, d_cpu, _ = _ms_per_token(dense_model, prompt_ids, grid.new_tokens, grid.runtime)
-                    s_ms, s_cpu, sparse_tokens = _ms_per_token(reports[t].model, prompt_ids, grid.new_tokens,
+                    d_ms, d_cpu, _ = ms_per_token(dense_model, prompt_ids, grid.new_tokens, grid.runtime)
+                    s_ms, s_cpu, sparse_tokens = ms_per_token(reports[t].model, prompt_ids, grid.new_tokens,
                                                                grid.runtime)
                     for k, v in (("dense", d_ms), ("sparse", s_ms), ("dense_cpu", d_cpu), ("sparse_cpu", s_cpu)):
                         runs[t][k].append(v)
