@@ -234,7 +234,7 @@ def decode_markdown(d: dict, source: str) -> str:
     lines += ["", f"Layers: {n_layers} linear layers in the blocks (the tied lm_head stays dense and is counted in "
               "the bound)."]
     ref = d.get("hf_dense", {}).get("1")
-    if ref and g.get("runtime", "hf") != "hf":
+    if ref and g["runtime"] != "hf":
         lines[-1] += (f" The dense model, 1 thread: {ref['median']:.1f} ms/token as loaded, through Hugging Face's "
                       f"forward; {ref['dense_linear_median']:.1f} through {_loop(g)}, the baseline of the speedups.")
     return "\n".join(lines)
@@ -249,7 +249,8 @@ def four_paths_markdown(d: dict, source: str) -> str:
     checks = [c["logit_check"] for c in d["configs"] if "logit_check" in c]
     worst = max(c["deepsparse_vs_torch_max_abs"] for c in checks) if checks else None
     lines = [f"`benchmarks/deepsparse/bench.py`: {g['method']} + DLP, {g['new_tokens']} tokens, {g['repeats']} "
-             f"interleaved repeats, torch paths through {_loop(g)}, {_machine_line(d, source)}. DeepSparse's logits match torch's within "
+             f"interleaved repeats, torch paths through {_loop(g)}, {_machine_line(d, source)}. "
+             "DeepSparse's logits match torch's within "
              + (f"{worst:.1e} (tolerance {d['logit_tolerance']:g}, logits up to "
                 f"{max(c['logit_scale'] for c in checks):.0f}, same argmax: "
                 f"{all(c['argmax_agree'] for c in checks)}) on {checks[0]['steps']} tokens of each model."
