@@ -20,10 +20,11 @@ if awk -v l="$load" -v m="$LOAD_MAX" 'BEGIN { exit !(l > m) }'; then
   echo "refusing to measure: 1-minute load average $load > LOAD_MAX=$LOAD_MAX (other processes share the cores)"
   exit 2
 fi
-# PASSIVE: idle OpenMP threads sleep, so a pool left idle by one arm does not spin on a core while the
-# other arm runs (DeepSparse's worker is a separate process); the price is a thread wake-up per parallel
-# product, which the 2-thread rows include (README, speed section)
-export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+# OpenMP's wait policy left at libgomp's default (idle threads spin briefly, then sleep): PASSIVE (sleep at
+# once) makes each of a token's ~210 small parallel products pay a thread wake-up, which throttled the
+# 2-thread rows of both arms; ACTIVE (spin forever) would hold a core while DeepSparse's worker runs
+unset OMP_WAIT_POLICY
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 step() { echo "== $(date -u +%H:%M:%S) $*"; }
 step "Table 5, torch CSR path (full grid)";     "$PY" benchmarks/decode_speed.py --no-progress
 step "Table 5, bitmask-bf16 path (full grid)";  "$PY" benchmarks/decode_speed.py --format bitmask --no-progress

@@ -185,7 +185,8 @@ def _machine_line(d: dict, source: str) -> str:
     how = f"1-min load {load:.2f} at the start" if c is None else f"single-thread wall / CPU time {c:.3f}"
     state = "not contended" if not speed.loaded(d) else "contended: not reportable"
     # the wait policy decides what a multi-thread product costs on top of its arithmetic (waking idle threads)
-    policy = f", OMP_WAIT_POLICY={p['omp_wait_policy']}" if p.get("omp_wait_policy") else ""
+    policy = (f", OMP_WAIT_POLICY={p['omp_wait_policy'] or 'unset (libgomp: spin, then sleep)'}"
+              if "omp_wait_policy" in p else "")
     return (f"{p['machine']}, commit `{p['commit'][:7]}`, {p['date'][:10]}{policy}, {how} ({state}), "
             f"{_link(source)}")
 

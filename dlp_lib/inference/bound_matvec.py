@@ -23,10 +23,11 @@ def check_matvec_buffers(in_features: int, out_features: int, x: torch.Tensor, y
                              f"{t.dtype} {tuple(t.shape)} on {t.device}")
 
 
-def dense_matvec(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor,
+def torch_matvec(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor,
                  y: torch.Tensor) -> Callable[[], None]:
     """A call that writes W x (+ b) into y for whatever x holds then: `torch.mv` / `torch.addmv` with
-    `out=`, nothing else per call. W (C_out, C_in); call it under `torch.no_grad()`."""
+    `out=`, nothing else per call. W (C_out, C_in), strided or sparse CSR (torch multiplies both into `out`
+    without a temporary); call it under `torch.no_grad()`."""
     check_matvec_buffers(weight.shape[1], weight.shape[0], x, y)
     if bias is None:
         return partial(torch.mv, weight, x, out=y)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from . import native
-from .bound_matvec import dense_matvec
+from .bound_matvec import torch_matvec
 
 LLAMA_STYLE_TYPES = ("llama", "mistral", "qwen2")   # RMSNorm, rotate-half rotary, SiLU-gated MLP, no logit scaling
 
@@ -58,7 +58,7 @@ def bind_projection(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Call
     if hasattr(module, "bind_matvec"):
         return module.bind_matvec(x, y)
     if type(module) is nn.Linear:
-        return dense_matvec(module.weight, module.bias, x, y)
+        return torch_matvec(module.weight, module.bias, x, y)
     raise ValueError(f"the lean decoder cannot bind a {type(module).__name__} projection (it binds nn.Linear and "
                      "the formats of sparse_linear.py and bitmask.py): use runtime 'hf'")
 

@@ -18,13 +18,12 @@ prune a compressed matrix.
 from __future__ import annotations
 
 import warnings
-from functools import partial
 from typing import Callable
 
 import torch
 from torch import nn
 
-from .bound_matvec import check_matvec_buffers, dense_matvec
+from .bound_matvec import check_matvec_buffers, torch_matvec
 
 # Formats a pruned layer may be stored in: torch's (multiplied by kernels torch maintains on CPU)
 # and the project's bitmask-bf16 format (bitmask.py, its own C++ kernel).
@@ -62,7 +61,7 @@ class DenseLinear(nn.Module):
 
     def bind_matvec(self, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
         """The one-token product into preallocated buffers (the lean decoder's per-token call)."""
-        return dense_matvec(self.weight, self.bias, x, y)
+        return torch_matvec(self.weight, self.bias, x, y)
 
     def stored_bytes(self) -> int:
         """Bytes of the weight read per token (the bias is counted by the caller's report)."""
@@ -139,12 +138,13 @@ class SparseLinear(nn.Module):
 
     def bind_matvec(self, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
         """The one-token product into preallocated buffers (the lean decoder's per-token call)."""
+        if self.format == "csr":
+            return torch_matvec(self.W, self.bias, x, y)
         check_matvec_buffers(self.in_features, self.out_features, x, y)
         W, bias, X = self.W, self.bias, x.view(-1, 1)
-        multiply = partial(torch.mv, W, x) if self.format == "csr" else (lambda: torch.sparse.mm(W, X).view(-1))
 
-        def product() -> None:
-            y.copy_(multiply())
+        def product() -> None:   # BSR and COO have no out= product: one temporary, then a copy
+            y.copy_(torch.sparse.mm(W, X).view(-1))
             if bias is not None:
                 y.add_(bias)
         return product
