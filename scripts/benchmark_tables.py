@@ -208,11 +208,14 @@ def decode_markdown(d: dict, source: str) -> str:
     the break-even density: the model is the dense baseline) share one row."""
     g = d["grid"]
     n_layers = sum(next(iter(d["sparsities"][0]["threads"].values()))["format_counts"].values())
+    # the bitmask format's third arm: the unpruned model in the same format (bf16 values alone)
+    twin = any("format_dense" in r for e in d["sparsities"] for r in e["threads"].values())
+    twin_head = "| unpruned in the format / dense | pruning alone (IQR) [bound] " if twin else ""
     lines = [f"`benchmarks/decode_speed.py --format {g['fmt']}`: {g['method']} + {g['allocation']}, "
-             f"{g['new_tokens']} tokens, {g['repeats']} interleaved repeats, both arms through {_loop(g)}, "
+             f"{g['new_tokens']} tokens, {g['repeats']} interleaved repeats, {'all three' if twin else 'both'} arms through {_loop(g)}, "
              f"{_machine_line(d, source)}:", "",
              f"| sparsity | threads | {g['fmt']} layers | speedup (IQR) | memory-traffic bound | of the bound "
-             "| paper (DeepSparse, 7B) |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"{twin_head}| paper (DeepSparse, 7B) |", "| ---: " * (9 if twin else 7) + "|"]
     for t in g["threads"]:
         rows = speed.decode_rows(d, t)
         i = 0
@@ -224,16 +227,25 @@ def decode_markdown(d: dict, source: str) -> str:
                     j += 1
                 span = f"{r['sparsity']:.0%}" if j == i else f"{r['sparsity']:.0%}-{rows[j]['sparsity']:.0%}"
                 papers = sorted({_paper_speedup(x["sparsity"]) for x in rows[i:j + 1]})
-                lines.append(f"| {span} | {t} | 0 | 1.00x (the dense model itself) | 1.00x | | "
+                lines.append(f"| {span} | {t} | 0 | 1.00x (the dense model itself) | 1.00x | | {'| | ' if twin else ''}"
                              f"{papers[0] if len(papers) == 1 else papers[0] + '-' + papers[-1]} |")
                 i = j + 1
                 continue
+            alone = ""
+            if twin:
+                alone = (f"{r['format alone']:.2f}x | {r['pruning speedup']:.2f}x ({r['pruning IQR']:.2f}) "
+                         f"[{r['pruning bound']:.2f}x] | " if r["format alone"] is not None else "not measured | | ")
             lines.append(f"| {r['sparsity']:.0%} | {t} | {r['compressed layers']} | {r['speedup']:.2f}x "
                          f"({r['speedup IQR']:.2f}) | {r['memory bound']:.2f}x | {r['fraction of bound']:.0%} | "
-                         f"{_paper_speedup(r['sparsity'])} |")
+                         f"{alone}{_paper_speedup(r['sparsity'])} |")
             i += 1
     lines += ["", f"Layers: {n_layers} linear layers in the blocks (the tied lm_head stays dense and is counted in "
               "the bound)."]
+    if twin:
+        lines[-1] += (" A third arm, timed in the same interleaved repeats, is the unpruned model stored in the same "
+                      "format (every mask bit set): its speedup over dense is what the bf16 values alone buy, and the "
+                      "pruned model's speedup over it is what pruning alone buys, the ratio the paper's Table 5 "
+                      "reports (sparse over dense in one engine).")
     ref = d.get("hf_dense", {}).get("1")
     if ref and g["runtime"] != "hf":
         lines[-1] += (f" The dense model, 1 thread: {ref['median']:.1f} ms/token as loaded, through Hugging Face's "
@@ -257,9 +269,10 @@ def four_paths_markdown(d: dict, source: str) -> str:
                 f"{all(c['argmax_agree'] for c in checks)}) on {checks[0]['steps']} tokens of each model."
                 if checks else "(not checked)."), "",
              "| sparsity | threads | torch dense tok/s | ours CSR (IQR) [bound] | ours bitmask-bf16 (IQR) [bound, of bound] "
+             "| ours bitmask-bf16 / its unpruned twin (pruning alone) "
              "| DeepSparse dense / torch dense | DeepSparse sparse / dense | DeepSparse sparse / torch dense "
              "| paper (DeepSparse sparse / dense, 7B) |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| ---: " * 10 + "|"]
 
     def x(paths, path, over):
         s = paths.get(path, {}).get(f"speedup_vs_{over}")
@@ -277,6 +290,7 @@ def four_paths_markdown(d: dict, source: str) -> str:
             lines.append(f"| {c['sparsity']:.0%} | {t} | {paths['torch-dense']['tokens_per_s']:.1f} "
                          f"| {x(paths, 'ours-csr', 'torch-dense')} [{csr.get('memory_bound_speedup', 0):.2f}x] "
                          f"| {x(paths, 'ours-bitmask', 'torch-dense')} [{bm.get('memory_bound_speedup', 0):.2f}x{of}] "
+                         f"| {x(paths, 'ours-bitmask', 'ours-bitmask-dense')} "
                          f"| {x(paths, 'ds-dense', 'torch-dense')} | {x(paths, 'ds-sparse', 'ds-dense')} "
                          f"| {x(paths, 'ds-sparse', 'torch-dense')} | {_paper_speedup(c['sparsity'])} |")
     return "\n".join(lines)

@@ -91,3 +91,19 @@ def test_readme_holds_what_the_generator_writes(name):
     readme = (ROOT / "README.md").read_text()
     assert readme.count(begin) == 1 and readme.count(end) == 1
     assert readme.split(begin, 1)[1].split(end, 1)[0].strip("\n") == B.blocks()[name]
+
+
+def test_bitmask_table_splits_the_speedup_where_the_unpruned_twin_was_timed():
+    d = copy.deepcopy(_load("bench-decode-bitmask"))
+    for e in d["sparsities"]:
+        for r in e["threads"].values():
+            r.pop("format_dense", None)
+    assert "pruning alone" not in B.decode_markdown(d, "x.json")   # no twin: no such column
+    e = next(e for e in d["sparsities"] if e["sparsity"] == 0.7)
+    e["threads"]["1"]["format_dense"] = {"speedup_paired_median": 1.49, "pruning_speedup_paired_median": 1.72,
+                                         "pruning_speedup_paired_iqr": 0.03, "pruning_memory_bound_speedup": 1.79}
+    md = B.decode_markdown(d, "x.json")
+    cells = [line for line in md.splitlines() if line.startswith("| 70% | 1 |")][0].strip("|").split("|")
+    assert [c.strip() for c in cells[6:8]] == ["1.49x", "1.72x (0.03) [1.79x]"]
+    other = [line for line in md.splitlines() if line.startswith("| 50% | 1 |")][0]
+    assert "not measured" in other and other.count("|") == md.splitlines()[2].count("|")

@@ -142,13 +142,25 @@ def test_decode_benchmark_bitmask_path():
     from dlp_lib.inference.decode_bench import DecodeGrid, run_decode_benchmark
     cfg = ExperimentConfig.from_profile("smoke", method="wanda", allocation="dlp", nsamples=2, seqlen=32)
     lab = get_lab(cfg.model, cfg.device, cfg.dtype, progress=False)
-    out = run_decode_benchmark(lab, cfg, DecodeGrid(sparsities=(0.7,), threads=(1,), new_tokens=4, repeats=1,
+    out = run_decode_benchmark(lab, cfg, DecodeGrid(sparsities=(0.7,), threads=(1,), new_tokens=4, repeats=3,
                                                     fmt="bitmask", break_even=1.0), progress=False)
     e = out["sparsities"][0]
     r = e["threads"]["1"]
     assert set(r["layer_formats"]) == {"bitmask"}
     assert e["first_token_differing_from_masked_hf"] is None      # decodes what the bf16-rounded masked model does
     assert r["memory_bound_speedup"] == pytest.approx(r["bytes_per_token_dense"] / r["bytes_per_token_stored"])
+    # the third arm, the unpruned model in the same format: timed in every repeat, and the two speedups it
+    # splits the total into are medians of the paired per-repeat ratios
+    f = r["format_dense"]
+    assert len(f["ms_per_token"]) == len(r["dense_ms_per_token"]) == 3
+    fd, d, sp = f["ms_per_token"], r["dense_ms_per_token"], r["sparse_ms_per_token"]
+    assert f["speedup_paired_median"] == pytest.approx(sorted(a / b for a, b in zip(d, fd))[1])
+    assert f["pruning_speedup_paired_median"] == pytest.approx(sorted(a / b for a, b in zip(fd, sp))[1])
+    assert f["pruning_memory_bound_speedup"] == pytest.approx(out["format_dense_bytes_per_token"]
+                                                              / r["bytes_per_token_stored"])
+    # its bytes: every block weight in the format at density 1, so more than the 70%-pruned model's, fewer than fp32
+    assert r["bytes_per_token_stored"] < out["format_dense_bytes_per_token"] < out["dense_bytes_per_token"]
+    assert f["memory_bound_speedup"] == pytest.approx(out["dense_bytes_per_token"] / out["format_dense_bytes_per_token"])
 
 
 def test_break_even_of_one_compresses_unpruned_layers():

@@ -186,6 +186,7 @@ def test_decode_benchmark_smoke(tiny_lab):
     e = out["sparsities"][0]
     r = e["threads"]["1"]
     assert len(r["dense_ms_per_token"]) == 2 and r["speedup"] > 0
+    assert "format_dense" not in r and out["format_dense_bytes_per_token"] is None   # CSR stores fp32 values: no twin
     assert r["memory_bound_speedup"] == pytest.approx(r["bytes_per_token_dense"] / r["bytes_per_token_stored"])
     assert r["bytes_per_token_dense"] == out["dense_bytes_per_token"]
     assert e["first_token_differing_from_masked_hf"] is None       # compressed decodes what the masked model does

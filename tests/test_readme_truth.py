@@ -11,7 +11,7 @@ import benchmark_tables  # noqa: E402
 import verdicts as V  # noqa: E402
 
 sys.path.pop(0)
-CHECKED_SECTIONS = ("## Two commands", "## Results", "## Fine-tuning after pruning", "## Supported architectures",
+CHECKED_SECTIONS = ("## Two commands", "## Interactive RID explorer", "## Which allocation", "## Results", "## Fine-tuning after pruning", "## Supported architectures",
                     "## Compression with DLP budgets", "## What pruning buys and costs", "## Notebooks",
                     "## Paper scale on a GPU", "## Tests", "## Status")
 # Numbers in checked sections that are not results, so nothing generates them: (section, number, why).
@@ -83,3 +83,10 @@ def test_readme_headlines_are_short_and_figures_embedded():
     assert cells and all(len(c) <= 200 for c in cells)
     assert readme.count("![") >= 5
     assert "../shared/" not in readme
+
+
+def test_every_notebook_has_a_row_in_the_notebooks_table():
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Notebooks (one per study, table or appendix)", 1)[1].split("\n#", 1)[0]
+    rows = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert rows == {p.stem for p in (ROOT / "notebooks").glob("[0-9]*.ipynb")}

@@ -116,3 +116,38 @@ def test_deepsparse_json_is_judged_by_its_own_torch_paths_cpu_times():
     del paths["torch-dense"], paths["ours-bitmask"]
     assert speed.contention(four) is None and speed.loaded(four)
     assert not speed.loaded(four_json(0.1, 1.45, 0.01))
+
+def test_pruning_alone_decides_where_the_unpruned_twin_was_timed():
+    # 2.5x over fp32 dense, but the unpruned model in the same bf16 format is already 2.4x: pruning buys 1.04x,
+    # inside its IQR of 0.1, so pruning does not speed decoding up however large the total is
+    row = {**table5((0.7, 2.5, 0.02))[0], "format alone": 2.4, "pruning speedup": 1.04, "pruning IQR": 0.1,
+           "pruning bound": 1.8}
+    v = speed.headline_verdict([row], metric_json(0.1, *EQUAL), decode_json(0.1), 1)
+    r = v["rows"][0]
+    assert r["claim"] == "Table 5: pruning speeds decoding up at 70% (1 thread)" and r["verdict"] == "does not reproduce"
+    assert r["ours"].startswith("1.04x (IQR 0.10; bound 1.80x) over the unpruned model")
+    assert "2.50x over fp32 dense, 2.40x of it the format's bf16 values alone" in r["ours"]
+    assert "best pruning speedup 1.04x at 70%" in v["headline"]
+
+
+def decode_result(fmt, twin):
+    t = {"format_counts": {fmt: 3}, "memory_bound_speedup": 2.8, "dense_median_ms": 50.0, "sparse_median_ms": 20.0,
+         "speedup_paired_median": 2.5, "speedup_paired_iqr": 0.02, "cpu_speedup_paired_median": 2.5}
+    if twin:
+        t["format_dense"] = {"speedup_paired_median": 1.5, "pruning_speedup_paired_median": 1.7,
+                             "pruning_speedup_paired_iqr": 0.03, "pruning_memory_bound_speedup": 1.8}
+    return {"grid": {"fmt": fmt}, "sparsities": [{"sparsity": 0.7, "achieved_sparsity": {"overall": 0.7},
+                                                  "threads": {"1": t}}]}
+
+
+def test_decode_rows_say_what_pruning_alone_buys_only_where_it_is_known():
+    (bm,) = speed.decode_rows(decode_result("bitmask", twin=True))
+    assert (bm["format alone"], bm["pruning speedup"], bm["pruning IQR"], bm["pruning bound"]) == (1.5, 1.7, 0.03, 1.8)
+    # a bitmask JSON without the twin: bf16 values and pruning cannot be told apart
+    (old,) = speed.decode_rows(decode_result("bitmask", twin=False))
+    assert old["pruning speedup"] is None and old["format alone"] is None
+    assert speed.headline_verdict([old], metric_json(0.1, *EQUAL), decode_json(0.1), 1)["rows"][0]["claim"] \
+        == "Table 5: decoding is faster at 70% (1 thread)"
+    # CSR keeps fp32 values, like the dense baseline: its whole speedup is pruning's
+    (csr,) = speed.decode_rows(decode_result("csr", twin=False))
+    assert (csr["pruning speedup"], csr["pruning IQR"], csr["pruning bound"]) == (2.5, 0.02, 2.8)

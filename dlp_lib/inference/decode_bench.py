@@ -77,6 +77,20 @@ def _reference_model(model, fmt: str):
     return ref
 
 
+def _format_dense_entry(runs: dict, format_dense, sparse_bytes: int) -> dict:
+    """The unpruned model in the compressed format, timed in the same interleaved repeats: its speedup over
+    the dense model (what the format's value type alone buys) and the pruned model's over it (what pruning
+    alone buys), each the median of paired ratios with its IQR, and the latter's memory-traffic bound."""
+    f, d, s = runs["format_dense"], runs["dense"], runs["sparse"]
+    over_dense = [a / b for a, b in zip(d, f)]
+    pruning = [a / b for a, b in zip(f, s)]
+    return {"ms_per_token": f, "median_ms": statistics.median(f),
+            "memory_bound_speedup": format_dense.memory_bound_speedup(),
+            "speedup_paired_median": statistics.median(over_dense), "speedup_paired_iqr": iqr(over_dense),
+            "pruning_speedup_paired_median": statistics.median(pruning), "pruning_speedup_paired_iqr": iqr(pruning),
+            "pruning_memory_bound_speedup": format_dense.bytes_per_token()["stored"] / sparse_bytes}
+
+
 def _thresholds(model, grid: DecodeGrid, threads: int) -> dict:
     from ..models import decoder_blocks, linear_sublayers
     shapes = sorted({tuple(l.weight.shape) for b in decoder_blocks(model) for l in linear_sublayers(b).values()})
@@ -95,9 +109,9 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
     """For every sparsity: prune with `grid.method` + `grid.allocation`, swap layers (compressed
     below the break-even, `DenseLinear` above), and time greedy decoding of the pruned and the
     dense model (both on the plain matmul path, both through `grid.runtime`'s loop) in alternating
-    runs. The HF dense model through HF's own loop is timed too, for reference only. `checkpoint(out)`
-    is called after every sparsity (to write partial results: on a shared machine a long grid may not
-    finish)."""
+    runs; for the bitmask format also the unpruned model in that format (`_format_dense_entry`). The HF
+    dense model through HF's own loop is timed too, for reference only. `checkpoint(out)` is called
+    after every sparsity (to write partial results: on a shared machine a long grid may not finish)."""
     old_threads = torch.get_num_threads()
     prompt_ids = lab.tokenizer(PROMPT, return_tensors="pt").input_ids[:, :64]
     lab.ensure(None)
@@ -105,10 +119,16 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
         check_lean_model(lab.model)
     dense_report = sparsify_model(lab.model, fmt=grid.fmt, break_even=0.0, inplace=False)
     dense_model = dense_report.model
+    # the bitmask format stores bf16 values, which alone halve the bytes of every weight: its third arm is the
+    # unpruned model in the same format (every layer, all mask bits set), so what pruning buys is measured apart
+    format_dense = (sparsify_model(lab.model, fmt="bitmask", break_even=1.0, inplace=False)
+                    if grid.fmt == "bitmask" else None)
     out = {"grid": {**asdict(grid), "sparsities": list(grid.sparsities), "threads": list(grid.threads)},
            "prune_config": {k: v for k, v in base_cfg.to_dict().items() if k not in ("sparsity", "alpha")},
            "prompt_tokens": int(prompt_ids.shape[1]), "machine": machine_id(),
-           "dense_bytes_per_token": dense_report.bytes_per_token()["dense"], "break_even": {}, "hf_dense": {},
+           "dense_bytes_per_token": dense_report.bytes_per_token()["dense"],
+           "format_dense_bytes_per_token": format_dense.bytes_per_token()["stored"] if format_dense else None,
+           "break_even": {}, "hf_dense": {},
            "sparsities": [], "load_start": os.getloadavg()}
     try:
         thresholds = {}
@@ -135,7 +155,8 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
                 torch.set_num_threads(t)
                 reports[t] = sparsify_model(lab.model, fmt=grid.fmt, threads=t, inplace=False,
                                             break_even={s: v["density"] for s, v in thresholds[t].items()})
-            runs = {t: {"dense": [], "sparse": [], "dense_cpu": [], "sparse_cpu": []} for t in grid.threads}
+            runs = {t: {"dense": [], "sparse": [], "dense_cpu": [], "sparse_cpu": [], "format_dense": []}
+                    for t in grid.threads}
             compressed = {t: any(l.format != "dense" for l in reports[t].layers) for t in grid.threads}
             sparse_tokens = None
             for _ in range(grid.repeats):  # interleaved: dense, sparse, for each thread count, then again
@@ -144,6 +165,9 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
                         continue
                     torch.set_num_threads(t)
                     d_ms, d_cpu, _ = ms_per_token(dense_model, prompt_ids, grid.new_tokens, grid.runtime)
+                    if format_dense is not None:
+                        runs[t]["format_dense"].append(
+                            ms_per_token(format_dense.model, prompt_ids, grid.new_tokens, grid.runtime)[0])
                     s_ms, s_cpu, sparse_tokens = ms_per_token(reports[t].model, prompt_ids, grid.new_tokens,
                                                                grid.runtime)
                     for k, v in (("dense", d_ms), ("sparse", s_ms), ("dense_cpu", d_cpu), ("sparse_cpu", s_cpu)):
@@ -169,6 +193,8 @@ def run_decode_benchmark(lab, base_cfg, grid: DecodeGrid, *, progress: bool = Tr
                     "sparse_median_ms": statistics.median(r["sparse"]), "sparse_iqr_ms": iqr(r["sparse"]),
                     "speedup": statistics.median(r["dense"]) / statistics.median(r["sparse"]),
                     "speedup_paired_median": statistics.median(ratios), "speedup_paired_iqr": iqr(ratios)}
+                if format_dense is not None:
+                    entry["threads"][str(t)]["format_dense"] = _format_dense_entry(r, format_dense, b["stored"])
             entry["load_after"] = os.getloadavg()
             # the compressed model must decode what the masked HF model decodes through HF's own loop
             # (bf16-rounded for the bitmask format; fp32 sums in another order may flip a near-tie
