@@ -4,7 +4,9 @@
 # Writes benchmarks/results/{decode_smollm2-135m.json, decode_smollm2-135m_bitmask.json,
 # deepsparse_smollm2-135m.json, metric_time_smollm2-135m.json}. 61 minutes on an idle 2-core Xeon
 # (2026-12-07, both arms through the lean decoder): decode csr 6.5 min, decode bitmask 12.5 min, DeepSparse
-# set-up under 1 min (first time, from PyPI) and four paths 39 min, Table 6 3 min.
+# set-up under 1 min (first time, from PyPI) and four paths 39 min, Table 6 3 min. The bitmask grid's third arm
+# (the unpruned model in the same format), added since, times a third model in every repeat: about half as
+# long again (22 min on an AMD EPYC, where the CSR grid took 13).
 # Refuses to start on a loaded machine (1-minute load average above LOAD_MAX, default 0.5): timings
 # taken while other processes compete for the cores are not reportable. The DeepSparse step is
 # skipped (with the reason) where its environment cannot be built (Python != 3.11).

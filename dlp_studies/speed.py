@@ -137,7 +137,8 @@ def decode_rows(result: dict, threads: int | str = 1) -> list[dict]:
     """One row per sparsity: our latencies, speedup (with the paired IQR), bound, paper's numbers, and what
     pruning alone buys ("pruning speedup", IQR, bound): for the bitmask format the pruned model over the
     unpruned one in the same bf16 format (the benchmark's third arm; None where the JSON lacks it, since bf16
-    values alone halve the bytes), for torch's formats the speedup itself (fp32 values, like the baseline)."""
+    values alone halve the bytes, or where some layers of the pruned model stayed dense fp32, since the twin
+    stores every layer in the format), for torch's formats the speedup itself (fp32 values, like the baseline)."""
     from dlp_lib.inference.sparse_linear import TORCH_SPARSE_FORMATS
     t = str(threads)
     same_values = result["grid"]["fmt"] in TORCH_SPARSE_FORMATS
@@ -158,6 +159,10 @@ def decode_rows(result: dict, threads: int | str = 1) -> list[dict]:
                         "note": "all layers dense (= baseline)"})
         else:
             f = r.get("format_dense")
+            # the twin stores every layer in the format: it differs from the pruned model in its zeros only where
+            # the pruned model stores every layer in the format too (else the dense-kept layers differ in kind)
+            mixed = f is not None and set(r["format_counts"]) != {result["grid"]["fmt"]}
+            f = None if mixed else f
             pruning = ((f["pruning_speedup_paired_median"], f["pruning_speedup_paired_iqr"],
                         f["pruning_memory_bound_speedup"]) if f else
                        (r["speedup_paired_median"], r["speedup_paired_iqr"], r["memory_bound_speedup"]) if same_values
@@ -167,7 +172,8 @@ def decode_rows(result: dict, threads: int | str = 1) -> list[dict]:
                         "CPU-time speedup": r["cpu_speedup_paired_median"],
                         "fraction of bound": r["speedup_paired_median"] / r["memory_bound_speedup"],
                         "format alone": f["speedup_paired_median"] if f else None,
-                        **dict(zip(("pruning speedup", "pruning IQR", "pruning bound"), pruning)), "note": ""})
+                        **dict(zip(("pruning speedup", "pruning IQR", "pruning bound"), pruning)),
+                        "note": "layers kept dense: no like-for-like unpruned twin" if mixed else ""})
         rows.append(row)
     return rows
 
@@ -295,7 +301,8 @@ def _source(result: dict) -> str:
     start = result.get("load_start") or p["loadavg"]
     c = contention(result)
     return (f"commit {str(p.get('commit', '?'))[:7]}{'+uncommitted' if p.get('dirty') else ''}, load {start[0]:.1f}"
-            + (f", contention {c:.2f}" if c is not None else ""))
+            + (f", contention {c:.2f}" if c is not None else "")
+            + (f", OMP_WAIT_POLICY {p['omp_wait_policy'] or 'unset'}" if "omp_wait_policy" in p else ""))
 
 
 def _judged(row: dict) -> dict:

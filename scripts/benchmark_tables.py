@@ -184,10 +184,13 @@ def _machine_line(d: dict, source: str) -> str:
     c = speed.contention(d)
     how = f"1-min load {load:.2f} at the start" if c is None else f"single-thread wall / CPU time {c:.3f}"
     state = "not contended" if not speed.loaded(d) else "contended: not reportable"
+    # which kernels ran: the bitmask kernel's vectorised path needs AVX-512 VBMI2 (else its scalar loop)
+    isa = ("" if "cpu_flags" not in p else
+           f", AVX-512 VBMI2 {'yes' if 'avx512_vbmi2' in p['cpu_flags'] else 'no'}")
     # the wait policy decides what a multi-thread product costs on top of its arithmetic (waking idle threads)
     policy = (f", OMP_WAIT_POLICY={p['omp_wait_policy'] or 'unset (libgomp: spin, then sleep)'}"
               if "omp_wait_policy" in p else "")
-    return (f"{p['machine']}, commit `{p['commit'][:7]}`, {p['date'][:10]}{policy}, {how} ({state}), "
+    return (f"{p['machine']}{isa}, commit `{p['commit'][:7]}`, {p['date'][:10]}{policy}, {how} ({state}), "
             f"{_link(source)}")
 
 
@@ -234,7 +237,8 @@ def decode_markdown(d: dict, source: str) -> str:
             alone = ""
             if twin:
                 alone = (f"{r['format alone']:.2f}x | {r['pruning speedup']:.2f}x ({r['pruning IQR']:.2f}) "
-                         f"[{r['pruning bound']:.2f}x] | " if r["format alone"] is not None else "not measured | | ")
+                         f"[{r['pruning bound']:.2f}x] | " if r["format alone"] is not None
+                         else f"{r['note'] or 'not measured'} | | ")
             lines.append(f"| {r['sparsity']:.0%} | {t} | {r['compressed layers']} | {r['speedup']:.2f}x "
                          f"({r['speedup IQR']:.2f}) | {r['memory bound']:.2f}x | {r['fraction of bound']:.0%} | "
                          f"{alone}{_paper_speedup(r['sparsity'])} |")
@@ -245,7 +249,8 @@ def decode_markdown(d: dict, source: str) -> str:
         lines[-1] += (" A third arm, timed in the same interleaved repeats, is the unpruned model stored in the same "
                       "format (every mask bit set): its speedup over dense is what the bf16 values alone buy, and the "
                       "pruned model's speedup over it is what pruning alone buys, the ratio the paper's Table 5 "
-                      "reports (sparse over dense in one engine).")
+                      "reports (sparse over dense in one engine), where the pruned model stores every layer in the "
+                      "format (where it keeps some dense, the twin differs from it in more than its zeros).")
     ref = d.get("hf_dense", {}).get("1")
     if ref and g["runtime"] != "hf":
         lines[-1] += (f" The dense model, 1 thread: {ref['median']:.1f} ms/token as loaded, through Hugging Face's "
@@ -307,6 +312,9 @@ BLOCKS = {   # README marker name: (JSON under benchmarks/results/, generator)
     "bench-decode-csr": ("decode_smollm2-135m.json", decode_markdown),
     "bench-decode-bitmask": ("decode_smollm2-135m_bitmask.json", decode_markdown),
     "bench-four-paths": ("deepsparse_smollm2-135m.json", four_paths_markdown),
+    # the same grids on a CPU without AVX-512 (the bitmask kernel's scalar loop)
+    "bench-decode-bitmask-amd": ("decode_smollm2-135m_bitmask_amd_epyc.json", decode_markdown),
+    "bench-decode-csr-amd": ("decode_smollm2-135m_amd_epyc.json", decode_markdown),
 }
 
 

@@ -2,6 +2,7 @@
 the same tokens, stay dense above the break-even, and the byte bound is what the densities say."""
 import math
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -259,6 +260,10 @@ def test_decode_bench_command_writes_json(tmp_path):
     run(args, cfg, lab_for(cfg, progress=False))
     d = json.loads(out.read_text())
     assert d["provenance"]["commit"] and d["grid"]["sparsities"] == [0.8]
+    # the vector extensions that decide which kernels ran, as /proc/cpuinfo lists them
+    cpuinfo = Path("/proc/cpuinfo").read_text().split()
+    assert all(f in cpuinfo and f.startswith(("avx", "amx", "fma")) for f in d["provenance"]["cpu_flags"])
+    assert ("avx512_vbmi2" in d["provenance"]["cpu_flags"]) == ("avx512_vbmi2" in cpuinfo)
     assert d["sparsities"][0]["threads"]["1"]["format_counts"]["csr"] > 0
     with pytest.raises(ValueError, match="sparsities"):
         checked_config(add_arguments(argparse.ArgumentParser()).parse_args(["--model", "tiny-llama", "--sparsities",

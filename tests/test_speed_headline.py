@@ -148,6 +148,11 @@ def test_decode_rows_say_what_pruning_alone_buys_only_where_it_is_known():
     assert old["pruning speedup"] is None and old["format alone"] is None
     assert speed.headline_verdict([old], metric_json(0.1, *EQUAL), decode_json(0.1), 1)["rows"][0]["claim"] \
         == "Table 5: decoding is faster at 70% (1 thread)"
+    # some layers kept dense fp32: the all-bitmask twin differs from the pruned model in more than its zeros
+    mixed = decode_result("bitmask", twin=True)
+    mixed["sparsities"][0]["threads"]["1"]["format_counts"] = {"bitmask": 2, "dense": 1}
+    (m,) = speed.decode_rows(mixed)
+    assert m["pruning speedup"] is None and m["format alone"] is None and "twin" in m["note"]
     # CSR keeps fp32 values, like the dense baseline: its whole speedup is pruning's
     (csr,) = speed.decode_rows(decode_result("csr", twin=False))
     assert (csr["pruning speedup"], csr["pruning IQR"], csr["pruning bound"]) == (2.5, 0.02, 2.8)

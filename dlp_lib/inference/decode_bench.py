@@ -80,7 +80,9 @@ def _reference_model(model, fmt: str):
 def _format_dense_entry(runs: dict, format_dense, sparse_bytes: int) -> dict:
     """The unpruned model in the compressed format, timed in the same interleaved repeats: its speedup over
     the dense model (what the format's value type alone buys) and the pruned model's over it (what pruning
-    alone buys), each the median of paired ratios with its IQR, and the latter's memory-traffic bound."""
+    alone buys), each the median of paired ratios with its IQR, and the latter's memory-traffic bound. The
+    twin stores every layer in the format, so the pruning ratio is like-for-like only where the pruned model
+    does too (no layer above the break-even); whoever reports it must check that."""
     f, d, s = runs["format_dense"], runs["dense"], runs["sparse"]
     over_dense = [a / b for a, b in zip(d, f)]
     pruning = [a / b for a, b in zip(f, s)]

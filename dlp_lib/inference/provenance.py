@@ -28,5 +28,16 @@ def provenance(root: Path | None = None) -> dict:
             "dirty": dirty, "machine": machine_id(), "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "platform": platform.platform(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "loadavg": os.getloadavg(),
+            "cpu_flags": cpu_flags(), "loadavg": os.getloadavg(),
             "command": " ".join(sys.argv)}
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's vector extensions, which decide the kernels that run (the bitmask kernel's vectorised path
+    needs AVX-512 VBMI2): the avx*, amx* and fma flags of /proc/cpuinfo; empty where it cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
