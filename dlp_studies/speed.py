@@ -334,6 +334,8 @@ def headline_verdict(table5: list[dict], metric: dict, decode: dict, threads: in
         if r.get("format alone") is not None:
             ours = (f"{ours} over the unpruned model in the same format; {r['speedup']:.2f}x over fp32 dense, "
                     f"{r['format alone']:.2f}x of it the format's bf16 values alone")
+        elif "pruning speedup" in r and not r["pruning"]:   # a bitmask grid without a like-for-like twin
+            ours = f"{ours} over fp32 dense: the format's bf16 values and pruning together"
         rows.append(v.row(f"Table 5: {r['what']} at {s:.0%} ({threads} thread{'s' if threads > 1 else ''})", ours,
                           f"{paper[round(s, 1)]:.1f}x (7B, DeepSparse)" if round(s, 1) in paper else "", words[-1]))
     if len(timed) >= 2:
