@@ -262,7 +262,7 @@ def test_decode_bench_command_writes_json(tmp_path):
     assert d["provenance"]["commit"] and d["grid"]["sparsities"] == [0.8]
     # the vector extensions that decide which kernels ran, as /proc/cpuinfo lists them
     cpuinfo = Path("/proc/cpuinfo").read_text().split()
-    assert all(f in cpuinfo and f.startswith(("avx", "amx", "fma")) for f in d["provenance"]["cpu_flags"])
+    assert all(f in cpuinfo and f.startswith(("avx", "amx", "fma", "f16c", "sse4")) for f in d["provenance"]["cpu_flags"])
     assert ("avx512_vbmi2" in d["provenance"]["cpu_flags"]) == ("avx512_vbmi2" in cpuinfo)
     assert d["sparsities"][0]["threads"]["1"]["format_counts"]["csr"] > 0
     with pytest.raises(ValueError, match="sparsities"):

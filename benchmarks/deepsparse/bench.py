@@ -93,15 +93,6 @@ def summarize(runs: dict[str, list[float]], cpu: dict[str, list[float]]) -> dict
     return out
 
 
-def cpu_flags() -> list[str]:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            line = next((l for l in fh if l.startswith("flags")), "")
-    except OSError:
-        return []
-    return sorted(f for f in line.split(":", 1)[-1].split() if f.startswith(("avx", "amx", "fma", "f16c", "sse4")))
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     from dlp_lib.inference.decode import RUNTIMES
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -166,7 +157,7 @@ def main(argv=None) -> dict:
     out_path = args.out or ROOT / "benchmarks" / "results" / f"deepsparse_{args.model}{'_quick' if args.quick else ''}.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     worker = Worker()
-    result = {"provenance": {**provenance(), "cpu_flags": cpu_flags(), "engine": worker(op="info")},
+    result = {"provenance": {**provenance(), "engine": worker(op="info")},
               "complete": False, "grid": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
               "prompt_tokens": int(prompt.shape[1]), "logit_tolerance": LOGIT_TOLERANCE,
               "graph": "one fixed-shape decoder step, prompt + new-tokens cache slots, fp32 (decoder_step.py)",

@@ -34,10 +34,10 @@ def provenance(root: Path | None = None) -> dict:
 
 def cpu_flags() -> list[str]:
     """The CPU's vector extensions, which decide the kernels that run (the bitmask kernel's vectorised path
-    needs AVX-512 VBMI2): the avx*, amx* and fma flags of /proc/cpuinfo; empty where it cannot be read."""
+    needs AVX-512 VBMI2): the avx*, amx*, fma, f16c and sse4* flags of /proc/cpuinfo; empty where unreadable."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return []
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
+    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c", "sse4")))
