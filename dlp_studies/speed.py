@@ -316,12 +316,13 @@ def _judged(row: dict) -> dict:
 
 
 def headline_verdict(table5: list[dict], metric: dict, decode: dict, threads: int, four: dict | None = None) -> dict:
-    """Notebook 12's headline over Tables 5 and 6. Rows: our decode speedup at each timed sparsity, pruning's own
-    where known (`_judged`; real when it exceeds 1 by more than its IQR), its trend with sparsity (`trend_verdict`'s rule), where `four` (the
-    DeepSparse benchmark's JSON) is given the paper's own ratio (DeepSparse sparse over DeepSparse dense, DLP)
-    at each sparsity by the same rule, and per method whether DLP's metric time is no more than Uniform's
-    (paired 95% CI). A JSON measured on a loaded machine decides nothing: its rows are 'cannot tell'.
-    table5: `decode_rows` of the shown thread count for `decode` (our best format's JSON)."""
+    """Notebook 12's headline over Tables 5 and 6. Rows: our decode speedup at each timed sparsity, pruning's
+    own where known (`_judged`; real when it exceeds 1 by more than its IQR), its trend with sparsity
+    (`trend_verdict`'s rule), where `four` (the DeepSparse benchmark's JSON) is given the paper's own ratio
+    (DeepSparse sparse over DeepSparse dense, DLP) at each sparsity by the same rule, and per method whether
+    DLP's metric time is no more than Uniform's (paired 95% CI). A JSON measured on a loaded machine decides
+    nothing: its rows are 'cannot tell'. table5: `decode_rows` of the shown thread count for `decode` (our best
+    format's JSON)."""
     v = verdicts
     rows, words = [], []
     decode_loaded, metric_loaded = loaded(decode), loaded(metric)

@@ -215,7 +215,8 @@ def decode_markdown(d: dict, source: str) -> str:
     twin = any("format_dense" in r for e in d["sparsities"] for r in e["threads"].values())
     twin_head = "| unpruned in the format / dense | pruning alone (IQR) [bound] " if twin else ""
     lines = [f"`benchmarks/decode_speed.py --format {g['fmt']}`: {g['method']} + {g['allocation']}, "
-             f"{g['new_tokens']} tokens, {g['repeats']} interleaved repeats, {'all three' if twin else 'both'} arms through {_loop(g)}, "
+             f"{g['new_tokens']} tokens, {g['repeats']} interleaved repeats, "
+             f"{'all three' if twin else 'both'} arms through {_loop(g)}, "
              f"{_machine_line(d, source)}:", "",
              f"| sparsity | threads | {g['fmt']} layers | speedup (IQR) | memory-traffic bound | of the bound "
              f"{twin_head}| paper (DeepSparse, 7B) |", "| ---: " * (9 if twin else 7) + "|"]
