@@ -139,6 +139,7 @@ def decode_rows(result: dict, threads: int | str = 1) -> list[dict]:
     unpruned one in the same bf16 format (the benchmark's third arm; None where the JSON lacks it, since bf16
     values alone halve the bytes, or where some layers of the pruned model stayed dense fp32, since the twin
     stores every layer in the format), for torch's formats the speedup itself (fp32 values, like the baseline)."""
+    from dlp_lib.inference.decode_bench import comparable_twin
     from dlp_lib.inference.sparse_linear import TORCH_SPARSE_FORMATS
     t = str(threads)
     same_values = result["grid"]["fmt"] in TORCH_SPARSE_FORMATS
@@ -158,11 +159,8 @@ def decode_rows(result: dict, threads: int | str = 1) -> list[dict]:
                         "pruning speedup": None, "pruning IQR": None, "pruning bound": None,
                         "note": "all layers dense (= baseline)"})
         else:
-            f = r.get("format_dense")
-            # the twin stores every layer in the format: it differs from the pruned model in its zeros only where
-            # the pruned model stores every layer in the format too (else the dense-kept layers differ in kind)
-            mixed = f is not None and set(r["format_counts"]) != {result["grid"]["fmt"]}
-            f = None if mixed else f
+            f = comparable_twin(r, result["grid"]["fmt"])
+            mixed = f is None and "format_dense" in r
             pruning = ((f["pruning_speedup_paired_median"], f["pruning_speedup_paired_iqr"],
                         f["pruning_memory_bound_speedup"]) if f else
                        (r["speedup_paired_median"], r["speedup_paired_iqr"], r["memory_bound_speedup"]) if same_values

@@ -268,3 +268,11 @@ def test_decode_bench_command_writes_json(tmp_path):
     with pytest.raises(ValueError, match="sparsities"):
         checked_config(add_arguments(argparse.ArgumentParser()).parse_args(["--model", "tiny-llama", "--sparsities",
                                                                            "1.5"]))
+
+
+def test_the_unpruned_twin_counts_only_where_every_layer_is_in_the_format():
+    from dlp_lib.inference.decode_bench import comparable_twin
+    twin = {"pruning_speedup_paired_median": 1.7}
+    assert comparable_twin({"format_counts": {"bitmask": 3}, "format_dense": twin}, "bitmask") is twin
+    assert comparable_twin({"format_counts": {"bitmask": 2, "dense": 1}, "format_dense": twin}, "bitmask") is None
+    assert comparable_twin({"format_counts": {"bitmask": 3}}, "bitmask") is None

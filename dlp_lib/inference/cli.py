@@ -92,7 +92,7 @@ def checked_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace, cfg, lab) -> dict:
     """Prune at every sparsity, time dense vs compressed decoding, write the JSON, print a summary."""
-    from .decode_bench import run_decode_benchmark
+    from .decode_bench import comparable_twin, run_decode_benchmark
     from .provenance import provenance
 
     grid = grid_from_args(args)
@@ -114,5 +114,10 @@ def run(args: argparse.Namespace, cfg, lab) -> dict:
             print(f"sparsity {e['sparsity']:.0%} threads {t}: dense {r['dense_median_ms']:.1f} ms/token, sparse "
                   f"{r['sparse_median_ms']:.1f}, speedup {r['speedup_paired_median']:.2f}x (IQR "
                   f"{r['speedup_paired_iqr']:.2f}, bound {r['memory_bound_speedup']:.2f}x) {r['format_counts']}")
+            f = comparable_twin(r, args.fmt)
+            if f is not None:
+                print(f"  unpruned model in the format: {f['speedup_paired_median']:.2f}x over dense; pruning alone "
+                      f"{f['pruning_speedup_paired_median']:.2f}x (IQR {f['pruning_speedup_paired_iqr']:.2f}, "
+                      f"bound {f['pruning_memory_bound_speedup']:.2f}x)")
     print(f"wrote {out}")
     return result

@@ -82,7 +82,7 @@ def _format_dense_entry(runs: dict, format_dense, sparse_bytes: int) -> dict:
     the dense model (what the format's value type alone buys) and the pruned model's over it (what pruning
     alone buys), each the median of paired ratios with its IQR, and the latter's memory-traffic bound. The
     twin stores every layer in the format, so the pruning ratio is like-for-like only where the pruned model
-    does too (no layer above the break-even); whoever reports it must check that."""
+    does too (no layer above the break-even): `comparable_twin` says where."""
     f, d, s = runs["format_dense"], runs["dense"], runs["sparse"]
     over_dense = [a / b for a, b in zip(d, f)]
     pruning = [a / b for a, b in zip(f, s)]
@@ -91,6 +91,13 @@ def _format_dense_entry(runs: dict, format_dense, sparse_bytes: int) -> dict:
             "speedup_paired_median": statistics.median(over_dense), "speedup_paired_iqr": iqr(over_dense),
             "pruning_speedup_paired_median": statistics.median(pruning), "pruning_speedup_paired_iqr": iqr(pruning),
             "pruning_memory_bound_speedup": format_dense.bytes_per_token()["stored"] / sparse_bytes}
+
+
+def comparable_twin(threads_entry: dict, fmt: str) -> dict | None:
+    """A decode result's unpruned-twin entry (`_format_dense_entry`) where it differs from the pruned model in
+    its zeros only, i.e. the pruned model stores every layer in `fmt` too; else (or without a twin) None."""
+    twin = threads_entry.get("format_dense")
+    return twin if twin is not None and set(threads_entry["format_counts"]) == {fmt} else None
 
 
 def _thresholds(model, grid: DecodeGrid, threads: int) -> dict:

@@ -30,12 +30,15 @@ class KernelBuildError(RuntimeError):
     """The C++ compiler is missing or failed on the kernel source."""
 
 
-def _cpu_flags() -> str:
+def cpu_flags() -> list[str]:
+    """Every flag /proc/cpuinfo lists for the CPU (empty where it cannot be read): what `-march=native`
+    compiles for, so part of the library's cache key."""
     try:
         with open("/proc/cpuinfo") as fh:
-            return next((line for line in fh if line.startswith("flags")), "")
+            line = next((line for line in fh if line.startswith("flags")), "")
     except OSError:
-        return ""
+        return []
+    return line.split(":", 1)[-1].split()
 
 
 def compiler() -> str:
@@ -50,7 +53,7 @@ def library_path() -> Path:
     """Where the library compiled from these sources, compiler flags and CPU lives."""
     from ..cache import cache_root
     digest = hashlib.sha256(b"".join(src.read_bytes() for src in SOURCES) + " ".join(CXX_FLAGS).encode()
-                            + _cpu_flags().encode())
+                            + " ".join(cpu_flags()).encode())
     return cache_root() / "kernels" / f"dlp_kernels_{digest.hexdigest()[:16]}.so"
 
 

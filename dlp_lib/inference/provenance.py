@@ -28,16 +28,12 @@ def provenance(root: Path | None = None) -> dict:
             "dirty": dirty, "machine": machine_id(), "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "platform": platform.platform(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "cpu_flags": cpu_flags(), "loadavg": os.getloadavg(),
+            "cpu_flags": vector_flags(), "loadavg": os.getloadavg(),
             "command": " ".join(sys.argv)}
 
 
-def cpu_flags() -> list[str]:
+def vector_flags() -> list[str]:
     """The CPU's vector extensions, which decide the kernels that run (the bitmask kernel's vectorised path
-    needs AVX-512 VBMI2): the avx*, amx*, fma, f16c and sse4* flags of /proc/cpuinfo; empty where unreadable."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c", "sse4")))
+    needs AVX-512 VBMI2): the avx*, amx*, fma, f16c and sse4* flags of `native.cpu_flags`."""
+    from .native import cpu_flags
+    return sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma", "f16c", "sse4")))
